@@ -1,0 +1,149 @@
+# `.ci/sealstore test`: the same set-up as `run`, then every test tier, each reported; the
+# runners' summary lines and a total at the end; non-zero exit if anything failed.
+# shellcheck shell=bash
+
+TEST_CLUSTER=test
+TIER_NAMES=()
+TIER_STATUS=()
+TIER_SUMMARY=()
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+
+# run_tier NAME SUMMARY_FUNCTION COMMAND...: runs COMMAND with its output shown and kept in
+# .sealstore/logs/NAME.log, then asks SUMMARY_FUNCTION for "passed failed summary-line".
+run_tier() {
+    local name=$1 summarize=$2 log rc=0 counts passed failed
+    shift 2
+    log="$STATE/logs/$name.log"
+    say "Tier: $name"
+    "$@" > >(tee "$log") 2>&1 || rc=$?
+    wait  # let tee finish writing
+    read -r passed failed < <("$summarize" "$log" counts) || { passed=0; failed=0; }
+    [ "$rc" != 0 ] && [ "$failed" = 0 ] && failed=1   # a runner that died before reporting
+    TOTAL_PASSED=$((TOTAL_PASSED + passed))
+    TOTAL_FAILED=$((TOTAL_FAILED + failed))
+    TIER_NAMES+=("$name")
+    TIER_STATUS+=("$([ "$rc" = 0 ] && echo ok || echo "FAILED (exit $rc)")")
+    TIER_SUMMARY+=("$("$summarize" "$log" lines)")
+}
+
+# Summaries of cargo's "test result: ok. N passed; M failed; ..." lines.
+cargo_summary() {
+    local log=$1 mode=$2
+    if [ "$mode" = counts ]; then
+        { grep -aE '^test result:' "$log" || true; } \
+            | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' \
+            | awk '{p+=$1; f+=$2} END {print p+0, f+0}'
+    else
+        grep -aE '^test result:' "$log" | sed 's/^/    /' || echo "    cargo printed no summary"
+    fi
+}
+
+# pg_regress ends with "# All N tests passed." or "# M of N tests failed." (older: no "#").
+regress_summary() {
+    local log=$1 mode=$2 line
+    line=$(grep -aE 'tests? (passed|failed)' "$log" | tail -n 1 || true)
+    if [ "$mode" = counts ]; then
+        if [[ $line =~ All\ ([0-9]+)\ tests\ passed ]]; then echo "${BASH_REMATCH[1]} 0"
+        elif [[ $line =~ ([0-9]+)\ of\ ([0-9]+)\ tests\ failed ]]; then
+            echo "$((BASH_REMATCH[2] - BASH_REMATCH[1])) ${BASH_REMATCH[1]}"
+        else echo "0 0"; fi
+    else
+        echo "    ${line:-pg_regress printed no summary}"
+    fi
+}
+
+# pytest's last line: "===== 12 passed, 1 failed in 3.2s =====".
+pytest_summary() {
+    local log=$1 mode=$2 line p f e
+    line=$(grep -aE '^=+ .*(passed|failed|error).* in [0-9.]+s' "$log" | tail -n 1 || true)
+    if [ "$mode" = counts ]; then
+        p=$(grep -oE '[0-9]+ passed' <<<"$line" | cut -d' ' -f1 || true)
+        f=$(grep -oE '[0-9]+ failed' <<<"$line" | cut -d' ' -f1 || true)
+        e=$(grep -oE '[0-9]+ errors?' <<<"$line" | cut -d' ' -f1 || true)
+        echo "${p:-0} $(( ${f:-0} + ${e:-0} ))"
+    else
+        echo "    ${line:-pytest printed no summary}"
+    fi
+}
+
+unit_tests() {
+    # Run without the dev settings in the environment: the gateway's config tests read it.
+    env -u SEALSTORE_APP_PG_URL -u SEALSTORE_APP_PG_URL_FILE -u SEALSTORE_GATEWAY_LISTEN \
+        cargo test -p sealstore-core -p sealstore-gateway
+}
+
+pgrx_tests() {
+    local pgdata
+    pgdata="$(cluster_root)/pgrx-test"
+    mkdir -p "$pgdata"
+    is_root && chown "$(pg_os_user)" "$pgdata"
+    # RUNAS makes pgrx install with sudo and run the server as that user (root is refused by
+    # initdb; a normal user cannot write the server's directories).
+    (cd "$REPO/pg_ext" && CARGO_PGRX_TEST_RUNAS=$(pg_os_user) CARGO_PGRX_TEST_PGDATA=$pgdata \
+        cargo pgrx test "pg$PG_MAJOR")
+}
+
+regress_tests() {
+    local base out
+    base=$(cluster_dir "$TEST_CLUSTER")
+    out="$STATE/regress"
+    rm -rf "$out"; mkdir -p "$out"
+    # The expected fingerprint, computed independently of the extension, for the tests to read.
+    "$STATE/venv/bin/python" "$REPO/tests/e2e/keys.py" fingerprint "$base/master.key" \
+        | as_pg_user tee "$base/data/sealstore_expected_fingerprint" >/dev/null
+    cluster_psql "$TEST_CLUSTER" postgres -c 'DROP DATABASE IF EXISTS sealstore_regress' -c 'CREATE DATABASE sealstore_regress'
+    local tests
+    tests=$(cd "$REPO/tests/regress/sql" && ls -- *.sql | sed 's/\.sql$//' | sort)
+    # shellcheck disable=SC2086
+    PGPASSWORD=$(superuser_password "$TEST_CLUSTER") \
+        "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" \
+        --use-existing --host=127.0.0.1 --port="$CLUSTER_PORT" --user=postgres \
+        --bindir="$PG_BINDIR" --inputdir="$REPO/tests/regress" --outputdir="$out" \
+        --dbname=sealstore_regress $tests
+    local rc=$?
+    [ -f "$out/regression.diffs" ] && [ "$rc" != 0 ] && cat "$out/regression.diffs"
+    return $rc
+}
+
+e2e_tests() {
+    SEALSTORE_TEST_PG_URL=$(superuser_url "$TEST_CLUSTER" sealstore_e2e) \
+    SEALSTORE_TEST_APP_PG_URL=$(gateway_url "$TEST_CLUSTER" sealstore_e2e) \
+    SEALSTORE_TEST_MASTER_KEY_FILE="$(cluster_dir "$TEST_CLUSTER")/master.key" \
+    SEALSTORE_GATEWAY_BIN=$GATEWAY_BIN \
+    SEALSTORE_PG_BINDIR=$PG_BINDIR \
+    SEALSTORE_CLUSTER_ROOT="$(cluster_root)" \
+    SEALSTORE_PG_OS_USER=$(pg_os_user) \
+        "$STATE/venv/bin/python" -m pytest -p no:cacheprovider -ra "$REPO/tests/e2e"
+}
+
+cmd_test() {
+    local started=$SECONDS
+    setup_machine
+    mkdir -p "$STATE/logs"
+    trap 'cluster_stop "$TEST_CLUSTER"' EXIT
+
+    run_tier unit cargo_summary unit_tests
+    run_tier pgrx cargo_summary pgrx_tests
+
+    # The SQL and HTTP tiers use the release build, as `run` does (pgrx test installed its own).
+    install_extension
+    build_gateway
+    cluster_destroy "$TEST_CLUSTER"          # a fresh cluster and key every time
+    cluster_init "$TEST_CLUSTER"
+    cluster_start "$TEST_CLUSTER" "${SEALSTORE_TEST_PG_PORT:-54339}"
+    cluster_prepare_db "$TEST_CLUSTER" sealstore_e2e
+
+    run_tier regress regress_summary regress_tests
+    run_tier e2e pytest_summary e2e_tests
+    cluster_stop "$TEST_CLUSTER"
+
+    say "Summary ($(( SECONDS - started )) s)"
+    local i
+    for i in "${!TIER_NAMES[@]}"; do
+        printf '  %-8s %s\n' "${TIER_NAMES[$i]}" "${TIER_STATUS[$i]}"
+        printf '%s\n' "${TIER_SUMMARY[$i]}"
+    done
+    echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
+    [ "$TOTAL_FAILED" = 0 ]
+}

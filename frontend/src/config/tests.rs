@@ -1,0 +1,109 @@
+use super::*;
+
+const URL: &str = "postgres://gw:s3cr3t-pw@127.0.0.1:5432/app";
+
+fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+    let mut argv = vec!["sealstore-gateway"];
+    argv.extend_from_slice(args);
+    Config::from_cli(Cli::try_parse_from(argv).expect("flags parse"))
+}
+
+#[test]
+fn defaults_apply_with_only_a_url() {
+    let c = parse(&["--app-pg-url", URL]).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.db_pool_size, 16);
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(c.pg.config().get_user(), Some("gw"));
+}
+
+#[test]
+fn url_is_required_and_exclusive_with_file() {
+    let err = parse(&[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("SEALSTORE_APP_PG_URL: required"),
+        "{err}"
+    );
+    let err = parse(&["--app-pg-url", URL, "--app-pg-url-file", "/x"]).unwrap_err();
+    assert!(err.to_string().contains("not both"), "{err}");
+}
+
+#[test]
+fn url_from_file_is_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("url");
+    std::fs::write(&path, format!("{URL}\n")).unwrap();
+    let c = parse(&["--app-pg-url-file", path.to_str().unwrap()]).unwrap();
+    assert_eq!(c.pg.config().get_dbname(), Some("app"));
+    let err = parse(&["--app-pg-url-file", "/nonexistent/url"]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("SEALSTORE_APP_PG_URL_FILE: cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_url_errors_never_echo_the_password() {
+    for bad in [
+        "postgres://gw:s3cr3t-pw@127.0.0.1:notaport/app",
+        "postgres://gw:s3cr3t-pw@[::1/app",
+        "host=127.0.0.1 password=s3cr3t-pw port=x",
+        "postgres://:s3cr3t-pw@127.0.0.1/app?user=",
+    ] {
+        let err = parse(&["--app-pg-url", bad]).expect_err(bad).to_string();
+        assert!(err.starts_with("SEALSTORE_APP_PG_URL:"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+    let c = parse(&["--app-pg-url", URL]).unwrap();
+    assert!(!format!("{c:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn numbers_and_addresses_are_checked() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--listen", "localhost"], "SEALSTORE_GATEWAY_LISTEN"),
+        (&["--listen", "127.0.0.1:99999"], "SEALSTORE_GATEWAY_LISTEN"),
+        (&["--db-pool-size", "0"], "SEALSTORE_DB_POOL_SIZE"),
+        (&["--db-pool-size", "many"], "SEALSTORE_DB_POOL_SIZE"),
+        (&["--db-timeout-secs", "61"], "SEALSTORE_DB_TIMEOUT_SECS"),
+        (
+            &["--request-timeout-secs=-1"],
+            "SEALSTORE_REQUEST_TIMEOUT_SECS",
+        ),
+        (
+            &["--shutdown-timeout-secs", "601"],
+            "SEALSTORE_SHUTDOWN_TIMEOUT_SECS",
+        ),
+    ];
+    for (args, name) in cases {
+        let mut all = vec!["--app-pg-url", URL];
+        all.extend_from_slice(args);
+        let err = parse(&all).unwrap_err().to_string();
+        assert!(err.starts_with(name), "{args:?}: {err}");
+    }
+    let c = parse(&[
+        "--app-pg-url",
+        URL,
+        "--listen",
+        "[::1]:0",
+        "--shutdown-timeout-secs",
+        "0",
+    ])
+    .unwrap();
+    assert_eq!(c.listen.port(), 0);
+    assert_eq!(c.shutdown_timeout, Duration::ZERO);
+}
+
+#[test]
+fn help_hides_the_url_value() {
+    // clap prints `[env: NAME=value]` in --help unless told not to; the URL holds a password.
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let url = cmd
+        .get_arguments()
+        .find(|a| a.get_id() == "app_pg_url")
+        .unwrap();
+    assert!(url.is_hide_env_values_set());
+}

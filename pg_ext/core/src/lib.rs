@@ -1,0 +1,8 @@
+//! Sealstore's pure logic, kept free of pgrx and tokio so it is unit tested in seconds.
+//!
+//! The extension crate (`pg_ext`) only converts datums, reads settings and maps the errors
+//! defined here to SQLSTATEs; the gateway (`frontend`) may link it for shared parsing.
+
+pub mod master_key;
+
+pub use master_key::{MasterKey, MasterKeyError, MasterKeySource};

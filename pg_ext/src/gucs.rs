@@ -1,0 +1,42 @@
+//! Every setting of the extension, in one place. The `sealstore.` prefix is reserved, so a typo
+//! such as `sealstore.master_keyfile` is an error instead of a silently ignored placeholder.
+
+use std::ffi::CString;
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+
+/// Path of a file holding the master key as 64 hex digits, readable by the server's OS user
+/// only. Read once at server start; superuser-only, hidden from non-superusers.
+pub static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// A shell command whose standard output is the master key (64 hex digits): the hook for a KMS
+/// or secrets manager. Run once by the postmaster at start, 30 s timeout, stderr discarded.
+pub static MASTER_KEY_COMMAND: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+
+pub fn define() {
+    GucRegistry::define_string_guc(
+        c"sealstore.master_key_file",
+        c"File holding the Sealstore master key (64 hex digits, mode 0600).",
+        c"Read once at server start. The file must not be accessible by group or others.",
+        &MASTER_KEY_FILE,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"sealstore.master_key_command",
+        c"Command that prints the Sealstore master key (64 hex digits).",
+        c"Run once at server start with /bin/sh -c; its standard error is discarded.",
+        &MASTER_KEY_COMMAND,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    // SAFETY: called from _PG_init with a NUL-terminated static string.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"sealstore".as_ptr()) };
+}
+
+/// The current value of a string setting, if set and valid UTF-8.
+pub fn string_value(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().and_then(|v| v.into_string().ok())
+}

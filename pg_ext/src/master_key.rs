@@ -1,0 +1,64 @@
+//! The master key of this server process.
+//!
+//! Loaded once, in the postmaster, while `shared_preload_libraries` is processed, so every
+//! backend and parallel worker inherits it through fork and no backend re-reads the file or
+//! re-runs a KMS command. A failure does not stop the server: it is logged (without key
+//! material) and every function that needs the key raises a clean, documented error, which
+//! lets an operator connect, see what is wrong and `/readyz` report it.
+
+use std::sync::OnceLock;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use sealstore_core::{MasterKey, MasterKeyError, MasterKeySource};
+
+use crate::errors;
+use crate::gucs;
+
+/// Why this process has no master key.
+#[derive(Debug)]
+pub enum Unavailable {
+    /// The library was loaded by a backend, not at server start.
+    NotPreloaded,
+    Key(MasterKeyError),
+}
+
+static STATE: OnceLock<Result<MasterKey, Unavailable>> = OnceLock::new();
+
+pub fn init() {
+    // SAFETY: a plain read of a PostgreSQL global, in the main thread during library load.
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    let state = if preloading {
+        load()
+    } else {
+        Err(Unavailable::NotPreloaded)
+    };
+    match &state {
+        Ok(key) => log!(
+            "sealstore: master key loaded (fingerprint {})",
+            key.fingerprint()
+        ),
+        Err(Unavailable::Key(e)) => {
+            warning!("sealstore: no master key, encryption is unavailable: {e}")
+        }
+        Err(Unavailable::NotPreloaded) => {}
+    }
+    let _ = STATE.set(state);
+}
+
+fn load() -> Result<MasterKey, Unavailable> {
+    let file = gucs::string_value(&gucs::MASTER_KEY_FILE);
+    let command = gucs::string_value(&gucs::MASTER_KEY_COMMAND);
+    MasterKeySource::from_settings(file.as_deref(), command.as_deref())
+        .and_then(|source| source.load())
+        .map_err(Unavailable::Key)
+}
+
+/// The master key, or an ERROR with the SQLSTATE documented for why it is missing.
+pub fn get() -> &'static MasterKey {
+    match STATE.get() {
+        Some(Ok(key)) => key,
+        Some(Err(why)) => errors::raise(errors::key_unavailable(why)),
+        None => errors::raise(errors::key_unavailable(&Unavailable::NotPreloaded)),
+    }
+}

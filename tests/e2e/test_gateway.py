@@ -1,0 +1,207 @@
+"""The gateway binary against the real database: health, readiness, errors, headers, config
+checks before binding, graceful shutdown, and logs that carry no secrets."""
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from harness import Gateway, env, free_port
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def assert_security_headers(resp):
+    h = resp.headers
+    assert h["X-Content-Type-Options"] == "nosniff"
+    assert h["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert h["X-Frame-Options"] == "DENY"
+    assert h["Referrer-Policy"] == "no-referrer"
+    assert h["Cache-Control"] == "no-store"
+    assert UUID.match(h["X-Request-Id"]), h["X-Request-Id"]
+
+
+def assert_error(resp, status, code):
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"] == "application/json"
+    body = resp.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "request_id"}
+    assert body["error"]["code"] == code
+    assert body["error"]["request_id"] == resp.headers["X-Request-Id"]
+    assert_security_headers(resp)
+    return body["error"]
+
+
+def test_healthz_is_up(gateway):
+    r = requests.get(f"{gateway.url}/healthz", timeout=5)
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+    assert_security_headers(r)
+    # Every response gets its own request id.
+    r2 = requests.get(f"{gateway.url}/healthz", timeout=5)
+    assert r2.headers["X-Request-Id"] != r.headers["X-Request-Id"]
+
+
+def test_readyz_is_ready_with_database_and_key(gateway):
+    r = requests.get(f"{gateway.url}/readyz", timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ready"}
+    assert_security_headers(r)
+
+
+def test_unknown_route_and_wrong_method_are_json_errors(gateway):
+    assert_error(requests.get(f"{gateway.url}/nope", timeout=5), 404, "not_found")
+    assert_error(requests.get(f"{gateway.url}/healthz/x", timeout=5), 404, "not_found")
+    assert_error(requests.post(f"{gateway.url}/healthz", timeout=5), 405, "method_not_allowed")
+    assert_error(requests.delete(f"{gateway.url}/readyz", timeout=5), 405, "method_not_allowed")
+
+
+def test_readyz_503_when_database_unreachable_while_healthz_stays_up():
+    closed = free_port()  # nothing listens there
+    gw = Gateway(f"postgresql://sealstore_gateway:pw@127.0.0.1:{closed}/sealstore")
+    try:
+        started = time.monotonic()
+        r = requests.get(f"{gw.url}/readyz", timeout=10)
+        assert time.monotonic() - started < 5
+        err = assert_error(r, 503, "database_unavailable")
+        assert err["message"] == "database unavailable"
+        assert r.headers["Retry-After"] == "5"
+        assert requests.get(f"{gw.url}/healthz", timeout=5).status_code == 200
+    finally:
+        gw.stop()
+
+
+class Blackhole:
+    """A TCP server that accepts connections and never answers: a hung database."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def test_hung_database_is_bounded_and_sigterm_drains_in_flight_requests():
+    hole = Blackhole()
+    gw = Gateway(f"postgresql://sealstore_gateway:pw@127.0.0.1:{hole.port}/sealstore")
+    try:
+        result = {}
+
+        def call():
+            started = time.monotonic()
+            result["resp"] = requests.get(f"{gw.url}/readyz", timeout=20)
+            result["secs"] = time.monotonic() - started
+
+        t = threading.Thread(target=call)
+        t.start()
+        time.sleep(0.5)  # the request is now waiting on the database
+        gw.proc.send_signal(15)
+        t.join(20)
+        # The in-flight request was answered (503 after the 2 s database timeout), not cut off.
+        assert_error(result["resp"], 503, "database_unavailable")
+        assert 1.5 < result["secs"] < 6, result["secs"]
+        assert gw.proc.wait(10) == 0
+        messages = [e.get("message") for e in gw.events()]
+        assert "shutdown requested" in messages and messages[-1] == "stopped", messages
+        # After shutdown nothing listens any more.
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{gw.url}/healthz", timeout=2)
+    finally:
+        gw.stop()
+        hole.close()
+
+
+def test_sigterm_when_idle_exits_cleanly(gateway):
+    assert requests.get(f"{gateway.url}/healthz", timeout=5).status_code == 200
+    assert gateway.terminate() == 0
+    assert [e for e in gateway.events() if e.get("message") == "stopped"]
+
+
+def run_gateway(env_vars: dict, args=()):
+    e = {"PATH": "/usr/bin:/bin"}
+    e.update(env_vars)
+    return subprocess.run([env("SEALSTORE_GATEWAY_BIN"), *args], env=e, capture_output=True,
+                          text=True, timeout=15)
+
+
+def test_bad_config_exits_64_before_binding_and_never_echoes_the_password():
+    port = free_port()
+    listen = {"SEALSTORE_GATEWAY_LISTEN": f"127.0.0.1:{port}"}
+    r = run_gateway(listen)
+    assert r.returncode == 64
+    assert "SEALSTORE_APP_PG_URL: required" in r.stderr
+
+    for bad in ["postgresql://gw:Very-S3cret@127.0.0.1:notaport/db",
+                "host=127.0.0.1 password=Very-S3cret port=x"]:
+        r = run_gateway({**listen, "SEALSTORE_APP_PG_URL": bad})
+        assert r.returncode == 64, r.stderr
+        assert "SEALSTORE_APP_PG_URL" in r.stderr
+        assert "Very-S3cret" not in r.stdout + r.stderr
+
+    good = "postgresql://gw:Very-S3cret@127.0.0.1:1/db"
+    for name, value in [("SEALSTORE_DB_POOL_SIZE", "0"), ("SEALSTORE_GATEWAY_LISTEN", "nowhere"),
+                        ("SEALSTORE_SHUTDOWN_TIMEOUT_SECS", "forever")]:
+        r = run_gateway({**listen, "SEALSTORE_APP_PG_URL": good, name: value})
+        assert r.returncode == 64 and name in r.stderr, (name, r.stderr)
+        assert "Very-S3cret" not in r.stdout + r.stderr
+    r = run_gateway({**listen, "SEALSTORE_APP_PG_URL": good}, ["--no-such-flag"])
+    assert r.returncode == 64
+
+
+def test_help_never_shows_the_connection_url():
+    r = run_gateway({"SEALSTORE_APP_PG_URL": "postgresql://gw:Very-S3cret@127.0.0.1/db"},
+                    ["--help"])
+    assert r.returncode == 0
+    assert "SEALSTORE_APP_PG_URL" in r.stdout
+    assert "Very-S3cret" not in r.stdout + r.stderr
+
+
+def test_port_in_use_exits_69():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = run_gateway({"SEALSTORE_APP_PG_URL": "postgresql://gw:pw@127.0.0.1:1/db",
+                         "SEALSTORE_GATEWAY_LISTEN": f"127.0.0.1:{port}"})
+    assert r.returncode == 69
+    assert "cannot listen" in r.stdout
+
+
+def test_logs_are_json_and_carry_no_credentials(app_url):
+    gw = Gateway(app_url)
+    token = "sk_test_" + "Q" * 40
+    try:
+        requests.get(f"{gw.url}/readyz", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        requests.get(f"{gw.url}/nope?token={token}", timeout=5)
+        assert gw.terminate() == 0
+    finally:
+        gw.stop()
+    log = gw.log()
+    password = app_url.split(":")[2].split("@")[0]
+    assert token not in log
+    assert password not in log
+    for line in gw.lines:
+        json.loads(line)  # every line is one JSON object
+    requests_logged = [e for e in gw.events() if e.get("message") == "request"]
+    assert {(e["path"], e["status"]) for e in requests_logged} == {("/readyz", 200), ("/nope", 404)}
+    assert all(UUID.match(e["request_id"]) for e in requests_logged)
