@@ -5,9 +5,10 @@
 # Clusters live in the repo (git-ignored) when the cluster's OS user can reach it; otherwise
 # (a clone under /root, say) in a per-repo directory under /var/tmp.
 cluster_root() {
-    if pg_user_can_reach "$STATE"; then
+    if pg_user_can_reach "$STATE" && [ ${#STATE} -le 60 ]; then
         echo "$STATE/clusters"
     else
+        # Also taken for long paths: pgrx puts its Unix socket there (about 100 bytes at most).
         echo "/var/tmp/sealstore-$(printf '%s' "$REPO" | sha256sum | cut -c1-12)"
     fi
 }
@@ -94,7 +95,7 @@ gateway_password() { cat "$(cluster_dir "$1")/gateway.password"; }
 # psql as the cluster's superuser: cluster_psql NAME DB [psql args...]
 cluster_psql() {
     local name=$1 db=$2; shift 2
-    PGPASSWORD=$(superuser_password "$name") "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 \
+    PGPASSWORD=$(superuser_password "$name") PGOPTIONS='-c client_min_messages=warning' "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 \
         -h 127.0.0.1 -p "$CLUSTER_PORT" -U postgres -d "$db" "$@"
 }
 
