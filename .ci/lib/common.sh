@@ -25,7 +25,8 @@ as_root() {
 pg_os_user() { if is_root; then echo postgres; else id -un; fi; }
 
 as_pg_user() {
-    if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+    # From /, since the calling directory may be closed to that user (a clone under /root).
+    if is_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # True when the cluster's OS user can reach DIR (a clone under /root, mode 700, is not).

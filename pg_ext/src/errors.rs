@@ -48,3 +48,82 @@ pub fn key_unavailable(why: &Unavailable) -> ErrorReport {
         .set_detail(detail)
         .set_hint(hint)
 }
+
+/// An error with a code and a fixed message.
+pub fn plain(code: PgSqlErrorCode, message: &'static str) -> ErrorReport {
+    ErrorReport::new(code, message, "sealstore")
+}
+
+pub fn no_tenant_context() -> ErrorReport {
+    plain(
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        "no tenant context",
+    )
+    .set_hint(
+        "Set the tenant for this transaction first (sealstore.act_as_tenant, for administrators).",
+    )
+}
+
+pub fn unknown_tenant() -> ErrorReport {
+    plain(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        "tenant does not exist",
+    )
+}
+
+pub fn shredded_tenant() -> ErrorReport {
+    plain(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        "tenant has been shredded",
+    )
+    .set_detail("Its data keys were destroyed; its encrypted data cannot be recovered.")
+}
+
+pub fn missing_key_version(version: u32) -> ErrorReport {
+    plain(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        "the tenant has no data key of this version",
+    )
+    .set_detail(format!("key version {version}"))
+}
+
+pub fn invalid_argument(message: &'static str) -> ErrorReport {
+    plain(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
+}
+
+pub fn not_found(message: &'static str) -> ErrorReport {
+    plain(PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, message)
+}
+
+/// SPI failures of the extension's own fixed queries: a bug or a damaged installation.
+pub fn internal(e: &pgrx::spi::Error) -> ErrorReport {
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        "sealstore internal query failed",
+        "sealstore",
+    )
+    .set_detail(e.to_string())
+}
+
+/// Crypto failures. The core's messages never contain key or plaintext bytes.
+pub fn crypto(e: &sealstore_core::crypto::CryptoError) -> ErrorReport {
+    use sealstore_core::crypto::CryptoError::*;
+    use PgSqlErrorCode::*;
+    let code = match e {
+        Truncated | UnsupportedFormat(_) | UnknownAlgorithm(_) => {
+            ERRCODE_INVALID_BINARY_REPRESENTATION
+        }
+        Authentication | AlgorithmMismatch | Unwrap => ERRCODE_DATA_CORRUPTED,
+        UnknownAlgorithmName => ERRCODE_INVALID_PARAMETER_VALUE,
+        TooLarge => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        Random => ERRCODE_SYSTEM_ERROR,
+    };
+    let report = ErrorReport::new(code, e.to_string(), "sealstore");
+    match e {
+        Unwrap => report.set_hint(
+            "The server's master key is not the one that wrapped this tenant's keys: compare \
+             sealstore.master_key_fingerprint() with sealstore.key_versions().",
+        ),
+        _ => report,
+    }
+}

@@ -5,9 +5,15 @@
 
 use pgrx::prelude::*;
 
+mod context;
+mod encryption;
 mod errors;
 mod gucs;
+mod keycache;
 mod master_key;
+mod owner;
+mod secrets;
+mod tenants;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -17,6 +23,11 @@ mod master_key;
 pub extern "C-unwind" fn _PG_init() {
     gucs::define();
     master_key::init();
+    context::init();
+    // SAFETY: a plain read of a PostgreSQL global during library load.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        keycache::init_shmem();
+    }
 }
 
 /// The version of the loaded Sealstore library.
@@ -32,7 +43,8 @@ fn master_key_fingerprint() -> String {
     master_key::get().fingerprint()
 }
 
-// Privileges and roles: nothing is executable by PUBLIC; see sql/finalize.sql.
+// The extension's tables come first; privileges and roles last (nothing for PUBLIC).
+pgrx::extension_sql_file!("../../sql/schema.sql", bootstrap);
 pgrx::extension_sql_file!("../../sql/finalize.sql", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -74,4 +74,214 @@ mod tests {
         .unwrap();
         assert_eq!(row, (Some(false), Some(false)));
     }
+
+    // --- encryption, keys, secrets ---
+
+    fn new_tenant(alg: &str) -> pgrx::Uuid {
+        Spi::get_one_with_args::<pgrx::Uuid>(
+            "SELECT sealstore.create_tenant('t', $1)",
+            &[alg.into()],
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    fn act_as(t: pgrx::Uuid) {
+        Spi::run_with_args("SELECT sealstore.act_as_tenant($1)", &[t.into()]).unwrap();
+    }
+
+    fn encrypt(pt: &[u8], ctx: &str) -> Vec<u8> {
+        Spi::get_one_with_args::<Vec<u8>>(
+            "SELECT sealstore.encrypt($1, $2)",
+            &[pt.to_vec().into(), ctx.into()],
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    fn decrypt(ct: &[u8], ctx: &str) -> Vec<u8> {
+        Spi::get_one_with_args::<Vec<u8>>(
+            "SELECT sealstore.decrypt($1, $2)",
+            &[ct.to_vec().into(), ctx.into()],
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn round_trip_for_both_algorithms_and_text() {
+        for alg in ["xchacha20-poly1305", "aes-256-gcm"] {
+            act_as(new_tenant(alg));
+            for size in [0usize, 1, 64, 1024, 16 * 1024, 1 << 20] {
+                let pt: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+                let ct = encrypt(&pt, "orders.note:7");
+                assert_eq!(decrypt(&ct, "orders.note:7"), pt, "{alg} {size}");
+            }
+            let t = Spi::get_one::<String>(
+                "SELECT sealstore.decrypt_text(sealstore.encrypt_text('héllo ✓', 'c'), 'c')",
+            )
+            .unwrap();
+            assert_eq!(t.as_deref(), Some("héllo ✓"));
+        }
+    }
+
+    #[pg_test]
+    fn encryption_is_randomized_and_strict() {
+        act_as(new_tenant("xchacha20-poly1305"));
+        assert_ne!(encrypt(b"same", ""), encrypt(b"same", ""));
+        let null = Spi::get_one::<Vec<u8>>("SELECT sealstore.encrypt(NULL::bytea)").unwrap();
+        assert_eq!(null, None);
+    }
+
+    #[pg_test(
+        error = "ciphertext failed authentication: it was modified, or belongs to another tenant, key version or context"
+    )]
+    fn wrong_context_fails() {
+        act_as(new_tenant("aes-256-gcm"));
+        let ct = encrypt(b"v", "row:1");
+        decrypt(&ct, "row:2");
+    }
+
+    #[pg_test(
+        error = "ciphertext failed authentication: it was modified, or belongs to another tenant, key version or context"
+    )]
+    fn another_tenants_ciphertext_fails() {
+        act_as(new_tenant("xchacha20-poly1305"));
+        let ct = encrypt(b"v", "");
+        act_as(new_tenant("xchacha20-poly1305"));
+        decrypt(&ct, "");
+    }
+
+    #[pg_test(error = "no tenant context")]
+    fn no_context_fails_closed() {
+        encrypt(b"v", "");
+    }
+
+    #[pg_test]
+    fn rotation_keeps_old_versions_and_reencrypt_moves_to_active() {
+        let t = new_tenant("aes-256-gcm");
+        act_as(t);
+        let old = encrypt(b"payload", "c");
+        let v =
+            Spi::get_one_with_args::<i32>("SELECT sealstore.rotate_tenant_key($1)", &[t.into()])
+                .unwrap();
+        assert_eq!(v, Some(2));
+        let new = encrypt(b"payload", "c");
+        let version = |ct: &[u8]| {
+            Spi::get_one_with_args::<i32>(
+                "SELECT sealstore.envelope_key_version($1)",
+                &[ct.to_vec().into()],
+            )
+            .unwrap()
+            .unwrap()
+        };
+        assert_eq!((version(&old), version(&new)), (1, 2));
+        assert_eq!(decrypt(&old, "c"), b"payload");
+        let moved =
+            Spi::get_one_with_args::<Vec<u8>>("SELECT sealstore.reencrypt($1, 'c')", &[old.into()])
+                .unwrap()
+                .unwrap();
+        assert_eq!(version(&moved), 2);
+        assert_eq!(decrypt(&moved, "c"), b"payload");
+        let versions = Spi::get_one_with_args::<String>(
+            "SELECT string_agg(version || ':' || active, ',' ORDER BY version) FROM sealstore.key_versions($1)",
+            &[t.into()],
+        )
+        .unwrap();
+        assert_eq!(versions.as_deref(), Some("1:false,2:true"));
+    }
+
+    #[pg_test]
+    fn blind_index_survives_rotation_and_differs_per_tenant() {
+        let t = new_tenant("xchacha20-poly1305");
+        act_as(t);
+        let idx = || {
+            Spi::get_one::<Vec<u8>>("SELECT sealstore.blind_index('a@example.com', 'email')")
+                .unwrap()
+        };
+        let before = idx();
+        assert_eq!(before.as_ref().map(Vec::len), Some(32));
+        Spi::run_with_args("SELECT sealstore.rotate_tenant_key($1)", &[t.into()]).unwrap();
+        assert_eq!(idx(), before);
+        act_as(new_tenant("xchacha20-poly1305"));
+        assert_ne!(idx(), before);
+    }
+
+    #[pg_test(error = "tenant has been shredded")]
+    fn shredded_tenant_cannot_decrypt_even_with_a_warm_cache() {
+        let t = new_tenant("xchacha20-poly1305");
+        act_as(t);
+        let ct = encrypt(b"v", "");
+        assert_eq!(decrypt(&ct, ""), b"v"); // the key is now cached in this backend
+        Spi::run_with_args("SELECT sealstore.shred_tenant($1)", &[t.into()]).unwrap();
+        decrypt(&ct, "");
+    }
+
+    #[pg_test]
+    fn secrets_are_per_tenant_and_stored_encrypted() {
+        let (a, b) = (new_tenant("xchacha20-poly1305"), new_tenant("aes-256-gcm"));
+        act_as(a);
+        Spi::run("SELECT sealstore.put_secret('openai', 'sk-live-AAAA')").unwrap();
+        Spi::run("SELECT sealstore.put_secret('openai', 'sk-live-BBBB')").unwrap();
+        act_as(b);
+        Spi::run("SELECT sealstore.put_secret('openai', 'sk-other')").unwrap();
+        assert_eq!(
+            Spi::get_one::<String>("SELECT sealstore.get_secret('openai')")
+                .unwrap()
+                .as_deref(),
+            Some("sk-other")
+        );
+        act_as(a);
+        assert_eq!(
+            Spi::get_one::<String>("SELECT sealstore.get_secret('openai')")
+                .unwrap()
+                .as_deref(),
+            Some("sk-live-BBBB")
+        );
+        let stored = Spi::get_one::<bool>(
+            "SELECT bool_and(position(convert_to('sk-', 'UTF8') in value) = 0) FROM sealstore.secrets",
+        )
+        .unwrap();
+        assert_eq!(stored, Some(true));
+        Spi::run("SELECT sealstore.delete_secret('openai')").unwrap();
+        act_as(b);
+        assert_eq!(
+            Spi::get_one::<String>("SELECT sealstore.get_secret('openai')")
+                .unwrap()
+                .as_deref(),
+            Some("sk-other")
+        );
+    }
+
+    #[pg_test(error = "secret does not exist")]
+    fn deleted_secret_is_gone() {
+        act_as(new_tenant("xchacha20-poly1305"));
+        Spi::run("SELECT sealstore.put_secret('k', 'v')").unwrap();
+        Spi::run("SELECT sealstore.delete_secret('k')").unwrap();
+        Spi::run("SELECT sealstore.get_secret('k')").unwrap();
+    }
+
+    #[pg_test]
+    fn lifecycle_is_audited_with_the_login_role() {
+        let t = new_tenant("aes-256-gcm");
+        Spi::run_with_args("SELECT sealstore.rotate_tenant_key($1)", &[t.into()]).unwrap();
+        Spi::run_with_args("SELECT sealstore.shred_tenant($1)", &[t.into()]).unwrap();
+        Spi::run_with_args("SELECT sealstore.shred_tenant($1)", &[t.into()]).unwrap();
+        let actions = Spi::get_one_with_args::<String>(
+            "SELECT string_agg(action, ',' ORDER BY id) FROM sealstore.audit_log \
+             WHERE tenant_id = $1 AND actor = session_user",
+            &[t.into()],
+        )
+        .unwrap();
+        assert_eq!(
+            actions.as_deref(),
+            Some("create_tenant,rotate_tenant_key,shred_tenant")
+        );
+        let keys = Spi::get_one_with_args::<i64>(
+            "SELECT count(*) FROM sealstore.tenant_keys WHERE tenant_id = $1",
+            &[t.into()],
+        )
+        .unwrap();
+        assert_eq!(keys, Some(0));
+    }
 }

@@ -42,7 +42,8 @@ class Gateway:
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self._listening = threading.Event()
         self.addr = None
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         if not self._listening.wait(15):
             self.stop()
             raise RuntimeError("gateway did not start listening:\n" + self.log())
@@ -73,7 +74,13 @@ class Gateway:
 
     def terminate(self, timeout: float = 15) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 15) -> int:
+        """Waits for exit and for every line the process wrote to be read."""
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return code
 
     def stop(self):
         if self.proc.poll() is None:

@@ -120,7 +120,7 @@ def test_hung_database_is_bounded_and_sigterm_drains_in_flight_requests():
         # The in-flight request was answered (503 after the 2 s database timeout), not cut off.
         assert_error(result["resp"], 503, "database_unavailable")
         assert 1.5 < result["secs"] < 6, result["secs"]
-        assert gw.proc.wait(10) == 0
+        assert gw.wait(10) == 0
         messages = [e.get("message") for e in gw.events()]
         assert "shutdown requested" in messages and messages[-1] == "stopped", messages
         # After shutdown nothing listens any more.

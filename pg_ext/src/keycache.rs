@@ -1,0 +1,172 @@
+//! Unwrapped data keys, cached per backend, invalidated in every backend through a shared epoch.
+//!
+//! A transaction that changes keys (rotation, shredding) bumps a counter in shared memory when
+//! it commits. Every lookup compares the backend's epoch with the shared one (one atomic load)
+//! and drops its whole cache when they differ, so once shred_tenant() has committed no backend
+//! can use a cached key of that tenant again. Dropped keys are zeroized by the cipher crates.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PgAtomic};
+use sealstore_core::crypto::{self, Algorithm, DataKey, TenantId};
+
+use crate::errors;
+use crate::master_key;
+use crate::owner::as_owner;
+
+static KEY_EPOCH: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"sealstore_key_epoch") };
+
+/// Reserves the epoch in shared memory; only possible while preloading.
+pub fn init_shmem() {
+    pg_shmem_init!(KEY_EPOCH);
+}
+
+/// The keys of one tenant as of the moment they were loaded.
+pub struct TenantKeys {
+    pub active: u32,
+    keys: HashMap<u32, DataKey>,
+}
+
+impl TenantKeys {
+    pub fn active_key(&self) -> &DataKey {
+        self.keys
+            .get(&self.active)
+            .unwrap_or_else(|| errors::raise(errors::missing_key_version(self.active)))
+    }
+
+    pub fn key(&self, version: u32) -> &DataKey {
+        self.keys
+            .get(&version)
+            .unwrap_or_else(|| errors::raise(errors::missing_key_version(version)))
+    }
+
+    /// The blind-index key is derived from version 1, so indexes survive key rotation.
+    pub fn index_key(&self) -> &DataKey {
+        self.key(1)
+    }
+}
+
+#[derive(Default)]
+struct Cache {
+    epoch: u64,
+    tenants: HashMap<TenantId, Rc<TenantKeys>>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+    /// This transaction changed keys: bump the shared epoch if it commits.
+    static CHANGED: Cell<bool> = const { Cell::new(false) };
+    /// A transaction that changed keys aborted: what this backend cached may be uncommitted.
+    static STALE: Cell<bool> = const { Cell::new(false) };
+}
+
+fn shared_epoch() -> u64 {
+    KEY_EPOCH.get().load(Ordering::Acquire)
+}
+
+/// The tenant's keys, from the cache or loaded (and unwrapped) from `sealstore.tenant_keys`.
+/// Raises 42704 for an unknown or shredded tenant.
+pub fn tenant_keys(tenant: &TenantId) -> Rc<TenantKeys> {
+    // The master key check comes first: without preloading there is no shared memory either.
+    let master = master_key::get();
+    let epoch = shared_epoch();
+    let cached = CACHE.with_borrow_mut(|c| {
+        if c.epoch != epoch || STALE.replace(false) {
+            c.tenants.clear();
+            c.epoch = epoch;
+        }
+        c.tenants.get(tenant).cloned()
+    });
+    if let Some(keys) = cached {
+        return keys;
+    }
+    let keys = Rc::new(load(master, tenant));
+    CACHE.with_borrow_mut(|c| {
+        // Tagged with the epoch read before loading: a change committed meanwhile bumps the
+        // shared epoch past it and the next lookup reloads.
+        if c.epoch == epoch {
+            c.tenants.insert(*tenant, keys.clone());
+        }
+    });
+    keys
+}
+
+/// Raises unless the tenant exists, is not shredded and its keys unwrap.
+pub fn check_tenant_usable(tenant: &TenantId) {
+    tenant_keys(tenant);
+}
+
+/// Called by functions that change a tenant's keys, inside their transaction.
+pub fn mark_changed(tenant: &TenantId) {
+    CHANGED.set(true);
+    CACHE.with_borrow_mut(|c| c.tenants.remove(tenant));
+}
+
+/// From the transaction callback: must not raise.
+pub fn on_commit() {
+    if CHANGED.replace(false) {
+        KEY_EPOCH.get().fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// From the transaction callback: must not raise.
+pub fn on_abort() {
+    if CHANGED.replace(false) {
+        STALE.set(true);
+    }
+}
+
+fn load(master: &sealstore_core::MasterKey, tenant: &TenantId) -> TenantKeys {
+    let id = pgrx::Uuid::from_bytes(*tenant);
+    let (algorithm, active, shredded, wrapped) = as_owner(|| {
+        Spi::connect(|client| {
+            let row = client
+                .select(
+                    "SELECT algorithm, active_version, shredded_at IS NOT NULL \
+                     FROM sealstore.tenants WHERE id = $1",
+                    Some(1),
+                    &[id.into()],
+                )?
+                .first()
+                .get_three::<String, i32, bool>()?;
+            let keys = client
+                .select(
+                    "SELECT version, wrapped FROM sealstore.tenant_keys WHERE tenant_id = $1",
+                    None,
+                    &[id.into()],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get::<i32>(1)?.unwrap_or(0),
+                        row.get::<Vec<u8>>(2)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()?;
+            Ok::<_, pgrx::spi::Error>((row.0, row.1, row.2, keys))
+        })
+        .unwrap_or_else(|e| errors::raise(errors::internal(&e)))
+    });
+    let Some(algorithm) = algorithm else {
+        errors::raise(errors::unknown_tenant())
+    };
+    if shredded == Some(true) {
+        errors::raise(errors::shredded_tenant());
+    }
+    let algorithm =
+        Algorithm::from_name(&algorithm).unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+    let mut keys = HashMap::with_capacity(wrapped.len());
+    for (version, blob) in wrapped {
+        let version = u32::try_from(version).unwrap_or(0);
+        let key = crypto::unwrap_key(master, tenant, version, algorithm, &blob)
+            .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+        keys.insert(version, key);
+    }
+    TenantKeys {
+        active: u32::try_from(active.unwrap_or(0)).unwrap_or(0),
+        keys,
+    }
+}

@@ -1,0 +1,51 @@
+-- Runs first in CREATE EXTENSION sealstore: the extension's own tables.
+-- Nothing here is readable by sealstore_app or sealstore_admin directly; the functions read and
+-- write these tables as the extension's owner, with bind parameters only.
+
+-- One row per tenant, kept after shredding (shredded_at set) so ids are never reused.
+CREATE TABLE @extschema@.tenants (
+    id             uuid PRIMARY KEY,
+    name           text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    algorithm      text NOT NULL CHECK (algorithm IN ('xchacha20-poly1305', 'aes-256-gcm')),
+    active_version integer NOT NULL DEFAULT 1 CHECK (active_version >= 1),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    shredded_at    timestamptz
+);
+
+-- Data keys, only ever stored wrapped under the master key (bound to tenant, version and
+-- algorithm). master_fingerprint names the master key that wrapped each one.
+CREATE TABLE @extschema@.tenant_keys (
+    tenant_id          uuid NOT NULL REFERENCES @extschema@.tenants (id),
+    version            integer NOT NULL CHECK (version >= 1),
+    wrapped            bytea NOT NULL,
+    master_fingerprint text NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, version)
+);
+
+-- Secrets, encrypted with the tenant's data key; the context binds each to its name.
+CREATE TABLE @extschema@.secrets (
+    tenant_id  uuid NOT NULL REFERENCES @extschema@.tenants (id),
+    name       text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    value      bytea NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, name)
+);
+
+-- Append-only record of key lifecycle events: who (the login role), what, when.
+CREATE TABLE @extschema@.audit_log (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        timestamptz NOT NULL DEFAULT now(),
+    actor     text NOT NULL DEFAULT session_user,
+    action    text NOT NULL,
+    tenant_id uuid,
+    detail    jsonb NOT NULL DEFAULT '{}'
+);
+
+-- pg_dump includes the rows of extension tables only when told to.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenants', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_log', '');
+
+REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
