@@ -12,8 +12,58 @@ BEGIN
 END
 $roles$;
 
+-- Re-encrypts one tenant's values in a column to the tenant's active key version, in batches
+-- that each commit, so it can run beside live traffic and, if killed, be started again: it
+-- only touches values not yet on the active version. Must be CALLed outside a transaction
+-- block (it commits). It sets the tenant context itself in each batch's transaction, hence
+-- the explicit tenant and the administrators-only EXECUTE.
+CREATE PROCEDURE @extschema@.rotate_column(
+    tbl regclass,
+    col name,
+    context_col name,
+    batch_size integer DEFAULT 1000,
+    tenant uuid DEFAULT NULL,
+    tenant_column name DEFAULT 'tenant_id')
+LANGUAGE plpgsql AS $proc$
+DECLARE
+    target integer;
+    total bigint;
+    done bigint := 0;
+    n bigint;
+    pending text;
+BEGIN
+    IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'batch_size must be from 1 to 100000' USING ERRCODE = '22023';
+    END IF;
+    IF tenant IS NULL OR col IS NULL OR context_col IS NULL OR tenant_column IS NULL THEN
+        RAISE EXCEPTION 'tenant, col, context_col and tenant_column are required' USING ERRCODE = '22023';
+    END IF;
+    pending := format('%s WHERE %I = $1 AND %I IS NOT NULL AND @extschema@.envelope_key_version(%I) <> $2',
+                      tbl, tenant_column, col, col);
+    PERFORM @extschema@.act_as_tenant(tenant);
+    target := @extschema@.active_key_version();
+    EXECUTE 'SELECT count(*) FROM ' || pending INTO total USING tenant, target;
+    RAISE NOTICE 'rotate_column: % values of % to re-encrypt to key version %', total, tbl, target;
+    LOOP
+        PERFORM @extschema@.act_as_tenant(tenant);
+        EXECUTE format('WITH batch AS (SELECT ctid FROM %s LIMIT $3 FOR UPDATE) '
+                       'UPDATE %s t SET %I = @extschema@.reencrypt(t.%I, t.%I::text) '
+                       'FROM batch WHERE t.ctid = batch.ctid',
+                       pending, tbl, col, col, context_col)
+            USING tenant, target, batch_size;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        done := done + n;
+        COMMIT;
+        EXIT WHEN n = 0;
+        RAISE NOTICE 'rotate_column: % of % done', done, total;
+    END LOOP;
+    RAISE NOTICE 'rotate_column: finished, % values re-encrypted', done;
+END
+$proc$;
+
 REVOKE ALL ON SCHEMA @extschema@ FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
+REVOKE EXECUTE ON ALL PROCEDURES IN SCHEMA @extschema@ FROM PUBLIC;
 GRANT USAGE ON SCHEMA @extschema@ TO sealstore_app, sealstore_admin;
 
 GRANT EXECUTE ON FUNCTION @extschema@.version() TO sealstore_app, sealstore_admin;
@@ -27,6 +77,8 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.shred_tenant(uuid),
     @extschema@.act_as_tenant(uuid)
 TO sealstore_admin;
+GRANT EXECUTE ON PROCEDURE @extschema@.rotate_column(regclass, name, name, integer, uuid, name)
+TO sealstore_admin;
 GRANT SELECT ON @extschema@.audit_log TO sealstore_admin;
 
 -- Encryption and secrets for the current tenant: applications and administrators.
@@ -38,6 +90,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.decrypt_text(bytea, text),
     @extschema@.reencrypt(bytea, text),
     @extschema@.envelope_key_version(bytea),
+    @extschema@.active_key_version(),
     @extschema@.blind_index(text, text),
     @extschema@.put_secret(text, text),
     @extschema@.get_secret(text),

@@ -77,6 +77,13 @@ fn reencrypt(ciphertext: &[u8], context: default!(&str, "''")) -> Vec<u8> {
     crypto::seal(keys.active_key(), &tenant, context.as_bytes(), &plain).unwrap_or_else(|e| fail(e))
 }
 
+/// The current tenant's active key version: the one new writes and reencrypt() use.
+#[pg_extern(stable, parallel_restricted)]
+fn active_key_version() -> i32 {
+    let tenant = context::tenant();
+    i32::try_from(keycache::tenant_keys(&tenant).active_key().version()).unwrap_or(i32::MAX)
+}
+
 /// The key version a ciphertext was made with (reads the header only; no key needed).
 #[pg_extern(immutable, parallel_safe, strict)]
 fn envelope_key_version(ciphertext: &[u8]) -> i32 {

@@ -124,15 +124,17 @@ fn load(master: &sealstore_core::MasterKey, tenant: &TenantId) -> TenantKeys {
     let id = pgrx::Uuid::from_bytes(*tenant);
     let (algorithm, active, shredded, wrapped) = as_owner(|| {
         Spi::connect(|client| {
-            let row = client
-                .select(
-                    "SELECT algorithm, active_version, shredded_at IS NOT NULL \
-                     FROM sealstore.tenants WHERE id = $1",
-                    Some(1),
-                    &[id.into()],
-                )?
-                .first()
-                .get_three::<String, i32, bool>()?;
+            let tenants = client.select(
+                "SELECT algorithm, active_version, shredded_at IS NOT NULL \
+                 FROM sealstore.tenants WHERE id = $1",
+                Some(1),
+                &[id.into()],
+            )?;
+            let row = if tenants.is_empty() {
+                (None, None, None)
+            } else {
+                tenants.first().get_three::<String, i32, bool>()?
+            };
             let keys = client
                 .select(
                     "SELECT version, wrapped FROM sealstore.tenant_keys WHERE tenant_id = $1",

@@ -99,3 +99,7 @@ SELECT (SELECT count(*) FROM sealstore.tenant_keys k WHERE k.tenant_id = t.x) AS
 FROM t;
 SELECT action, actor = session_user AS by_login_role, detail
 FROM sealstore.audit_log, t WHERE tenant_id = t.x ORDER BY id;
+-- An unknown tenant is 42704, not an internal error.
+\set VERBOSITY sqlstate
+SELECT sealstore.act_as_tenant('00000000-0000-4000-8000-000000000000');
+\set VERBOSITY default
