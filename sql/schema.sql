@@ -47,5 +47,8 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenants', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_log', '');
+-- ... and the identity's sequence, or a restored database would hand out audit ids again.
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('@extschema@.audit_log', 'id'), '');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;

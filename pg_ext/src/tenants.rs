@@ -94,6 +94,9 @@ fn create_tenant(name: &str, algorithm: default!(&str, "'xchacha20-poly1305'")) 
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn rotate_tenant_key(tenant: pgrx::Uuid) -> i32 {
     let id = *tenant.as_bytes();
+    // The existing versions must unwrap under this server's master key: rotating under another
+    // master key would silently mix two key hierarchies in one tenant.
+    keycache::check_tenant_usable(&id);
     let version = as_owner(|| {
         let (algorithm, _active, shredded) = lock_tenant(tenant);
         if shredded {
