@@ -1,0 +1,26 @@
+# `.ci/sealstore bench`: the same set-up, then the benchmarks, on a dedicated cluster. Writes
+# tests/bench/results/*.md (linked from the README). Not part of `test`: benchmarks are not
+# pass/fail tests, and the machines are shared and noisy.
+# shellcheck shell=bash
+
+BENCH_CLUSTER=bench
+
+cmd_bench() {
+    setup_machine
+    install_extension
+    mkdir -p "$STATE/logs" "$REPO/tests/bench/results"
+    trap 'cluster_stop "$BENCH_CLUSTER"' EXIT
+    cluster_init "$BENCH_CLUSTER"
+    cluster_start "$BENCH_CLUSTER" "${SEALSTORE_BENCH_PG_PORT:-54349}"
+    cluster_psql "$BENCH_CLUSTER" postgres -c 'DROP DATABASE IF EXISTS sealstore_bench' -c 'CREATE DATABASE sealstore_bench'
+    cluster_psql "$BENCH_CLUSTER" sealstore_bench -c 'CREATE EXTENSION sealstore'
+
+    say "Benchmark: bare crates (cargo bench -p sealstore-core)"
+    cargo bench -q -p sealstore-core --bench envelope > "$STATE/logs/bench-bare.jsonl" \
+        || die "cargo bench failed"
+    say "Benchmark: encryption in the database against pgcrypto"
+    "$STATE/venv/bin/python" "$REPO/tests/bench/encryption.py" \
+        "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$STATE/logs/bench-bare.jsonl" \
+        "$REPO/tests/bench/results/encryption.md" || die "the encryption benchmark failed"
+    say "Results: tests/bench/results/encryption.md"
+}

@@ -1,0 +1,107 @@
+//! Bare-crate reference for the encryption benchmark (`.ci/sealstore bench`): AEAD encryption
+//! straight through `aes-gcm` / `chacha20poly1305`, and Sealstore's envelope (`seal`/`open`,
+//! which adds the header, a random nonce from the OS and one allocation).
+//! Prints one JSON object per line: {"algorithm", "size", "op", "ns"} with ns the median of
+//! 11 samples. A measurement harness only: run with `cargo bench -p sealstore-core`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use aes_gcm::Aes256Gcm;
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::XChaCha20Poly1305;
+use sealstore_core::crypto::{self, Algorithm, DataKey};
+
+const SIZES: [usize; 3] = [64, 1024, 16 * 1024];
+
+/// Median nanoseconds per call of `f`, over 11 samples of about 100 ms each.
+fn median_ns(mut f: impl FnMut()) -> f64 {
+    let mut iters = 1u64;
+    loop {
+        let start = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        if start.elapsed() > Duration::from_millis(20) {
+            break;
+        }
+        iters *= 2;
+    }
+    iters *= 5;
+    let mut samples: Vec<f64> = (0..11)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn report(alg: Algorithm, size: usize, op: &str, ns: f64) {
+    println!(
+        r#"{{"algorithm":"{}","size":{size},"op":"{op}","ns":{ns:.1}}}"#,
+        alg.name()
+    );
+}
+
+fn main() {
+    let key = [7u8; 32];
+    let tenant = [1u8; 16];
+    for size in SIZES {
+        let msg = vec![0xa5u8; size];
+        let mut buf = msg.clone();
+
+        let xchacha = XChaCha20Poly1305::new((&key).into());
+        let nonce24 = [3u8; 24];
+        report(
+            Algorithm::XChaCha20Poly1305,
+            size,
+            "bare_encrypt",
+            median_ns(|| {
+                black_box(
+                    xchacha
+                        .encrypt_inout_detached((&nonce24).into(), b"", buf.as_mut_slice().into())
+                        .unwrap(),
+                );
+            }),
+        );
+        let aes = Aes256Gcm::new((&key).into());
+        let nonce12 = [3u8; 12];
+        report(
+            Algorithm::Aes256Gcm,
+            size,
+            "bare_encrypt",
+            median_ns(|| {
+                black_box(
+                    aes.encrypt_inout_detached((&nonce12).into(), b"", buf.as_mut_slice().into())
+                        .unwrap(),
+                );
+            }),
+        );
+
+        for alg in [Algorithm::XChaCha20Poly1305, Algorithm::Aes256Gcm] {
+            let k = DataKey::from_bytes(alg, 1, &key);
+            report(
+                alg,
+                size,
+                "envelope_seal",
+                median_ns(|| {
+                    black_box(crypto::seal(&k, &tenant, b"c", &msg).unwrap());
+                }),
+            );
+            let env = crypto::seal(&k, &tenant, b"c", &msg).unwrap();
+            report(
+                alg,
+                size,
+                "envelope_open",
+                median_ns(|| {
+                    black_box(crypto::open(&k, &tenant, b"c", &env).unwrap());
+                }),
+            );
+        }
+    }
+}
