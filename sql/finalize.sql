@@ -61,6 +61,26 @@ BEGIN
 END
 $proc$;
 
+-- Master key rotation: re-wraps every data key still under another master key, in committed
+-- batches; resumable (it only selects keys not yet under the current master key). CALL it
+-- outside a transaction block, with the old key in sealstore.previous_master_key_*.
+CREATE PROCEDURE @extschema@.rewrap_tenant_keys(batch_size integer DEFAULT 100)
+LANGUAGE plpgsql AS $proc$
+DECLARE
+    n integer;
+    done bigint := 0;
+BEGIN
+    LOOP
+        n := @extschema@.rewrap_tenant_keys_batch(batch_size);
+        done := done + n;
+        COMMIT;
+        EXIT WHEN n = 0;
+        RAISE NOTICE 'rewrap_tenant_keys: % keys re-wrapped', done;
+    END LOOP;
+    RAISE NOTICE 'rewrap_tenant_keys: finished, % keys re-wrapped', done;
+END
+$proc$;
+
 REVOKE ALL ON SCHEMA @extschema@ FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE EXECUTE ON ALL PROCEDURES IN SCHEMA @extschema@ FROM PUBLIC;
@@ -79,6 +99,11 @@ GRANT EXECUTE ON FUNCTION
 TO sealstore_admin;
 GRANT EXECUTE ON PROCEDURE @extschema@.rotate_column(regclass, name, name, integer, uuid, name)
 TO sealstore_admin;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.rewrap_tenant_keys_batch(integer),
+    @extschema@.master_key_usage()
+TO sealstore_admin;
+GRANT EXECUTE ON PROCEDURE @extschema@.rewrap_tenant_keys(integer) TO sealstore_admin;
 GRANT SELECT ON @extschema@.audit_log TO sealstore_admin;
 
 -- Encryption and secrets for the current tenant: applications and administrators.

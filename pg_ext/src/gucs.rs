@@ -15,6 +15,15 @@ pub static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CS
 pub static MASTER_KEY_COMMAND: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 
+/// During master key rotation only: the previous master key, so keys still wrapped under it
+/// can be unwrapped until `CALL sealstore.rewrap_tenant_keys()` has re-wrapped them.
+pub static PREVIOUS_MASTER_KEY_FILE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+
+/// Like `sealstore.master_key_command`, for the previous master key.
+pub static PREVIOUS_MASTER_KEY_COMMAND: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+
 pub fn define() {
     GucRegistry::define_string_guc(
         c"sealstore.master_key_file",
@@ -29,6 +38,22 @@ pub fn define() {
         c"Command that prints the Sealstore master key (64 hex digits).",
         c"Run once at server start with /bin/sh -c; its standard error is discarded.",
         &MASTER_KEY_COMMAND,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"sealstore.previous_master_key_file",
+        c"File holding the previous master key, while keys are re-wrapped after a rotation.",
+        c"Same format and checks as sealstore.master_key_file. Remove it once rewrap_tenant_keys() is done.",
+        &PREVIOUS_MASTER_KEY_FILE,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"sealstore.previous_master_key_command",
+        c"Command that prints the previous master key, while keys are re-wrapped after a rotation.",
+        c"Same rules as sealstore.master_key_command.",
+        &PREVIOUS_MASTER_KEY_COMMAND,
         GucContext::Postmaster,
         GucFlags::SUPERUSER_ONLY,
     );

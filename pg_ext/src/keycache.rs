@@ -72,7 +72,7 @@ fn shared_epoch() -> u64 {
 /// Raises 42704 for an unknown or shredded tenant.
 pub fn tenant_keys(tenant: &TenantId) -> Rc<TenantKeys> {
     // The master key check comes first: without preloading there is no shared memory either.
-    let master = master_key::get();
+    master_key::get();
     let epoch = shared_epoch();
     let cached = CACHE.with_borrow_mut(|c| {
         if c.epoch != epoch || STALE.replace(false) {
@@ -84,7 +84,7 @@ pub fn tenant_keys(tenant: &TenantId) -> Rc<TenantKeys> {
     if let Some(keys) = cached {
         return keys;
     }
-    let keys = Rc::new(load(master, tenant));
+    let keys = Rc::new(load(tenant));
     CACHE.with_borrow_mut(|c| {
         // Tagged with the epoch read before loading: a change committed meanwhile bumps the
         // shared epoch past it and the next lookup reloads.
@@ -120,7 +120,7 @@ pub fn on_abort() {
     }
 }
 
-fn load(master: &sealstore_core::MasterKey, tenant: &TenantId) -> TenantKeys {
+fn load(tenant: &TenantId) -> TenantKeys {
     let id = pgrx::Uuid::from_bytes(*tenant);
     let (algorithm, active, shredded, wrapped) = as_owner(|| {
         Spi::connect(|client| {
@@ -137,7 +137,8 @@ fn load(master: &sealstore_core::MasterKey, tenant: &TenantId) -> TenantKeys {
             };
             let keys = client
                 .select(
-                    "SELECT version, wrapped FROM sealstore.tenant_keys WHERE tenant_id = $1",
+                    "SELECT version, wrapped, master_fingerprint FROM sealstore.tenant_keys \
+                     WHERE tenant_id = $1",
                     None,
                     &[id.into()],
                 )?
@@ -145,6 +146,7 @@ fn load(master: &sealstore_core::MasterKey, tenant: &TenantId) -> TenantKeys {
                     Ok((
                         row.get::<i32>(1)?.unwrap_or(0),
                         row.get::<Vec<u8>>(2)?.unwrap_or_default(),
+                        row.get::<String>(3)?.unwrap_or_default(),
                     ))
                 })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()?;
@@ -161,8 +163,9 @@ fn load(master: &sealstore_core::MasterKey, tenant: &TenantId) -> TenantKeys {
     let algorithm =
         Algorithm::from_name(&algorithm).unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
     let mut keys = HashMap::with_capacity(wrapped.len());
-    for (version, blob) in wrapped {
+    for (version, blob, fingerprint) in wrapped {
         let version = u32::try_from(version).unwrap_or(0);
+        let master = master_key::for_fingerprint(&fingerprint);
         let key = crypto::unwrap_key(master, tenant, version, algorithm, &blob)
             .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
         keys.insert(version, key);

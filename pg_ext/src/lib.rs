@@ -11,6 +11,7 @@ mod errors;
 mod gucs;
 mod keycache;
 mod master_key;
+mod master_rotation;
 mod owner;
 mod secrets;
 mod tenants;

@@ -24,6 +24,8 @@ pub enum Unavailable {
 }
 
 static STATE: OnceLock<Result<MasterKey, Unavailable>> = OnceLock::new();
+/// The previous master key during a rotation: None when not configured.
+static PREVIOUS: OnceLock<Option<Result<MasterKey, Unavailable>>> = OnceLock::new();
 
 pub fn init() {
     // SAFETY: a plain read of a PostgreSQL global, in the main thread during library load.
@@ -44,6 +46,45 @@ pub fn init() {
         Err(Unavailable::NotPreloaded) => {}
     }
     let _ = STATE.set(state);
+    let previous = if preloading { load_previous() } else { None };
+    match &previous {
+        Some(Ok(key)) => log!(
+            "sealstore: previous master key loaded (fingerprint {})",
+            key.fingerprint()
+        ),
+        Some(Err(Unavailable::Key(e))) => {
+            warning!("sealstore: previous master key not loaded: {e}")
+        }
+        _ => {}
+    }
+    let _ = PREVIOUS.set(previous);
+}
+
+fn load_previous() -> Option<Result<MasterKey, Unavailable>> {
+    let file = gucs::string_value(&gucs::PREVIOUS_MASTER_KEY_FILE);
+    let command = gucs::string_value(&gucs::PREVIOUS_MASTER_KEY_COMMAND);
+    match MasterKeySource::from_settings(file.as_deref(), command.as_deref()) {
+        Err(MasterKeyError::NotConfigured) => None,
+        other => Some(
+            other
+                .and_then(|source| source.load())
+                .map_err(Unavailable::Key),
+        ),
+    }
+}
+
+/// The master key with this fingerprint: the current one, or the previous one during a
+/// rotation. Falls back to the current key, whose unwrap then fails cleanly (XX001).
+pub fn for_fingerprint(fingerprint: &str) -> &'static MasterKey {
+    let current = get();
+    if current.fingerprint() == fingerprint {
+        return current;
+    }
+    match PREVIOUS.get() {
+        Some(Some(Ok(previous))) if previous.fingerprint() == fingerprint => previous,
+        Some(Some(Err(why))) => errors::raise(errors::key_unavailable(why)),
+        _ => current,
+    }
 }
 
 fn load() -> Result<MasterKey, Unavailable> {

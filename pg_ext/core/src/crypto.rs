@@ -369,14 +369,13 @@ pub fn wrap_key(
     Ok(out)
 }
 
-/// Unwraps a data key made by [`wrap_key`] for the same tenant, version and algorithm.
-pub fn unwrap_key(
+fn unwrap_raw(
     master: &MasterKey,
     tenant: &TenantId,
     version: u32,
     algorithm: Algorithm,
     wrapped: &[u8],
-) -> Result<DataKey, CryptoError> {
+) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
     if wrapped.len() != WRAPPED_LEN {
         return Err(CryptoError::Unwrap);
     }
@@ -390,7 +389,33 @@ pub fn unwrap_key(
             wrapped[24 + KEY_LEN..].try_into().expect("16 bytes"),
         )
         .map_err(|_| CryptoError::Unwrap)?;
+    Ok(key)
+}
+
+/// Unwraps a data key made by [`wrap_key`] for the same tenant, version and algorithm.
+pub fn unwrap_key(
+    master: &MasterKey,
+    tenant: &TenantId,
+    version: u32,
+    algorithm: Algorithm,
+    wrapped: &[u8],
+) -> Result<DataKey, CryptoError> {
+    let key = unwrap_raw(master, tenant, version, algorithm, wrapped)?;
     Ok(DataKey::from_bytes(algorithm, version, &key))
+}
+
+/// Master key rotation: the same data key, unwrapped with `from` and wrapped under `to`.
+/// Data encrypted with it is untouched.
+pub fn rewrap_key(
+    from: &MasterKey,
+    to: &MasterKey,
+    tenant: &TenantId,
+    version: u32,
+    algorithm: Algorithm,
+    wrapped: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let key = unwrap_raw(from, tenant, version, algorithm, wrapped)?;
+    wrap_key(to, tenant, version, algorithm, &key)
 }
 
 /// Generates a fresh data key and returns it with its wrapped form.

@@ -307,3 +307,29 @@ fn algorithm_names_and_ids() {
         "DataKey(aes-256-gcm, v4, <redacted>)"
     );
 }
+
+#[test]
+fn rewrap_moves_a_key_to_a_new_master_without_changing_it() {
+    let (old, new, t) = (master(), master(), tenant());
+    for alg in ALGS {
+        let (k, wrapped) = generate_key(&old, &t, 3, alg).unwrap();
+        let env = seal(&k, &t, b"c", b"data").unwrap();
+        let rewrapped = rewrap_key(&old, &new, &t, 3, alg, &wrapped).unwrap();
+        assert_ne!(rewrapped, wrapped);
+        assert_eq!(
+            unwrap_key(&old, &t, 3, alg, &rewrapped).unwrap_err(),
+            CryptoError::Unwrap
+        );
+        let k2 = unwrap_key(&new, &t, 3, alg, &rewrapped).unwrap();
+        assert_eq!(open(&k2, &t, b"c", &env).unwrap().as_slice(), b"data");
+        // Re-wrapping needs the right old key and the right binding.
+        assert_eq!(
+            rewrap_key(&new, &old, &t, 3, alg, &wrapped).unwrap_err(),
+            CryptoError::Unwrap
+        );
+        assert_eq!(
+            rewrap_key(&old, &new, &t, 4, alg, &wrapped).unwrap_err(),
+            CryptoError::Unwrap
+        );
+    }
+}

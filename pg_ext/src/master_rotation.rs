@@ -1,0 +1,119 @@
+//! Master key rotation: re-wrap every data key under the current master key, leaving data
+//! untouched. During a rotation the server runs with the new key as `sealstore.master_key_*`
+//! and the old one as `sealstore.previous_master_key_*`; `CALL sealstore.rewrap_tenant_keys()`
+//! (sql/finalize.sql) calls the batch function below until nothing is left. Each row records
+//! the fingerprint of the master key that wraps it, so an interrupted run simply continues.
+
+use pgrx::prelude::*;
+use sealstore_core::crypto::{self, Algorithm};
+
+use crate::errors;
+use crate::master_key;
+use crate::owner::as_owner;
+
+fn spi<T>(r: Result<T, pgrx::spi::Error>) -> T {
+    r.unwrap_or_else(|e| errors::raise(errors::internal(&e)))
+}
+
+/// Re-wraps up to `batch_size` data keys that are not yet under the current master key, in the
+/// caller's transaction, and returns how many it re-wrapped (0: the rotation is complete).
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn rewrap_tenant_keys_batch(batch_size: i32) -> i32 {
+    if !(1..=10_000).contains(&batch_size) {
+        errors::raise(errors::invalid_argument(
+            "batch_size must be from 1 to 10000",
+        ));
+    }
+    let current = master_key::get();
+    let target = current.fingerprint();
+    as_owner(|| {
+        // Read-write SPI: the query locks the rows it re-wraps.
+        let rows = spi(Spi::connect_mut(|client| {
+            client
+                .update(
+                    "SELECT k.tenant_id, k.version, k.wrapped, k.master_fingerprint, t.algorithm \
+                     FROM sealstore.tenant_keys k JOIN sealstore.tenants t ON t.id = k.tenant_id \
+                     WHERE k.master_fingerprint <> $1 ORDER BY k.tenant_id, k.version \
+                     LIMIT $2 FOR UPDATE OF k",
+                    None,
+                    &[target.as_str().into(), batch_size.into()],
+                )?
+                .map(|r| {
+                    Ok((
+                        r.get::<pgrx::Uuid>(1)?.expect("tenant_id is NOT NULL"),
+                        r.get::<i32>(2)?.unwrap_or_default(),
+                        r.get::<Vec<u8>>(3)?.unwrap_or_default(),
+                        r.get::<String>(4)?.unwrap_or_default(),
+                        r.get::<String>(5)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        }));
+        for (tenant, version, wrapped, fingerprint, algorithm) in &rows {
+            let algorithm = Algorithm::from_name(algorithm)
+                .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+            let from = master_key::for_fingerprint(fingerprint);
+            let rewrapped = crypto::rewrap_key(
+                from,
+                current,
+                tenant.as_bytes(),
+                *version as u32,
+                algorithm,
+                wrapped,
+            )
+            .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+            spi(Spi::run_with_args(
+                "UPDATE sealstore.tenant_keys SET wrapped = $3, master_fingerprint = $4 \
+                 WHERE tenant_id = $1 AND version = $2",
+                &[
+                    (*tenant).into(),
+                    (*version).into(),
+                    rewrapped.into(),
+                    target.as_str().into(),
+                ],
+            ));
+        }
+        if !rows.is_empty() {
+            spi(Spi::run_with_args(
+                "INSERT INTO sealstore.audit_log (action, detail) \
+                 VALUES ('rewrap_tenant_keys', jsonb_build_object('keys', $1::int, 'master_fingerprint', $2::text))",
+                &[(rows.len() as i32).into(), target.as_str().into()],
+            ));
+        }
+        rows.len() as i32
+    })
+}
+
+/// How many data keys each master key wraps: during a rotation, the progress; after it, a
+/// single row with `current` true.
+#[pg_extern(stable, parallel_unsafe)]
+fn master_key_usage() -> TableIterator<
+    'static,
+    (
+        name!(master_fingerprint, String),
+        name!(current, bool),
+        name!(keys, i64),
+    ),
+> {
+    let current = master_key::get().fingerprint();
+    let rows = as_owner(|| {
+        spi(Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT master_fingerprint, master_fingerprint = $1, count(*) \
+                     FROM sealstore.tenant_keys GROUP BY 1 ORDER BY 2 DESC, 1",
+                    None,
+                    &[current.as_str().into()],
+                )?
+                .map(|r| {
+                    Ok((
+                        r.get::<String>(1)?.unwrap_or_default(),
+                        r.get::<bool>(2)?.unwrap_or_default(),
+                        r.get::<i64>(3)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        }))
+    });
+    TableIterator::new(rows)
+}
