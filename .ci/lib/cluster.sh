@@ -105,7 +105,19 @@ cluster_prepare_db() {
     if [ -z "$(cluster_psql "$name" postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
         cluster_psql "$name" postgres -c "CREATE DATABASE \"$db\""
     fi
-    cluster_psql "$name" "$db" -c "CREATE EXTENSION IF NOT EXISTS sealstore"
+    # Until Sealstore ships upgrade scripts, an extension created from other SQL of the same
+    # version cannot be brought up to date in place; say so instead of running half-updated.
+    local script stamp want
+    script="$("$PG_CONFIG" --sharedir)/extension/sealstore--$(sed -n "s/^default_version = '\(.*\)'/\1/p" \
+        "$("$PG_CONFIG" --sharedir)/extension/sealstore.control").sql"
+    want=$(sha256sum "$script" | cut -d' ' -f1)
+    stamp="$(cluster_dir "$name")/extension-sql.$db"
+    if [ -n "$(cluster_psql "$name" "$db" -tAc "SELECT 1 FROM pg_extension WHERE extname = 'sealstore'")" ]; then
+        [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] || die "database '$db' in $(cluster_dir "$name") was created by an older build of the extension (same version, different SQL). Sealstore has no upgrade scripts yet: move that cluster directory away (its data and keys go with it) and run again"
+    else
+        cluster_psql "$name" "$db" -c "CREATE EXTENSION sealstore"
+        echo "$want" > "$stamp"
+    fi
     cluster_psql "$name" "$db" -v db="$db" -v gateway_password="$(gateway_password "$name")" \
         -f "$REPO/sql/roles.sql" >/dev/null
 }
