@@ -68,7 +68,10 @@ cluster_start() {
     fi
     port_in_use "$port" && die "port $port is taken by another program: choose another (SEALSTORE_PG_PORT / SEALSTORE_TEST_PG_PORT)"
     say "Starting PostgreSQL cluster '$name' on 127.0.0.1:$port"
-    pg_ctl_as -D "$base/data" -l "$base/postgres.log" -o "-p $port" -w -t 60 start >/dev/null \
+    # RUST_BACKTRACE in the server's environment would make pgrx attach Rust backtraces to
+    # the errors clients receive.
+    as_pg_user env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BINDIR/pg_ctl" \
+        -D "$base/data" -l "$base/postgres.log" -o "-p $port" -w -t 60 start >/dev/null \
         || { tail -n 20 "$base/postgres.log" >&2; die "PostgreSQL did not start (log: $base/postgres.log)"; }
     CLUSTER_PORT=$port
     CLUSTER_STARTED=1

@@ -105,6 +105,11 @@ pub fn internal(e: &pgrx::spi::Error) -> ErrorReport {
     .set_detail(e.to_string())
 }
 
+/// The value of one of the extension's own SPI queries, or an internal ERROR.
+pub fn spi<T>(r: Result<T, pgrx::spi::Error>) -> T {
+    r.unwrap_or_else(|e| raise(internal(&e)))
+}
+
 /// Crypto failures. The core's messages never contain key or plaintext bytes.
 pub fn crypto(e: &sealstore_core::crypto::CryptoError) -> ErrorReport {
     use sealstore_core::crypto::CryptoError::*;

@@ -7,13 +7,9 @@
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, Algorithm};
 
-use crate::errors;
+use crate::errors::{self, spi};
 use crate::master_key;
 use crate::owner::as_owner;
-
-fn spi<T>(r: Result<T, pgrx::spi::Error>) -> T {
-    r.unwrap_or_else(|e| errors::raise(errors::internal(&e)))
-}
 
 /// Re-wraps up to `batch_size` data keys that are not yet under the current master key, in the
 /// caller's transaction, and returns how many it re-wrapped (0: the rotation is complete).

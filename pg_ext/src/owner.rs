@@ -5,6 +5,10 @@
 //! PostgreSQL's own maintenance commands do (`SECURITY_LOCAL_USERID_CHANGE`: no SET ROLE inside).
 //! Unlike SECURITY DEFINER this costs nothing on the hot path: encrypt() and decrypt() switch
 //! only on a key-cache miss.
+//!
+//! Like a SECURITY DEFINER function with `SET search_path`, it pins `search_path` to
+//! `pg_catalog, pg_temp` for the duration: otherwise a caller could put a schema of its own in
+//! front of pg_catalog, and the owner (a superuser) would run the caller's `=` operator.
 
 use std::cell::Cell;
 
@@ -37,29 +41,58 @@ fn extension_owner() -> pg_sys::Oid {
 struct Restore {
     user: pg_sys::Oid,
     context: i32,
+    guc_level: i32,
 }
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        // SAFETY: restores the values read before the switch; also correct while unwinding
-        // from an ERROR (transaction abort would restore them too).
-        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
+        // SAFETY: restores the values saved before the switch. While unwinding from an ERROR
+        // the transaction (or subtransaction) abort pops the GUC level and restores the user
+        // itself, so only the user id, a plain assignment, is restored here then.
+        unsafe {
+            if !std::thread::panicking() {
+                pg_sys::AtEOXact_GUC(true, self.guc_level);
+            }
+            pg_sys::SetUserIdAndSecContext(self.user, self.context);
+        }
     }
 }
 
-/// Runs `f` as the extension's owner.
+/// Runs `f` as the extension's owner, with a safe search_path.
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
-    let owner = extension_owner();
     let mut user = pg_sys::Oid::INVALID;
     let mut context = 0i32;
-    // SAFETY: plain reads and writes of the backend's current-user state.
-    unsafe {
+    // SAFETY: plain reads of the backend's current-user state and GUC nesting, and setting a
+    // GUC at a new nest level, as fmgr_security_definer does.
+    let restore = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        let guc_level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        Restore {
+            user,
+            context,
+            guc_level,
+        }
+    };
+    // Looked up under the safe search_path too.
+    let owner = extension_owner();
+    // SAFETY: as above.
+    unsafe {
         pg_sys::SetUserIdAndSecContext(
             owner,
             context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
         );
     }
-    let _restore = Restore { user, context };
-    f()
+    let result = f();
+    drop(restore);
+    result
 }

@@ -4,7 +4,7 @@
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, Algorithm, TenantId};
 
-use crate::errors;
+use crate::errors::{self, spi};
 use crate::keycache;
 use crate::master_key;
 use crate::owner::as_owner;
@@ -15,10 +15,6 @@ fn new_tenant_id() -> TenantId {
     id[6] = (id[6] & 0x0f) | 0x40; // UUID version 4
     id[8] = (id[8] & 0x3f) | 0x80; // RFC 4122 variant
     id
-}
-
-fn spi<T>(r: Result<T, pgrx::spi::Error>) -> T {
-    r.unwrap_or_else(|e| errors::raise(errors::internal(&e)))
 }
 
 fn audit(action: &str, tenant: pgrx::Uuid, detail: serde_json::Value) {

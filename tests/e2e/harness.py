@@ -147,7 +147,8 @@ class Cluster:
     def restart(self):
         self.stop()
         self.logfile.unlink(missing_ok=True)
-        r = self.as_user([self.bindir / "pg_ctl", "-D", self.data, "-l", self.logfile,
+        r = self.as_user(["env", "-u", "RUST_BACKTRACE", "-u", "RUST_LIB_BACKTRACE",
+                          self.bindir / "pg_ctl", "-D", self.data, "-l", self.logfile,
                           "-o", f"-p {self.port}", "-w", "-t", "60", "start"], check=False)
         if r.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed: {r.stdout}{r.stderr}\n{self.server_log()}")

@@ -165,23 +165,10 @@ impl DataKey {
         ad: &[u8],
         buf: &mut [u8],
     ) -> Result<[u8; TAG_LEN], CryptoError> {
-        let tag = match &self.cipher {
-            Cipher::XChaCha(c) => c
-                .encrypt_inout_detached(
-                    nonce.try_into().map_err(|_| CryptoError::Truncated)?,
-                    ad,
-                    buf.into(),
-                )
-                .map(|t| t.into()),
-            Cipher::Aes(c) => c
-                .encrypt_inout_detached(
-                    nonce.try_into().map_err(|_| CryptoError::Truncated)?,
-                    ad,
-                    buf.into(),
-                )
-                .map(|t| t.into()),
-        };
-        tag.map_err(|_| CryptoError::TooLarge)
+        match &self.cipher {
+            Cipher::XChaCha(c) => seal_with(c.as_ref(), nonce, ad, buf),
+            Cipher::Aes(c) => seal_with(c.as_ref(), nonce, ad, buf),
+        }
     }
 
     fn open_in_place(
@@ -191,21 +178,10 @@ impl DataKey {
         buf: &mut [u8],
         tag: &[u8],
     ) -> Result<(), CryptoError> {
-        let ok = match &self.cipher {
-            Cipher::XChaCha(c) => c.decrypt_inout_detached(
-                nonce.try_into().map_err(|_| CryptoError::Truncated)?,
-                ad,
-                buf.into(),
-                tag.try_into().map_err(|_| CryptoError::Truncated)?,
-            ),
-            Cipher::Aes(c) => c.decrypt_inout_detached(
-                nonce.try_into().map_err(|_| CryptoError::Truncated)?,
-                ad,
-                buf.into(),
-                tag.try_into().map_err(|_| CryptoError::Truncated)?,
-            ),
-        };
-        ok.map_err(|_| CryptoError::Authentication)
+        match &self.cipher {
+            Cipher::XChaCha(c) => open_with(c.as_ref(), nonce, ad, buf, tag),
+            Cipher::Aes(c) => open_with(c.as_ref(), nonce, ad, buf, tag),
+        }
     }
 
     /// Raw AEAD for known-answer tests (Wycheproof): `ct || tag` of `pt`.
@@ -244,6 +220,33 @@ impl DataKey {
         mac.update(value);
         mac.finalize().into_bytes().into()
     }
+}
+
+fn seal_with<A: AeadInOut>(
+    cipher: &A,
+    nonce: &[u8],
+    ad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN], CryptoError> {
+    let nonce = nonce.try_into().map_err(|_| CryptoError::Truncated)?;
+    let tag = cipher
+        .encrypt_inout_detached(nonce, ad, buf.into())
+        .map_err(|_| CryptoError::TooLarge)?;
+    tag.as_slice().try_into().map_err(|_| CryptoError::TooLarge)
+}
+
+fn open_with<A: AeadInOut>(
+    cipher: &A,
+    nonce: &[u8],
+    ad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8],
+) -> Result<(), CryptoError> {
+    let nonce = nonce.try_into().map_err(|_| CryptoError::Truncated)?;
+    let tag = tag.try_into().map_err(|_| CryptoError::Truncated)?;
+    cipher
+        .decrypt_inout_detached(nonce, ad, buf.into(), tag)
+        .map_err(|_| CryptoError::Authentication)
 }
 
 /// The parsed fixed part of an envelope.

@@ -32,7 +32,7 @@ fn rejects_malformed_text() {
     let cases: Vec<Vec<u8>> = vec![
         Vec::new(),
         b"\n".to_vec(),
-        hex[..62].as_bytes().to_vec(),
+        hex.as_bytes()[..62].to_vec(),
         format!("{hex}00").into_bytes(),
         format!("{}zz", &hex[..62]).into_bytes(),
         format!("{} {}", &hex[..32], &hex[32..]).into_bytes(),
