@@ -30,6 +30,8 @@ pub type TenantId = [u8; 16];
 const WRAP_INFO: &[u8] = b"sealstore/v1/dek-wrapping-key";
 const WRAP_AD_LABEL: &[u8] = b"sealstore/v1/dek";
 const BLIND_INDEX_INFO: &[u8] = b"sealstore/v1/blind-index";
+const API_KEY_INFO: &[u8] = b"sealstore/v1/api-key";
+const SECRET_AD_LABEL: &[u8] = b"sealstore/v1/config-secret";
 
 /// The AEAD a tenant's data keys use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,7 @@ pub struct DataKey {
     version: u32,
     cipher: Cipher,
     blind_key: Zeroizing<[u8; KEY_LEN]>,
+    api_key_key: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl std::fmt::Debug for DataKey {
@@ -143,11 +146,16 @@ impl DataKey {
         Hkdf::<Sha256>::new(None, key)
             .expand(BLIND_INDEX_INFO, blind_key.as_mut_slice())
             .expect("32 bytes of HKDF output");
+        let mut api_key_key = Zeroizing::new([0u8; KEY_LEN]);
+        Hkdf::<Sha256>::new(None, key)
+            .expand(API_KEY_INFO, api_key_key.as_mut_slice())
+            .expect("32 bytes of HKDF output");
         Self {
             algorithm,
             version,
             cipher,
             blind_key,
+            api_key_key,
         }
     }
 
@@ -219,6 +227,26 @@ impl DataKey {
         mac.update(context);
         mac.update(value);
         mac.finalize().into_bytes().into()
+    }
+
+    fn api_key_mac(&self, id: &[u8; 16], secret: &[u8; 32]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.api_key_key.as_slice())
+            .expect("HMAC takes any key length");
+        mac.update(id);
+        mac.update(secret);
+        mac
+    }
+
+    /// The stored form of an API key: HMAC-SHA256 of its id and secret under a key derived
+    /// from this data key (never the blind-index key, so no SQL call can compute it).
+    pub fn api_key_tag(&self, id: &[u8; 16], secret: &[u8; 32]) -> [u8; 32] {
+        self.api_key_mac(id, secret).finalize().into_bytes().into()
+    }
+
+    /// Constant-time check of an API key against its stored tag.
+    pub fn verify_api_key_tag(&self, id: &[u8; 16], secret: &[u8; 32], stored: &[u8]) -> bool {
+        use hmac::Mac;
+        self.api_key_mac(id, secret).verify_slice(stored).is_ok()
     }
 }
 
@@ -419,6 +447,62 @@ pub fn rewrap_key(
 ) -> Result<Vec<u8>, CryptoError> {
     let key = unwrap_raw(from, tenant, version, algorithm, wrapped)?;
     wrap_key(to, tenant, version, algorithm, &key)
+}
+
+fn secret_ad(purpose: &[u8]) -> Vec<u8> {
+    let mut ad = SECRET_AD_LABEL.to_vec();
+    ad.extend_from_slice(&(purpose.len() as u64).to_be_bytes());
+    ad.extend_from_slice(purpose);
+    ad
+}
+
+/// Encrypts a small configuration secret (a JWT HMAC secret) under the master key, bound to
+/// `purpose` (for example the key's kid and algorithm): nonce (24) | ciphertext | tag (16).
+pub fn seal_secret(
+    master: &MasterKey,
+    purpose: &[u8],
+    secret: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    if secret.len() > 65_536 {
+        return Err(CryptoError::TooLarge);
+    }
+    let nonce = random_bytes::<24>()?;
+    let mut out = Vec::with_capacity(24 + secret.len() + TAG_LEN);
+    out.extend_from_slice(nonce.as_slice());
+    out.extend_from_slice(secret);
+    let (n, body) = out.split_at_mut(24);
+    let tag = wrapping_cipher(master)
+        .encrypt_inout_detached(
+            (&*n).try_into().expect("24 bytes"),
+            &secret_ad(purpose),
+            body.into(),
+        )
+        .map_err(|_| CryptoError::TooLarge)?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Opens what [`seal_secret`] made for the same master key and purpose.
+pub fn open_secret(
+    master: &MasterKey,
+    purpose: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if sealed.len() < 24 + TAG_LEN {
+        return Err(CryptoError::Unwrap);
+    }
+    let (nonce, rest) = sealed.split_at(24);
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut out = Zeroizing::new(body.to_vec());
+    wrapping_cipher(master)
+        .decrypt_inout_detached(
+            nonce.try_into().expect("24 bytes"),
+            &secret_ad(purpose),
+            out.as_mut_slice().into(),
+            tag.try_into().expect("16 bytes"),
+        )
+        .map_err(|_| CryptoError::Unwrap)?;
+    Ok(out)
 }
 
 /// Generates a fresh data key and returns it with its wrapped form.

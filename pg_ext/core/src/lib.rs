@@ -3,6 +3,7 @@
 //! The extension crate (`pg_ext`) only converts datums, reads settings and maps the errors
 //! defined here to SQLSTATEs; the gateway (`frontend`) may link it for shared parsing.
 
+pub mod auth;
 pub mod crypto;
 pub mod master_key;
 

@@ -1,0 +1,482 @@
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+
+use super::*;
+use crate::crypto::{random_bytes, Algorithm, DataKey};
+use crate::MasterKey;
+
+const TENANT: &str = "6f1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn hs_secret() -> Vec<u8> {
+    random_bytes::<32>().unwrap().to_vec()
+}
+
+fn hs_key(secret: &[u8]) -> VerificationKey {
+    VerificationKey::new(JwtAlgorithm::Hs256, secret).unwrap()
+}
+
+fn sign_hs(secret: &[u8], claims: &Value) -> String {
+    let mut h = Header::new(JwtAlg::HS256);
+    h.kid = Some("k1".into());
+    jsonwebtoken::encode(&h, claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+struct Ed {
+    private_der: Vec<u8>,
+    public_pem: String,
+}
+
+fn ed_pair() -> Ed {
+    let sk = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>().unwrap());
+    Ed {
+        private_der: sk.to_pkcs8_der().unwrap().as_bytes().to_vec(),
+        public_pem: sk
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .unwrap(),
+    }
+}
+
+fn sign_ed(ed: &Ed, claims: &Value) -> String {
+    let mut h = Header::new(JwtAlg::EdDSA);
+    h.kid = Some("ed".into());
+    jsonwebtoken::encode(&h, claims, &EncodingKey::from_ed_der(&ed.private_der)).unwrap()
+}
+
+fn good_claims() -> Value {
+    json!({"sub": "alice", "tenant": TENANT, "scope": "read write", "exp": now() + 300})
+}
+
+fn segment(v: &Value) -> String {
+    b64(v.to_string().as_bytes())
+}
+
+#[test]
+fn valid_hs256_and_eddsa_tokens_give_the_identity() {
+    let secret = hs_secret();
+    let id = verify_jwt(
+        &sign_hs(&secret, &good_claims()),
+        &hs_key(&secret),
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(id.subject, "alice");
+    assert_eq!(id.tenant, parse_uuid(TENANT));
+    assert_eq!(id.scopes, ["read", "write"]);
+    assert!(id.has_scope("write") && !id.has_scope("admin"));
+    assert_eq!(id.claims["sub"], "alice");
+
+    let ed = ed_pair();
+    let key = VerificationKey::new(JwtAlgorithm::EdDsa, ed.public_pem.as_bytes()).unwrap();
+    let id = verify_jwt(&sign_ed(&ed, &good_claims()), &key, &Policy::default()).unwrap();
+    assert_eq!(id.subject, "alice");
+}
+
+#[test]
+fn classify_reads_the_kid_and_recognises_api_keys() {
+    let secret = hs_secret();
+    assert_eq!(
+        classify(&sign_hs(&secret, &good_claims())).unwrap(),
+        Credential::Jwt { kid: "k1".into() }
+    );
+    let (key, text) = ApiKey::generate().unwrap();
+    assert!(text.starts_with("sst_") && text.len() == 4 + 32 + 1 + 64);
+    assert_eq!(classify(&text).unwrap(), Credential::ApiKey(key));
+    // Debug never shows the secret.
+    let parsed = ApiKey::parse(&text).unwrap();
+    assert!(!format!("{parsed:?}").contains(&text[37..]));
+}
+
+/// Each hostile or broken token, with the error it must produce.
+#[test]
+fn bad_tokens_are_rejected_for_the_right_reason() {
+    let secret = hs_secret();
+    let key = hs_key(&secret);
+    let p = Policy::default();
+    let t = now();
+    let with = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+        let mut c = good_claims();
+        f(c.as_object_mut().unwrap());
+        sign_hs(&secret, &c)
+    };
+    let cases: Vec<(&str, String, AuthError)> = vec![
+        (
+            "expired",
+            with(&|c| {
+                c.insert("exp".into(), json!(t - 100));
+            }),
+            AuthError::Expired,
+        ),
+        (
+            "nbf in the future",
+            with(&|c| {
+                c.insert("nbf".into(), json!(t + 100));
+            }),
+            AuthError::NotYetValid,
+        ),
+        (
+            "missing exp",
+            with(&|c| {
+                c.remove("exp");
+            }),
+            AuthError::MissingClaim("exp"),
+        ),
+        (
+            "string exp",
+            with(&|c| {
+                c.insert("exp".into(), json!((t + 300).to_string()));
+            }),
+            AuthError::BadClaim("exp"),
+        ),
+        (
+            "string nbf",
+            with(&|c| {
+                c.insert("nbf".into(), json!((t - 10).to_string()));
+            }),
+            AuthError::BadClaim("nbf"),
+        ),
+        (
+            "float exp",
+            with(&|c| {
+                c.insert("exp".into(), json!((t + 300) as f64 + 0.5));
+            }),
+            AuthError::BadClaim("exp"),
+        ),
+        (
+            "negative exp",
+            with(&|c| {
+                c.insert("exp".into(), json!(-1));
+            }),
+            AuthError::BadClaim("exp"),
+        ),
+        (
+            "tenant not a uuid",
+            with(&|c| {
+                c.insert("tenant".into(), json!("acme"));
+            }),
+            AuthError::BadClaim("tenant"),
+        ),
+        (
+            "tenant a number",
+            with(&|c| {
+                c.insert("tenant".into(), json!(7));
+            }),
+            AuthError::BadClaim("tenant"),
+        ),
+        (
+            "no tenant, no admin scope",
+            with(&|c| {
+                c.remove("tenant");
+            }),
+            AuthError::NoTenant,
+        ),
+        (
+            "scope not a string",
+            with(&|c| {
+                c.insert("scope".into(), json!(["read"]));
+            }),
+            AuthError::BadClaim("scope"),
+        ),
+        (
+            "no sub",
+            with(&|c| {
+                c.remove("sub");
+            }),
+            AuthError::MissingClaim("sub"),
+        ),
+        (
+            "signed with another secret",
+            sign_hs(&hs_secret(), &good_claims()),
+            AuthError::BadSignature,
+        ),
+    ];
+    for (name, token, want) in cases {
+        assert_eq!(verify_jwt(&token, &key, &p), Err(want), "{name}");
+    }
+
+    // A flipped signature character.
+    let good = sign_hs(&secret, &good_claims());
+    let mut bad = good.clone().into_bytes();
+    let last = bad.len() - 2;
+    bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        verify_jwt(std::str::from_utf8(&bad).unwrap(), &key, &p),
+        Err(AuthError::BadSignature)
+    );
+    // A changed payload under the original signature.
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut c = good_claims();
+    c["tenant"] = json!("00000000-0000-4000-8000-000000000000");
+    let forged = format!("{}.{}.{}", parts[0], segment(&c), parts[2]);
+    assert_eq!(verify_jwt(&forged, &key, &p), Err(AuthError::BadSignature));
+}
+
+#[test]
+fn admin_tokens_need_no_tenant() {
+    let secret = hs_secret();
+    let token = sign_hs(
+        &secret,
+        &json!({"sub": "ops", "scope": "admin", "exp": now() + 60}),
+    );
+    let id = verify_jwt(&token, &hs_key(&secret), &Policy::default()).unwrap();
+    assert_eq!(id.tenant, None);
+    assert!(id.has_scope("admin"));
+}
+
+#[test]
+fn leeway_is_honoured_and_capped_at_30_seconds() {
+    let secret = hs_secret();
+    let key = hs_key(&secret);
+    let exp = |d: i64| {
+        sign_hs(
+            &secret,
+            &json!({"sub": "a", "tenant": TENANT, "exp": now() + d}),
+        )
+    };
+    let leeway = |s| Policy {
+        leeway_secs: s,
+        ..Policy::default()
+    };
+    assert!(verify_jwt(&exp(-10), &key, &leeway(20)).is_ok());
+    assert_eq!(
+        verify_jwt(&exp(-10), &key, &leeway(0)),
+        Err(AuthError::Expired)
+    );
+    assert_eq!(
+        verify_jwt(&exp(-60), &key, &leeway(3600)),
+        Err(AuthError::Expired)
+    );
+}
+
+#[test]
+fn audience_and_issuer_are_checked_when_configured() {
+    let secret = hs_secret();
+    let key = hs_key(&secret);
+    let p = Policy {
+        audience: Some("sealstore".into()),
+        issuer: Some("https://idp.example".into()),
+        leeway_secs: 0,
+    };
+    let token = |aud: Option<&str>, iss: Option<&str>| {
+        let mut c = good_claims();
+        if let Some(a) = aud {
+            c["aud"] = json!(a);
+        }
+        if let Some(i) = iss {
+            c["iss"] = json!(i);
+        }
+        sign_hs(&secret, &c)
+    };
+    assert!(verify_jwt(
+        &token(Some("sealstore"), Some("https://idp.example")),
+        &key,
+        &p
+    )
+    .is_ok());
+    assert_eq!(
+        verify_jwt(&token(Some("other"), Some("https://idp.example")), &key, &p),
+        Err(AuthError::WrongAudience)
+    );
+    assert_eq!(
+        verify_jwt(&token(None, Some("https://idp.example")), &key, &p),
+        Err(AuthError::MissingClaim("aud"))
+    );
+    assert_eq!(
+        verify_jwt(
+            &token(Some("sealstore"), Some("https://evil.example")),
+            &key,
+            &p
+        ),
+        Err(AuthError::WrongIssuer)
+    );
+    assert_eq!(
+        verify_jwt(&token(Some("sealstore"), None), &key, &p),
+        Err(AuthError::MissingClaim("iss"))
+    );
+}
+
+#[test]
+fn algorithm_confusion_is_refused() {
+    // HS256 "signed" with the EdDSA key's public PEM as the HMAC secret, presented under the
+    // EdDSA key's kid: the key allows EdDSA only.
+    let ed = ed_pair();
+    let key = VerificationKey::new(JwtAlgorithm::EdDsa, ed.public_pem.as_bytes()).unwrap();
+    let forged = sign_hs(ed.public_pem.as_bytes(), &good_claims());
+    assert_eq!(
+        verify_jwt(&forged, &key, &Policy::default()),
+        Err(AuthError::AlgorithmNotAllowed)
+    );
+    // And the other way: an EdDSA token under an HS256 key.
+    let secret = hs_secret();
+    assert_eq!(
+        verify_jwt(
+            &sign_ed(&ed, &good_claims()),
+            &hs_key(&secret),
+            &Policy::default()
+        ),
+        Err(AuthError::AlgorithmNotAllowed)
+    );
+    // alg "none", unsigned.
+    let none = format!(
+        "{}.{}.",
+        segment(&json!({"alg": "none", "kid": "k1"})),
+        segment(&good_claims())
+    );
+    assert!(classify(&none).is_err());
+    assert!(verify_jwt(&none, &hs_key(&secret), &Policy::default()).is_err());
+}
+
+#[test]
+fn malformed_credentials_are_refused_before_any_key_lookup() {
+    let secret = hs_secret();
+    let good = sign_hs(&secret, &good_claims());
+    let parts: Vec<&str> = good.split('.').collect();
+    let cases = [
+        ("", AuthError::TooLarge),
+        (&*"a".repeat(MAX_TOKEN_LEN + 1), AuthError::TooLarge),
+        ("abc", AuthError::Malformed),
+        (&*format!("{}.{}", parts[0], parts[1]), AuthError::Malformed),
+        (&*format!("{good}.x"), AuthError::Malformed),
+        (
+            &*format!("!!!.{}.{}", parts[1], parts[2]),
+            AuthError::Malformed,
+        ),
+        (
+            &*format!("{}.{}.{}", b64(b"not json"), parts[1], parts[2]),
+            AuthError::Malformed,
+        ),
+        (
+            &*format!(
+                "{}.{}.{}",
+                segment(&json!({"alg": "HS256"})),
+                parts[1],
+                parts[2]
+            ),
+            AuthError::MissingKid,
+        ),
+        (
+            &*format!(
+                "{}.{}.{}",
+                segment(&json!({"alg": "HS256", "kid": ""})),
+                parts[1],
+                parts[2]
+            ),
+            AuthError::UnknownKey,
+        ),
+        ("sst_", AuthError::Malformed),
+        ("sst_abc_def", AuthError::Malformed),
+    ];
+    for (token, want) in cases {
+        assert_eq!(classify(token).err(), Some(want), "{token:.40}");
+    }
+}
+
+#[test]
+fn api_keys_parse_strictly_and_verify_in_constant_time() {
+    let dk = DataKey::from_bytes(Algorithm::XChaCha20Poly1305, 1, &random_bytes().unwrap());
+    let other = DataKey::from_bytes(Algorithm::XChaCha20Poly1305, 1, &random_bytes().unwrap());
+    let (key, text) = ApiKey::generate().unwrap();
+    let tag = key.tag(&dk);
+    let parsed = ApiKey::parse(&text).unwrap();
+    assert!(parsed.matches(&dk, &tag));
+    assert!(
+        !parsed.matches(&other, &tag),
+        "tag under another tenant's key"
+    );
+    assert!(!parsed.matches(&dk, &tag[..31]), "truncated tag");
+    // Same id, different secret.
+    let mut wrong = text.to_string();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '1' } else { '0' });
+    assert!(!ApiKey::parse(&wrong).unwrap().matches(&dk, &tag));
+    // One spelling only.
+    assert_eq!(
+        ApiKey::parse(&text.to_uppercase().replacen("SST_", "sst_", 1)),
+        Err(AuthError::Malformed)
+    );
+    assert_eq!(
+        ApiKey::parse(&format!("{}0", &*text)),
+        Err(AuthError::Malformed)
+    );
+    assert_eq!(
+        ApiKey::parse(&text[..text.len() - 1]),
+        Err(AuthError::Malformed)
+    );
+    let (a, _) = ApiKey::generate().unwrap();
+    let (b, _) = ApiKey::generate().unwrap();
+    assert_ne!(a.id, b.id);
+}
+
+#[test]
+fn verification_keys_are_validated_when_added() {
+    assert_eq!(
+        VerificationKey::new(JwtAlgorithm::Hs256, &[7u8; 31]).err(),
+        Some(KeyError::WeakSecret)
+    );
+    assert_eq!(
+        JwtAlgorithm::from_name("none"),
+        Err(KeyError::UnknownAlgorithm)
+    );
+    assert_eq!(
+        JwtAlgorithm::from_name("hs256"),
+        Err(KeyError::UnknownAlgorithm)
+    );
+    let ed = ed_pair();
+    // A private key is refused, and so is a public key for the wrong algorithm.
+    let sk = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>().unwrap());
+    let private_pem = sk.to_pkcs8_pem(Default::default()).unwrap();
+    assert_eq!(
+        VerificationKey::new(JwtAlgorithm::EdDsa, private_pem.as_bytes()).err(),
+        Some(KeyError::BadPublicKey)
+    );
+    assert_eq!(
+        VerificationKey::new(JwtAlgorithm::Es256, ed.public_pem.as_bytes()).err(),
+        Some(KeyError::BadPublicKey)
+    );
+    assert_eq!(
+        VerificationKey::new(JwtAlgorithm::Rs256, ed.public_pem.as_bytes()).err(),
+        Some(KeyError::BadPublicKey)
+    );
+    assert_eq!(
+        VerificationKey::new(
+            JwtAlgorithm::EdDsa,
+            b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"
+        )
+        .err(),
+        Some(KeyError::BadPublicKey)
+    );
+    assert!(check_kid("main-2026").is_ok());
+    assert!(
+        check_kid("").is_err() && check_kid("a b").is_err() && check_kid(&"k".repeat(201)).is_err()
+    );
+    assert!(!format!("{:?}", hs_key(&hs_secret())).contains("secret"));
+}
+
+#[test]
+fn sealed_secrets_are_bound_to_master_key_and_purpose() {
+    let m1 = MasterKey::from_bytes(*random_bytes::<32>().unwrap());
+    let m2 = MasterKey::from_bytes(*random_bytes::<32>().unwrap());
+    let secret = hs_secret();
+    let sealed = crypto::seal_secret(&m1, b"jwt:k1:HS256", &secret).unwrap();
+    assert!(!sealed.windows(secret.len()).any(|w| w == secret));
+    assert_eq!(
+        &*crypto::open_secret(&m1, b"jwt:k1:HS256", &sealed).unwrap(),
+        &secret
+    );
+    assert!(crypto::open_secret(&m2, b"jwt:k1:HS256", &sealed).is_err());
+    assert!(crypto::open_secret(&m1, b"jwt:k2:HS256", &sealed).is_err());
+    let mut tampered = sealed.clone();
+    tampered[30] ^= 1;
+    assert!(crypto::open_secret(&m1, b"jwt:k1:HS256", &tampered).is_err());
+    assert!(crypto::open_secret(&m1, b"jwt:k1:HS256", &sealed[..20]).is_err());
+}
