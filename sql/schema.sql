@@ -42,11 +42,42 @@ CREATE TABLE @extschema@.audit_log (
     detail    jsonb NOT NULL DEFAULT '{}'
 );
 
+-- Keys that verify JWTs, selected by the token's kid; each allows exactly one algorithm.
+-- HS256 secrets are stored sealed under the master key (master_fingerprint names it); public
+-- keys are stored as PEM. A retired kid is never accepted again and cannot be reused.
+CREATE TABLE @extschema@.jwt_keys (
+    kid                text PRIMARY KEY CHECK (length(kid) BETWEEN 1 AND 200),
+    algorithm          text NOT NULL CHECK (algorithm IN ('HS256', 'RS256', 'ES256', 'EdDSA')),
+    material           bytea,
+    master_fingerprint text,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    retired_at         timestamptz,
+    CHECK ((retired_at IS NULL) = (material IS NOT NULL)),
+    CHECK ((algorithm = 'HS256' AND material IS NOT NULL) = (master_fingerprint IS NOT NULL))
+);
+
+-- API keys: the id is public (it finds the row), the secret is stored only as an HMAC under a
+-- key derived from the tenant's first data key, so shredding the tenant voids its API keys.
+-- last_used_at is recorded at most once an hour per key and backend.
+CREATE TABLE @extschema@.api_keys (
+    id           uuid PRIMARY KEY,
+    tenant_id    uuid NOT NULL REFERENCES @extschema@.tenants (id),
+    name         text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    scopes       text[] NOT NULL,
+    tag          bytea NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    revoked_at   timestamptz,
+    last_used_at timestamptz
+);
+CREATE INDEX ON @extschema@.api_keys (tenant_id);
+
 -- pg_dump includes the rows of extension tables only when told to.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenants', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.jwt_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.api_keys', '');
 -- ... and the identity's sequence, or a restored database would hand out audit ids again.
 SELECT pg_catalog.pg_extension_config_dump(
     pg_catalog.pg_get_serial_sequence('@extschema@.audit_log', 'id'), '');

@@ -1,6 +1,8 @@
-"""Mints the development admin token (an HS256 JWT, scope "admin", 7 days) printed by `run`.
+"""Mints the development admin token (an HS256 JWT, kid "sealstore-dev", scope "admin", 7 days)
+printed by `run`.
 
-The HMAC secret is generated once per development cluster and kept beside it (mode 0600).
+The HMAC secret (64 hex characters, used as text, as sealstore.add_jwt_key takes it) is generated
+once per development cluster and kept beside it (mode 0600); `run` registers it in the database.
 Usage: dev_token.py SECRET_FILE
 """
 import os
@@ -13,13 +15,13 @@ import jwt  # PyJWT
 KID = "sealstore-dev"
 
 
-def load_or_create_secret(path: str) -> bytes:
+def load_or_create_secret(path: str) -> str:
     if not os.path.exists(path):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
     with open(path) as f:
-        return bytes.fromhex(f.read().strip())
+        return f.read().strip()
 
 
 def main() -> None:
@@ -27,7 +29,7 @@ def main() -> None:
     now = int(time.time())
     claims = {"iss": "sealstore-dev", "sub": "dev-admin", "scope": "admin",
               "iat": now, "exp": now + 7 * 24 * 3600}
-    print(jwt.encode(claims, secret, algorithm="HS256", headers={"kid": KID}))
+    print(jwt.encode(claims, secret.encode(), algorithm="HS256", headers={"kid": KID}))
 
 
 if __name__ == "__main__":

@@ -52,8 +52,17 @@ wait_ready() {
 
 write_dev_env() {
     local listen=$1 token env="$STATE/dev.env"
-    token=$("$STATE/venv/bin/python" "$REPO/.ci/lib/dev_token.py" "$(cluster_dir "$DEV_CLUSTER")/dev-jwt.secret") \
+    local secret_file
+    secret_file="$(cluster_dir "$DEV_CLUSTER")/dev-jwt.secret"
+    token=$("$STATE/venv/bin/python" "$REPO/.ci/lib/dev_token.py" "$secret_file") \
         || die "could not mint the development admin token"
+    # Its key, registered once; the secret goes through stdin and is never logged.
+    {
+        echo "SET log_min_error_statement = panic; SET log_statement = none;"
+        echo "SELECT sealstore.add_jwt_key('sealstore-dev', 'HS256', '$(cat "$secret_file")')"
+        echo " WHERE NOT EXISTS (SELECT FROM sealstore.jwt_keys WHERE kid = 'sealstore-dev');"
+    } | cluster_psql "$DEV_CLUSTER" "$DEV_DB" >/dev/null \
+        || die "could not register the development JWT key"
     {
         echo "# Written by .ci/sealstore run; load with: set -a; . .sealstore/dev.env; set +a"
         echo "SEALSTORE_PG_URL='$(superuser_url "$DEV_CLUSTER" "$DEV_DB")'"

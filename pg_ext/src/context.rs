@@ -1,21 +1,36 @@
-//! The tenant context: which tenant this transaction acts for.
+//! The tenant context: who this transaction acts for.
 //!
-//! It lives in backend memory (never in a setting a client could SET) and is cleared when the
-//! transaction ends, commit or abort, by a transaction callback registered once per process.
-//! Until token verification lands (`sealstore.authenticate`), the only way to set it is
-//! `sealstore.act_as_tenant(uuid)`, executable by `sealstore_admin` alone.
+//! It lives in backend memory (never in a setting a client could SET or RESET) and is set only
+//! by `sealstore.authenticate(token)` after verifying the token, or by administrators through
+//! `sealstore.act_as_tenant(uuid)`. It is cleared when the transaction ends, commit or abort,
+//! by a transaction callback registered once per process, so a pooled connection never carries
+//! it into the next client's transaction.
+//!
+//! Savepoints: a context set inside a subtransaction that is rolled back (ROLLBACK TO
+//! SAVEPOINT, or a PL/pgSQL exception block) is undone, and the context from before the
+//! savepoint is back, as with `SET LOCAL`. Released savepoints keep it.
 
-use std::cell::Cell;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use sealstore_core::auth::Identity;
 use sealstore_core::crypto::TenantId;
 
 use crate::errors;
 use crate::keycache;
 
 thread_local! {
-    static TENANT: Cell<Option<TenantId>> = const { Cell::new(None) };
+    static CONTEXT: RefCell<Option<Rc<Identity>>> = const { RefCell::new(None) };
+    /// (subtransaction id that replaced the context, the context it replaced), innermost last.
+    static SAVED: RefCell<Vec<(pg_sys::SubTransactionId, Option<Rc<Identity>>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+fn clear() {
+    CONTEXT.replace(None);
+    SAVED.with_borrow_mut(Vec::clear);
 }
 
 /// Registered once in `_PG_init`; inherited by every backend. Must never raise an error: it only
@@ -27,44 +42,148 @@ unsafe extern "C-unwind" fn on_xact_event(
 ) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
-            TENANT.set(None);
+            clear();
             keycache::on_commit();
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
-            TENANT.set(None);
+            clear();
             keycache::on_abort();
         }
+        // PREPARE TRANSACTION ends the transaction in this backend too.
+        pg_sys::XactEvent::XACT_EVENT_PREPARE => clear(),
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    my: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    match event {
+        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => SAVED.with_borrow_mut(|saved| {
+            // Subtransaction ids grow within a transaction, so everything this subtransaction
+            // (or a child of it) replaced is at the end; the oldest of it is the state to restore.
+            if let Some(pos) = saved.iter().position(|(id, _)| *id >= my) {
+                let before = saved[pos].1.clone();
+                saved.truncate(pos);
+                CONTEXT.replace(before);
+            }
+        }),
+        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => SAVED.with_borrow_mut(|saved| {
+            // Released: the parent now owns the change. Keep only the oldest saved state.
+            if saved.last().is_some_and(|(id, _)| *id == my) {
+                let (_, before) = saved.pop().expect("checked");
+                if !saved.last().is_some_and(|(id, _)| *id == parent) {
+                    saved.push((parent, before));
+                }
+            }
+        }),
         _ => {}
     }
 }
 
 pub fn init() {
-    // SAFETY: registering a static callback during library load.
-    unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) };
+    // SAFETY: registering static callbacks during library load.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
+    }
 }
 
-pub fn set_tenant(tenant: TenantId) {
-    TENANT.set(Some(tenant));
+/// Makes `identity` the context until the end of the current transaction (or of the current
+/// subtransaction, if that is rolled back).
+pub fn set(identity: Identity) {
+    // SAFETY: a plain read of the current subtransaction id.
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    // PostgreSQL's TopSubTransactionId: the transaction itself, outside any savepoint.
+    let top: pg_sys::SubTransactionId = 1;
+    let previous = CONTEXT.replace(Some(Rc::new(identity)));
+    if sub != top {
+        SAVED.with_borrow_mut(|saved| {
+            if !saved.last().is_some_and(|(id, _)| *id == sub) {
+                saved.push((sub, previous));
+            }
+        });
+    }
+}
+
+/// The context, for every reader (tenant, encryption, secrets, claims). Refused inside a WITH
+/// HOLD cursor: its rows outlive the transaction and could be fetched by the next client of a
+/// pooled connection, which would then read this transaction's tenant.
+pub fn get() -> Option<Rc<Identity>> {
+    // SAFETY: ActivePortal is the executing portal (or null); only its options are read.
+    let in_holdable_cursor = unsafe {
+        let portal = pg_sys::ActivePortal;
+        !portal.is_null() && (*portal).cursorOptions & pg_sys::CURSOR_OPT_HOLD as i32 != 0
+    };
+    if in_holdable_cursor {
+        errors::raise(
+            errors::plain(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "a WITH HOLD cursor cannot use the tenant context",
+            )
+            .set_hint("Declare the cursor WITHOUT HOLD: the context ends with the transaction."),
+        );
+    }
+    CONTEXT.with_borrow(Clone::clone)
 }
 
 /// The current tenant, or an ERROR: there is no default tenant (fail closed).
 pub fn tenant() -> TenantId {
-    TENANT
-        .get()
+    get()
+        .and_then(|c| c.tenant)
         .unwrap_or_else(|| errors::raise(errors::no_tenant_context()))
 }
 
-/// Acts for `tenant` until the end of the current transaction. Administrators only (granted to
-/// sealstore_admin); it checks that the tenant exists and has not been shredded.
+/// Raises 42501 unless the context grants `scope`; 28000 without a context.
+pub fn require_scope(scope: &'static str) {
+    let Some(identity) = get() else {
+        errors::raise(errors::no_tenant_context())
+    };
+    if !identity.has_scope(scope) {
+        errors::raise(errors::missing_scope(scope));
+    }
+}
+
+/// Acts for `tenant` until the end of the current transaction, with scopes read and write.
+/// Administrators only (granted to sealstore_admin); it checks that the tenant exists and has
+/// not been shredded.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn act_as_tenant(tenant: pgrx::Uuid) {
     let id = *tenant.as_bytes();
     keycache::check_tenant_usable(&id);
-    set_tenant(id);
+    let subject = format!("admin:{}", crate::owner::session_user_name());
+    set(Identity {
+        tenant: Some(id),
+        claims: serde_json::json!({"sub": subject, "tenant": tenant.to_string(), "scope": "read write"}),
+        subject,
+        scopes: vec!["read".into(), "write".into()],
+    });
 }
 
 /// The tenant this transaction acts for; SQLSTATE 28000 when there is none.
 #[pg_extern(stable, parallel_restricted)]
 fn current_tenant() -> pgrx::Uuid {
     pgrx::Uuid::from_bytes(tenant())
+}
+
+/// The subject of the credential this transaction authenticated with; NULL without a context.
+#[pg_extern(stable, parallel_restricted)]
+fn current_subject() -> Option<String> {
+    get().map(|c| c.subject.clone())
+}
+
+/// The verified claims of this transaction's credential; NULL without a context.
+#[pg_extern(stable, parallel_restricted)]
+fn claims() -> Option<pgrx::JsonB> {
+    get().map(|c| pgrx::JsonB(c.claims.clone()))
+}
+
+/// Whether this transaction's credential grants `scope`; false without a context.
+#[pg_extern(stable, parallel_restricted, strict)]
+fn has_scope(scope: &str) -> bool {
+    get().is_some_and(|c| c.has_scope(scope))
 }

@@ -60,8 +60,44 @@ pub fn no_tenant_context() -> ErrorReport {
         "no tenant context",
     )
     .set_hint(
-        "Set the tenant for this transaction first (sealstore.act_as_tenant, for administrators).",
+        "Call sealstore.authenticate(token) in this transaction first; the context ends with it.",
     )
+}
+
+/// Every rejected credential: one SQLSTATE (28P01), the failed check in DETAIL, nothing of
+/// the token itself.
+pub fn credential_rejected(e: &sealstore_core::auth::AuthError) -> ErrorReport {
+    plain(
+        PgSqlErrorCode::ERRCODE_INVALID_PASSWORD,
+        "credential rejected",
+    )
+    .set_detail(e.to_string())
+}
+
+/// The context lacks a scope the function needs.
+pub fn missing_scope(scope: &str) -> ErrorReport {
+    plain(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "the credential of this transaction lacks the required scope",
+    )
+    .set_detail(format!("required scope: {scope}"))
+}
+
+/// A JWT key given to add_jwt_key that cannot be used (message names the rule, not the key).
+pub fn bad_key(e: &sealstore_core::auth::KeyError) -> ErrorReport {
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        e.to_string(),
+        "sealstore",
+    )
+}
+
+pub fn duplicate(message: &'static str) -> ErrorReport {
+    plain(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, message)
+}
+
+pub fn undefined(message: &'static str) -> ErrorReport {
+    plain(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, message)
 }
 
 pub fn unknown_tenant() -> ErrorReport {

@@ -24,7 +24,44 @@ pub static PREVIOUS_MASTER_KEY_FILE: GucSetting<Option<CString>> =
 pub static PREVIOUS_MASTER_KEY_COMMAND: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 
+/// Required `aud` of every JWT, when set (empty: aud is not checked).
+pub static JWT_AUDIENCE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// Required `iss` of every JWT, when set (empty: iss is not checked).
+pub static JWT_ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// Clock-skew allowance for `exp` and `nbf`, in seconds (0 to 30).
+pub static JWT_LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(5);
+
 pub fn define() {
+    // Superuser-only (SUSET): a client with the application role must not be able to relax
+    // token checks for its own session.
+    GucRegistry::define_string_guc(
+        c"sealstore.jwt_audience",
+        c"Audience (aud) every JWT must name; empty to not check aud.",
+        c"Checked by sealstore.authenticate().",
+        &JWT_AUDIENCE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"sealstore.jwt_issuer",
+        c"Issuer (iss) every JWT must name; empty to not check iss.",
+        c"Checked by sealstore.authenticate().",
+        &JWT_ISSUER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"sealstore.jwt_leeway",
+        c"Seconds of clock skew allowed on JWT exp and nbf.",
+        c"At most 30.",
+        &JWT_LEEWAY,
+        0,
+        30,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
     GucRegistry::define_string_guc(
         c"sealstore.master_key_file",
         c"File holding the Sealstore master key (64 hex digits, mode 0600).",

@@ -52,47 +52,68 @@ impl TenantKeys {
 
 #[derive(Default)]
 struct Cache {
-    epoch: u64,
+    generation: Generation,
     tenants: HashMap<TenantId, Rc<TenantKeys>>,
 }
+
+/// What every per-backend cache of key material (data keys, JWT keys, API keys) is tagged with:
+/// the shared epoch, and how many of this backend's own key-changing transactions aborted
+/// (what it cached during those may never have been committed).
+pub type Generation = (u64, u64);
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
     /// This transaction changed keys: bump the shared epoch if it commits.
     static CHANGED: Cell<bool> = const { Cell::new(false) };
-    /// A transaction that changed keys aborted: what this backend cached may be uncommitted.
-    static STALE: Cell<bool> = const { Cell::new(false) };
+    static LOCAL_ABORTS: Cell<u64> = const { Cell::new(0) };
 }
 
-fn shared_epoch() -> u64 {
-    KEY_EPOCH.get().load(Ordering::Acquire)
+/// The current generation; a cache tagged with another one must be dropped.
+pub fn generation() -> Generation {
+    (KEY_EPOCH.get().load(Ordering::Acquire), LOCAL_ABORTS.get())
+}
+
+/// Why a tenant's keys cannot be used.
+pub enum Unusable {
+    Unknown,
+    Shredded,
 }
 
 /// The tenant's keys, from the cache or loaded (and unwrapped) from `sealstore.tenant_keys`.
 /// Raises 42704 for an unknown or shredded tenant.
 pub fn tenant_keys(tenant: &TenantId) -> Rc<TenantKeys> {
+    try_tenant_keys(tenant).unwrap_or_else(|why| {
+        errors::raise(match why {
+            Unusable::Unknown => errors::unknown_tenant(),
+            Unusable::Shredded => errors::shredded_tenant(),
+        })
+    })
+}
+
+/// Like [`tenant_keys`], but an unknown or shredded tenant is a value, not an ERROR.
+pub fn try_tenant_keys(tenant: &TenantId) -> Result<Rc<TenantKeys>, Unusable> {
     // The master key check comes first: without preloading there is no shared memory either.
     master_key::get();
-    let epoch = shared_epoch();
+    let generation = generation();
     let cached = CACHE.with_borrow_mut(|c| {
-        if c.epoch != epoch || STALE.replace(false) {
+        if c.generation != generation {
             c.tenants.clear();
-            c.epoch = epoch;
+            c.generation = generation;
         }
         c.tenants.get(tenant).cloned()
     });
     if let Some(keys) = cached {
-        return keys;
+        return Ok(keys);
     }
-    let keys = Rc::new(load(tenant));
+    let keys = Rc::new(load(tenant)?);
     CACHE.with_borrow_mut(|c| {
-        // Tagged with the epoch read before loading: a change committed meanwhile bumps the
-        // shared epoch past it and the next lookup reloads.
-        if c.epoch == epoch {
+        // Tagged with the generation read before loading: a change committed meanwhile bumps
+        // the shared epoch past it and the next lookup reloads.
+        if c.generation == generation {
             c.tenants.insert(*tenant, keys.clone());
         }
     });
-    keys
+    Ok(keys)
 }
 
 /// Raises unless the tenant exists, is not shredded and its keys unwrap.
@@ -106,6 +127,12 @@ pub fn mark_changed(tenant: &TenantId) {
     CACHE.with_borrow_mut(|c| c.tenants.remove(tenant));
 }
 
+/// Called by functions that change JWT keys or API keys: every backend drops its caches once
+/// this transaction commits. The caller drops its own entries itself.
+pub fn mark_credentials_changed() {
+    CHANGED.set(true);
+}
+
 /// From the transaction callback: must not raise.
 pub fn on_commit() {
     if CHANGED.replace(false) {
@@ -116,11 +143,11 @@ pub fn on_commit() {
 /// From the transaction callback: must not raise.
 pub fn on_abort() {
     if CHANGED.replace(false) {
-        STALE.set(true);
+        LOCAL_ABORTS.set(LOCAL_ABORTS.get() + 1);
     }
 }
 
-fn load(tenant: &TenantId) -> TenantKeys {
+fn load(tenant: &TenantId) -> Result<TenantKeys, Unusable> {
     let id = pgrx::Uuid::from_bytes(*tenant);
     let (algorithm, active, shredded, wrapped) = as_owner(|| {
         Spi::connect(|client| {
@@ -155,10 +182,10 @@ fn load(tenant: &TenantId) -> TenantKeys {
         .unwrap_or_else(|e| errors::raise(errors::internal(&e)))
     });
     let Some(algorithm) = algorithm else {
-        errors::raise(errors::unknown_tenant())
+        return Err(Unusable::Unknown);
     };
     if shredded == Some(true) {
-        errors::raise(errors::shredded_tenant());
+        return Err(Unusable::Shredded);
     }
     let algorithm =
         Algorithm::from_name(&algorithm).unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
@@ -170,8 +197,8 @@ fn load(tenant: &TenantId) -> TenantKeys {
             .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
         keys.insert(version, key);
     }
-    TenantKeys {
+    Ok(TenantKeys {
         active: u32::try_from(active.unwrap_or(0)).unwrap_or(0),
         keys,
-    }
+    })
 }

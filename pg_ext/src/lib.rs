@@ -5,6 +5,7 @@
 
 use pgrx::prelude::*;
 
+mod auth;
 mod context;
 mod encryption;
 mod errors;

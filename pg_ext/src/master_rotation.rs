@@ -69,15 +69,66 @@ fn rewrap_tenant_keys_batch(batch_size: i32) -> i32 {
                 ],
             ));
         }
-        if !rows.is_empty() {
+        let jwt = if (rows.len() as i32) < batch_size {
+            rewrap_jwt_secrets(current, &target, batch_size - rows.len() as i32)
+        } else {
+            0
+        };
+        if !rows.is_empty() || jwt > 0 {
             spi(Spi::run_with_args(
                 "INSERT INTO sealstore.audit_log (action, detail) \
-                 VALUES ('rewrap_tenant_keys', jsonb_build_object('keys', $1::int, 'master_fingerprint', $2::text))",
-                &[(rows.len() as i32).into(), target.as_str().into()],
+                 VALUES ('rewrap_tenant_keys', jsonb_build_object('keys', $1::int, \
+                 'jwt_secrets', $3::int, 'master_fingerprint', $2::text))",
+                &[
+                    (rows.len() as i32).into(),
+                    target.as_str().into(),
+                    jwt.into(),
+                ],
             ));
         }
-        rows.len() as i32
+        rows.len() as i32 + jwt
     })
+}
+
+/// The HS256 secrets of JWT keys are sealed under the master key too: re-seal those still under
+/// another one. Runs as the owner, inside the batch's transaction.
+fn rewrap_jwt_secrets(current: &sealstore_core::MasterKey, target: &str, limit: i32) -> i32 {
+    let rows = spi(Spi::connect_mut(|client| {
+        client
+            .update(
+                "SELECT kid, algorithm, material, master_fingerprint FROM sealstore.jwt_keys \
+                 WHERE master_fingerprint <> $1 ORDER BY kid LIMIT $2 FOR UPDATE",
+                None,
+                &[target.into(), limit.into()],
+            )?
+            .map(|r| {
+                Ok((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<Vec<u8>>(3)?.unwrap_or_default(),
+                    r.get::<String>(4)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    }));
+    for (kid, algorithm, sealed, fingerprint) in &rows {
+        let algorithm = sealstore_core::auth::JwtAlgorithm::from_name(algorithm)
+            .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
+        let purpose = crate::auth::secret_purpose(kid, algorithm);
+        let from = master_key::for_fingerprint(fingerprint);
+        let secret = crypto::open_secret(from, &purpose, sealed)
+            .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+        let resealed = crypto::seal_secret(current, &purpose, &secret)
+            .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+        spi(Spi::run_with_args(
+            "UPDATE sealstore.jwt_keys SET material = $2, master_fingerprint = $3 WHERE kid = $1",
+            &[kid.as_str().into(), resealed.into(), target.into()],
+        ));
+    }
+    if !rows.is_empty() {
+        crate::keycache::mark_credentials_changed();
+    }
+    rows.len() as i32
 }
 
 /// How many data keys each master key wraps: during a rotation, the progress; after it, a
@@ -97,7 +148,10 @@ fn master_key_usage() -> TableIterator<
             client
                 .select(
                     "SELECT master_fingerprint, master_fingerprint = $1, count(*) \
-                     FROM sealstore.tenant_keys GROUP BY 1 ORDER BY 2 DESC, 1",
+                     FROM (SELECT master_fingerprint FROM sealstore.tenant_keys \
+                           UNION ALL SELECT master_fingerprint FROM sealstore.jwt_keys \
+                           WHERE master_fingerprint IS NOT NULL) k \
+                     GROUP BY 1 ORDER BY 2 DESC, 1",
                     None,
                     &[current.as_str().into()],
                 )?

@@ -96,3 +96,14 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     drop(restore);
     result
 }
+
+/// The session user's name (the login role), for audit subjects.
+pub fn session_user_name() -> String {
+    // SAFETY: the session user exists for the whole session; the name is copied at once.
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), false);
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}

@@ -1,5 +1,6 @@
 //! The encrypted secrets store of the current tenant (provider API keys, tokens).
 //! Each value is encrypted with the tenant's data key and bound to the secret's name.
+//! Reading needs the scope `read`, writing and deleting the scope `write`.
 
 use pgrx::prelude::*;
 
@@ -23,6 +24,7 @@ fn secret_context(name: &str) -> String {
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn put_secret(name: &str, value: &str) {
     check_name(name);
+    context::require_scope("write");
     let tenant = pgrx::Uuid::from_bytes(context::tenant());
     let sealed = seal_for_current(value.as_bytes(), &secret_context(name));
     as_owner(|| {
@@ -38,6 +40,7 @@ fn put_secret(name: &str, value: &str) {
 #[pg_extern(stable, parallel_restricted, strict)]
 fn get_secret(name: &str) -> String {
     check_name(name);
+    context::require_scope("read");
     let tenant = pgrx::Uuid::from_bytes(context::tenant());
     let sealed = as_owner(|| {
         Spi::get_one_with_args::<Vec<u8>>(
@@ -63,6 +66,7 @@ fn get_secret(name: &str) -> String {
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn delete_secret(name: &str) {
     check_name(name);
+    context::require_scope("write");
     let tenant = pgrx::Uuid::from_bytes(context::tenant());
     let deleted = as_owner(|| {
         Spi::get_one_with_args::<i64>(

@@ -284,4 +284,154 @@ mod tests {
         .unwrap();
         assert_eq!(keys, Some(0));
     }
+
+    fn current_tenant() -> Option<pgrx::Uuid> {
+        Spi::get_one::<pgrx::Uuid>("SELECT sealstore.current_tenant()").unwrap()
+    }
+
+    #[pg_test]
+    fn a_rolled_back_subtransaction_restores_the_previous_context() {
+        let a = new_tenant("xchacha20-poly1305");
+        let b = new_tenant("xchacha20-poly1305");
+        act_as(a);
+        // A PL/pgSQL exception block is a subtransaction, like a savepoint.
+        Spi::run(
+            &"DO $$ BEGIN \
+               BEGIN PERFORM sealstore.act_as_tenant('%L'::uuid); RAISE EXCEPTION 'undo'; \
+               EXCEPTION WHEN raise_exception THEN NULL; END; END $$"
+                .replace("%L", &b.to_string()),
+        )
+        .unwrap();
+        assert_eq!(current_tenant(), Some(a));
+        // A subtransaction that completes keeps its change.
+        Spi::run(
+            &"DO $$ BEGIN BEGIN PERFORM sealstore.act_as_tenant('%L'::uuid); \
+               EXCEPTION WHEN raise_exception THEN NULL; END; END $$"
+                .replace("%L", &b.to_string()),
+        )
+        .unwrap();
+        assert_eq!(current_tenant(), Some(b));
+    }
+
+    #[pg_test]
+    fn context_functions_report_the_identity() {
+        let a = new_tenant("xchacha20-poly1305");
+        assert_eq!(
+            Spi::get_one::<bool>("SELECT sealstore.has_scope('read')").unwrap(),
+            Some(false)
+        );
+        assert_eq!(
+            Spi::get_one::<String>("SELECT sealstore.current_subject()").unwrap(),
+            None
+        );
+        act_as(a);
+        assert_eq!(
+            Spi::get_one::<bool>(
+                "SELECT sealstore.has_scope('write') AND NOT sealstore.has_scope('admin')"
+            )
+            .unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            Spi::get_one::<String>("SELECT sealstore.claims() ->> 'tenant'").unwrap(),
+            Some(a.to_string())
+        );
+    }
+
+    fn create_api_key(t: pgrx::Uuid, scopes: &str) -> String {
+        Spi::get_one_with_args::<String>(
+            "SELECT sealstore.create_api_key($1, 'test', $2::text[])",
+            &[t.into(), scopes.into()],
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn api_key_authenticates_its_tenant_with_its_scopes() {
+        let a = new_tenant("aes-256-gcm");
+        let key = create_api_key(a, "{read}");
+        assert!(key.starts_with("sst_"));
+        let summary = Spi::get_one_with_args::<pgrx::JsonB>(
+            "SELECT sealstore.authenticate($1)",
+            &[key.as_str().into()],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(summary.0["tenant"], a.to_string());
+        assert_eq!(summary.0["scopes"], serde_json::json!(["read"]));
+        assert_eq!(current_tenant(), Some(a));
+        // Only a 32-byte keyed hash is stored: neither the secret nor its bytes.
+        let secret = key.rsplit('_').next().unwrap();
+        let stored = Spi::get_one_with_args::<bool>(
+            "SELECT length(tag) = 32 AND position(decode($1, 'hex') IN tag) = 0 \
+                    AND position(convert_to($1, 'UTF8') IN tag) = 0 \
+             FROM sealstore.api_keys WHERE id = (sealstore.claims() ->> 'api_key')::uuid",
+            &[secret.into()],
+        )
+        .unwrap();
+        assert_eq!(stored, Some(true));
+    }
+
+    #[pg_test(error = "the credential of this transaction lacks the required scope")]
+    fn read_only_api_key_cannot_write_secrets() {
+        let a = new_tenant("aes-256-gcm");
+        let key = create_api_key(a, "{read}");
+        Spi::run_with_args("SELECT sealstore.authenticate($1)", &[key.as_str().into()]).unwrap();
+        Spi::run("SELECT sealstore.put_secret('n', 'v')").unwrap();
+    }
+
+    #[pg_test(error = "credential rejected")]
+    fn revoked_api_key_is_rejected_at_once() {
+        let a = new_tenant("aes-256-gcm");
+        let key = create_api_key(a, "{read,write}");
+        Spi::run_with_args("SELECT sealstore.authenticate($1)", &[key.as_str().into()]).unwrap();
+        Spi::run("SELECT sealstore.revoke_api_key((sealstore.claims() ->> 'api_key')::uuid)")
+            .unwrap();
+        Spi::run_with_args("SELECT sealstore.authenticate($1)", &[key.as_str().into()]).unwrap();
+    }
+
+    #[pg_test(error = "credential rejected")]
+    fn api_key_with_a_wrong_secret_is_rejected() {
+        let a = new_tenant("aes-256-gcm");
+        let mut key = create_api_key(a, "{read}");
+        let last = key.pop().unwrap();
+        key.push(if last == '0' { '1' } else { '0' });
+        Spi::run_with_args("SELECT sealstore.authenticate($1)", &[key.as_str().into()]).unwrap();
+    }
+
+    #[pg_test(error = "credential rejected")]
+    fn shredding_a_tenant_voids_its_api_keys() {
+        let a = new_tenant("xchacha20-poly1305");
+        let key = create_api_key(a, "{read}");
+        Spi::run_with_args("SELECT sealstore.shred_tenant($1)", &[a.into()]).unwrap();
+        Spi::run_with_args("SELECT sealstore.authenticate($1)", &[key.as_str().into()]).unwrap();
+    }
+
+    #[pg_test(error = "HMAC secret must be at least 32 bytes")]
+    fn short_hmac_secrets_are_refused() {
+        Spi::run("SELECT sealstore.add_jwt_key('short', 'HS256', 'only-20-bytes-long!!')").unwrap();
+    }
+
+    #[pg_test]
+    fn hmac_secrets_are_stored_sealed_and_retired_keys_forgotten() {
+        let secret = "0123456789abcdef0123456789abcdef-pg-test-secret";
+        Spi::run_with_args(
+            "SELECT sealstore.add_jwt_key('pgtest', 'HS256', $1)",
+            &[secret.into()],
+        )
+        .unwrap();
+        let leaked = Spi::get_one_with_args::<bool>(
+            "SELECT position(convert_to($1, 'UTF8') IN material) > 0 FROM sealstore.jwt_keys WHERE kid = 'pgtest'",
+            &[secret.into()],
+        )
+        .unwrap();
+        assert_eq!(leaked, Some(false));
+        Spi::run("SELECT sealstore.retire_jwt_key('pgtest')").unwrap();
+        let material = Spi::get_one::<bool>(
+            "SELECT material IS NULL FROM sealstore.jwt_keys WHERE kid = 'pgtest'",
+        )
+        .unwrap();
+        assert_eq!(material, Some(true));
+    }
 }

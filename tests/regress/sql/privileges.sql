@@ -24,6 +24,6 @@ SET ROLE sealstore_gateway;
 SELECT sealstore.version() IS NOT NULL AS app_can_call;
 SELECT length(sealstore.master_key_fingerprint()) AS fingerprint_length;
 SHOW sealstore.master_key_file;
-SELECT count(*) AS visible_settings FROM pg_settings WHERE name LIKE 'sealstore.%';
+SELECT count(*) AS visible_key_settings FROM pg_settings WHERE name LIKE 'sealstore.%master_key%';
 RESET ROLE;
 DROP ROLE regress_outsider;

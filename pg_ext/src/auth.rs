@@ -1,0 +1,388 @@
+//! `sealstore.authenticate(token)`: verifies a JWT or an API key inside the database and sets
+//! the transaction's context. Plus the administration of JWT keys and API keys.
+//!
+//! Verification keys and API key rows are cached per backend and tagged with the key cache's
+//! generation, so add_jwt_key, retire_jwt_key and revoke_api_key reach every backend as soon as
+//! they commit, without a restart (the same shared epoch that makes shredding immediate).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use sealstore_core::auth::{self, AuthError, Credential, JwtAlgorithm, Policy, VerificationKey};
+use sealstore_core::crypto::{self, TenantId};
+
+use crate::errors::{self, spi};
+use crate::owner::as_owner;
+use crate::{context, gucs, keycache, master_key};
+
+/// Entries per cache before it is emptied: unknown kids and ids are cached too (as misses), and
+/// a client sending random ones must not grow a backend's memory without bound.
+const CACHE_LIMIT: usize = 4096;
+/// API key use is recorded with this granularity (seconds): one write per key and hour at most.
+const LAST_USE_GRANULARITY: i64 = 3600;
+
+struct ApiKeyRow {
+    tenant: TenantId,
+    scopes: Vec<String>,
+    tag: Vec<u8>,
+    /// Unix time of the last recorded use, or of the last attempt to record one.
+    last_use: Cell<i64>,
+}
+
+#[derive(Default)]
+struct Cache {
+    generation: keycache::Generation,
+    jwt: HashMap<String, Option<Rc<VerificationKey>>>,
+    api: HashMap<[u8; 16], Option<Rc<ApiKeyRow>>>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
+    let generation = keycache::generation();
+    CACHE.with_borrow_mut(|c| {
+        if c.generation != generation || c.jwt.len() + c.api.len() > CACHE_LIMIT {
+            c.jwt.clear();
+            c.api.clear();
+            c.generation = generation;
+        }
+        f(c)
+    })
+}
+
+fn reject(e: AuthError) -> ! {
+    errors::raise(errors::credential_rejected(&e))
+}
+
+/// What a sealed HS256 secret is bound to: its algorithm and kid.
+pub fn secret_purpose(kid: &str, algorithm: JwtAlgorithm) -> Vec<u8> {
+    format!("jwt:{}:{kid}", algorithm.name()).into_bytes()
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn jwt_key(kid: &str) -> Option<Rc<VerificationKey>> {
+    if let Some(hit) = with_cache(|c| c.jwt.get(kid).cloned()) {
+        return hit;
+    }
+    let generation = keycache::generation();
+    let row = as_owner(|| {
+        spi(Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT algorithm, material, master_fingerprint FROM sealstore.jwt_keys \
+                 WHERE kid = $1 AND retired_at IS NULL",
+                Some(1),
+                &[kid.into()],
+            )?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let row = rows.first();
+            Ok(Some((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<Vec<u8>>(2)?.unwrap_or_default(),
+                row.get::<String>(3)?,
+            )))
+        }))
+    });
+    let key = row.map(|(algorithm, material, fingerprint)| {
+        let algorithm = JwtAlgorithm::from_name(&algorithm)
+            .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
+        let material = match fingerprint {
+            Some(fp) => crypto::open_secret(
+                master_key::for_fingerprint(&fp),
+                &secret_purpose(kid, algorithm),
+                &material,
+            )
+            .unwrap_or_else(|e| errors::raise(errors::crypto(&e))),
+            None => zeroize::Zeroizing::new(material),
+        };
+        Rc::new(
+            VerificationKey::new(algorithm, &material)
+                .unwrap_or_else(|e| errors::raise(errors::bad_key(&e))),
+        )
+    });
+    CACHE.with_borrow_mut(|c| {
+        if c.generation == generation {
+            c.jwt.insert(kid.to_owned(), key.clone());
+        }
+    });
+    key
+}
+
+fn api_key_row(id: &[u8; 16]) -> Option<Rc<ApiKeyRow>> {
+    if let Some(hit) = with_cache(|c| c.api.get(id).cloned()) {
+        return hit;
+    }
+    let generation = keycache::generation();
+    let uuid = pgrx::Uuid::from_bytes(*id);
+    let row = as_owner(|| {
+        spi(Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT tenant_id, scopes, tag, \
+                        coalesce(extract(epoch FROM last_used_at)::bigint, 0) \
+                 FROM sealstore.api_keys WHERE id = $1 AND revoked_at IS NULL",
+                Some(1),
+                &[uuid.into()],
+            )?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let row = rows.first();
+            Ok(Some(ApiKeyRow {
+                tenant: *row
+                    .get::<pgrx::Uuid>(1)?
+                    .expect("tenant_id is NOT NULL")
+                    .as_bytes(),
+                scopes: row
+                    .get::<Vec<Option<String>>>(2)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                tag: row.get::<Vec<u8>>(3)?.unwrap_or_default(),
+                last_use: Cell::new(row.get::<i64>(4)?.unwrap_or(0)),
+            }))
+        }))
+    })
+    .map(Rc::new);
+    CACHE.with_borrow_mut(|c| {
+        if c.generation == generation {
+            c.api.insert(*id, row.clone());
+        }
+    });
+    row
+}
+
+/// Records that an API key was used, coarsely: at most once an hour per key (and per backend),
+/// never blocking (SKIP LOCKED) and only where a write cannot fail the caller's transaction:
+/// read-write, READ COMMITTED, not on a standby. Elsewhere the use simply goes unrecorded.
+fn record_use(id: &[u8; 16], row: &ApiKeyRow) {
+    let now = now_unix();
+    if now - row.last_use.get() < LAST_USE_GRANULARITY {
+        return;
+    }
+    row.last_use.set(now);
+    // SAFETY: plain reads of backend globals.
+    let writable = unsafe {
+        !pg_sys::RecoveryInProgress()
+            && !pg_sys::XactReadOnly
+            && pg_sys::XactIsoLevel == pg_sys::XACT_READ_COMMITTED as i32
+    };
+    if !writable {
+        return;
+    }
+    let uuid = pgrx::Uuid::from_bytes(*id);
+    as_owner(|| {
+        spi(Spi::run_with_args(
+            "UPDATE sealstore.api_keys SET last_used_at = date_trunc('hour', now()) \
+             WHERE id = (SELECT id FROM sealstore.api_keys WHERE id = $1 \
+                           AND (last_used_at IS NULL OR last_used_at < date_trunc('hour', now())) \
+                         FOR UPDATE SKIP LOCKED)",
+            &[uuid.into()],
+        ))
+    });
+}
+
+fn policy() -> Policy {
+    Policy {
+        audience: gucs::string_value(&gucs::JWT_AUDIENCE).filter(|s| !s.is_empty()),
+        issuer: gucs::string_value(&gucs::JWT_ISSUER).filter(|s| !s.is_empty()),
+        leeway_secs: gucs::JWT_LEEWAY
+            .get()
+            .clamp(0, auth::MAX_LEEWAY_SECS as i32) as u64,
+    }
+}
+
+/// Verifies `token` (a JWT, or an API key `sst_...`) and makes its tenant, subject, scopes and
+/// claims the context of the current transaction. Every rejection is SQLSTATE 28P01, with the
+/// reason in DETAIL and nothing of the token.
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn authenticate(token: &str) -> pgrx::JsonB {
+    let identity = match auth::classify(token).unwrap_or_else(|e| reject(e)) {
+        Credential::Jwt { kid } => {
+            let key = jwt_key(&kid).unwrap_or_else(|| reject(AuthError::UnknownKey));
+            let identity = auth::verify_jwt(token, &key, &policy()).unwrap_or_else(|e| reject(e));
+            if let Some(tenant) = &identity.tenant {
+                if keycache::try_tenant_keys(tenant).is_err() {
+                    reject(AuthError::UnknownTenant);
+                }
+            }
+            identity
+        }
+        Credential::ApiKey(key) => {
+            let row = api_key_row(&key.id).unwrap_or_else(|| reject(AuthError::BadApiKey));
+            // A shredded tenant's API keys die with its data keys.
+            let keys = keycache::try_tenant_keys(&row.tenant)
+                .unwrap_or_else(|_| reject(AuthError::BadApiKey));
+            if !key.matches(keys.index_key(), &row.tag) {
+                reject(AuthError::BadApiKey);
+            }
+            record_use(&key.id, &row);
+            auth::api_key_identity(&key.id, row.tenant, &row.scopes)
+        }
+    };
+    let summary = serde_json::json!({
+        "tenant": identity.tenant.map(|t| uuid_text(&t)),
+        "subject": identity.subject,
+        "scopes": identity.scopes,
+    });
+    context::set(identity);
+    pgrx::JsonB(summary)
+}
+
+fn uuid_text(id: &[u8; 16]) -> String {
+    pgrx::Uuid::from_bytes(*id).to_string()
+}
+
+fn audit(action: &str, tenant: Option<pgrx::Uuid>, detail: serde_json::Value) {
+    spi(Spi::run_with_args(
+        "INSERT INTO sealstore.audit_log (action, tenant_id, detail) VALUES ($1, $2, $3)",
+        &[action.into(), tenant.into(), pgrx::JsonB(detail).into()],
+    ));
+}
+
+/// Adds a JWT verification key: `key` is the HMAC secret (HS256, at least 32 bytes, stored
+/// sealed under the master key) or a PEM public key (RS256, ES256, EdDSA). Effective in every
+/// backend once committed. A kid is never reused, even after retirement.
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn add_jwt_key(kid: &str, algorithm: &str, key: &str) {
+    auth::check_kid(kid).unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
+    let alg =
+        JwtAlgorithm::from_name(algorithm).unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
+    VerificationKey::new(alg, key.as_bytes())
+        .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
+    let (material, fingerprint) = if alg.is_hmac() {
+        let master = master_key::get();
+        let sealed = crypto::seal_secret(master, &secret_purpose(kid, alg), key.as_bytes())
+            .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+        (sealed, Some(master.fingerprint()))
+    } else {
+        (key.as_bytes().to_vec(), None)
+    };
+    let added = as_owner(|| {
+        let added = spi(Spi::get_one_with_args::<bool>(
+            "WITH i AS (INSERT INTO sealstore.jwt_keys (kid, algorithm, material, master_fingerprint) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (kid) DO NOTHING RETURNING 1) \
+             SELECT count(*) = 1 FROM i",
+            &[kid.into(), alg.name().into(), material.into(), fingerprint.into()],
+        ));
+        if added == Some(true) {
+            audit(
+                "add_jwt_key",
+                None,
+                serde_json::json!({"kid": kid, "algorithm": alg.name()}),
+            );
+        }
+        added
+    });
+    if added != Some(true) {
+        errors::raise(errors::duplicate(
+            "a JWT key with this kid exists or existed (kids are never reused)",
+        ));
+    }
+    keycache::mark_credentials_changed();
+    CACHE.with_borrow_mut(|c| c.jwt.remove(kid));
+}
+
+/// Stops accepting tokens signed with `kid`, in every backend once committed, and forgets the
+/// key material.
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn retire_jwt_key(kid: &str) {
+    let retired = as_owner(|| {
+        let retired = spi(Spi::get_one_with_args::<bool>(
+            "WITH u AS (UPDATE sealstore.jwt_keys SET retired_at = now(), material = NULL, \
+             master_fingerprint = NULL WHERE kid = $1 AND retired_at IS NULL RETURNING 1) \
+             SELECT count(*) = 1 FROM u",
+            &[kid.into()],
+        ));
+        if retired == Some(true) {
+            audit("retire_jwt_key", None, serde_json::json!({"kid": kid}));
+        }
+        retired
+    });
+    if retired != Some(true) {
+        errors::raise(errors::undefined("no active JWT key has this kid"));
+    }
+    keycache::mark_credentials_changed();
+    CACHE.with_borrow_mut(|c| c.jwt.remove(kid));
+}
+
+/// Creates an API key for `tenant` and returns it; it is shown this once and stored only as a
+/// keyed hash. Scopes: read, write, admin.
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn create_api_key(tenant: pgrx::Uuid, name: &str, scopes: Vec<Option<String>>) -> String {
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        errors::raise(errors::invalid_argument(
+            "API key name must be 1 to 200 characters without control characters",
+        ));
+    }
+    let scopes: Vec<String> = scopes
+        .into_iter()
+        .map(|s| match s {
+            Some(s) if auth::SCOPES.contains(&s.as_str()) => s,
+            _ => errors::raise(errors::invalid_argument(
+                "scopes must be a non-empty array of read, write and admin",
+            )),
+        })
+        .collect();
+    let scopes = auth::parse_scopes(&scopes.join(" "));
+    if scopes.is_empty() {
+        errors::raise(errors::invalid_argument(
+            "scopes must be a non-empty array of read, write and admin",
+        ));
+    }
+    let keys = keycache::tenant_keys(tenant.as_bytes());
+    let (key, text) =
+        auth::ApiKey::generate().unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+    let tag = key.tag(keys.index_key());
+    let id = pgrx::Uuid::from_bytes(key.id);
+    as_owner(|| {
+        spi(Spi::run_with_args(
+            "INSERT INTO sealstore.api_keys (id, tenant_id, name, scopes, tag) VALUES ($1, $2, $3, $4, $5)",
+            &[id.into(), tenant.into(), name.into(), scopes.clone().into(), tag.to_vec().into()],
+        ));
+        audit(
+            "create_api_key",
+            Some(tenant),
+            serde_json::json!({"api_key": id.to_string(), "name": name, "scopes": scopes}),
+        );
+    });
+    text.to_string()
+}
+
+/// Revokes an API key: rejected by every backend as soon as this commits.
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn revoke_api_key(id: pgrx::Uuid) {
+    let tenant = as_owner(|| {
+        let tenant = spi(Spi::get_one_with_args::<pgrx::Uuid>(
+            "WITH u AS (UPDATE sealstore.api_keys SET revoked_at = now() \
+                        WHERE id = $1 AND revoked_at IS NULL RETURNING tenant_id) \
+             SELECT (SELECT tenant_id FROM u)",
+            &[id.into()],
+        ));
+        if let Some(t) = tenant {
+            audit(
+                "revoke_api_key",
+                Some(t),
+                serde_json::json!({"api_key": id.to_string()}),
+            );
+        }
+        tenant
+    });
+    if tenant.is_none() {
+        errors::raise(errors::undefined("no active API key has this id"));
+    }
+    keycache::mark_credentials_changed();
+    CACHE.with_borrow_mut(|c| c.api.remove(id.as_bytes()));
+}
