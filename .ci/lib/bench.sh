@@ -22,5 +22,9 @@ cmd_bench() {
     "$STATE/venv/bin/python" "$REPO/tests/bench/encryption.py" \
         "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$STATE/logs/bench-bare.jsonl" \
         "$REPO/tests/bench/results/encryption.md" || die "the encryption benchmark failed"
-    say "Results: tests/bench/results/encryption.md"
+    say "Benchmark: authenticate() and the tenant isolation policy"
+    "$STATE/venv/bin/python" "$REPO/tests/bench/auth.py" \
+        "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$REPO/tests/bench/results/auth.md" \
+        || die "the authentication benchmark failed"
+    say "Results: tests/bench/results/encryption.md, tests/bench/results/auth.md"
 }
