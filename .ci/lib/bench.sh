@@ -5,7 +5,10 @@
 
 BENCH_CLUSTER=bench
 
+# `bench` runs both; `bench encryption` or `bench auth` runs one.
 cmd_bench() {
+    local which=$1
+    case "$which" in all|encryption|auth) ;; *) die "unknown benchmark '$which' (all, encryption, auth)" ;; esac
     setup_machine
     install_extension
     mkdir -p "$STATE/logs" "$REPO/tests/bench/results"
@@ -15,6 +18,7 @@ cmd_bench() {
     cluster_psql "$BENCH_CLUSTER" postgres -c 'DROP DATABASE IF EXISTS sealstore_bench' -c 'CREATE DATABASE sealstore_bench'
     cluster_psql "$BENCH_CLUSTER" sealstore_bench -c 'CREATE EXTENSION sealstore'
 
+    if [ "$which" != auth ]; then
     say "Benchmark: bare crates (cargo bench -p sealstore-core)"
     cargo bench -q -p sealstore-core --bench envelope > "$STATE/logs/bench-bare.jsonl" \
         || die "cargo bench failed"
@@ -22,6 +26,8 @@ cmd_bench() {
     "$STATE/venv/bin/python" "$REPO/tests/bench/encryption.py" \
         "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$STATE/logs/bench-bare.jsonl" \
         "$REPO/tests/bench/results/encryption.md" || die "the encryption benchmark failed"
+    fi
+    [ "$which" = encryption ] && return 0
     say "Benchmark: authenticate() and the tenant isolation policy"
     "$STATE/venv/bin/python" "$REPO/tests/bench/auth.py" \
         "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$REPO/tests/bench/results/auth.md" \

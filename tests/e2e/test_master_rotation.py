@@ -1,6 +1,10 @@
 """Master key rotation on a real server, following the README's procedure: restart with the new
 key and the previous one, re-wrap (interrupted, then resumed), restart with the new key only.
 Data is never rewritten; every value decrypts at every step."""
+import secrets
+import time
+
+import jwt
 import psycopg
 import pytest
 
@@ -26,6 +30,10 @@ def check_all_decrypt(conn, tenants):
         conn.commit()
 
 
+def authenticate(conn, token):
+    return conn.execute("SELECT sealstore.authenticate(%s) ->> 'tenant'", (token,)).fetchone()[0]
+
+
 def test_rotation_rewraps_every_key_resumably_without_touching_data():
     k1, k2 = keys.new_key_hex(), keys.new_key_hex()
     c = Cluster("master-rotation")
@@ -45,9 +53,16 @@ def test_rotation_rewraps_every_key_resumably_without_touching_data():
                 conn.execute("INSERT INTO docs SELECT g, %s, sealstore.encrypt_text('doc ' || g, g::text) "
                              "FROM generate_series(%s::int, %s::int) g", (t, n * 100 + 1, n * 100 + 100))
                 conn.execute("SELECT sealstore.put_secret('s', %s)", (f"secret {n}",))
+            # An HS256 JWT key: its secret is sealed under the master key too.
+            hs_secret = secrets.token_hex(32)
+            conn.execute("SELECT sealstore.add_jwt_key('rot', 'HS256', %s)", (hs_secret,))
             conn.commit()
+            token = jwt.encode({"sub": "u", "tenant": str(tenants[0]), "exp": int(time.time()) + 600},
+                               hs_secret.encode(), algorithm="HS256", headers={"kid": "rot"})
+            assert authenticate(conn, token) == str(tenants[0])
+            conn.rollback()
             before = snapshot(conn)
-            assert fingerprints(conn) == [(keys.fingerprint(k1), True, 3)]
+            assert fingerprints(conn) == [(keys.fingerprint(k1), True, 4)]
 
         # Step 1: the new key becomes current, the old one is kept as previous.
         c.configure(master_key_file=str(f2), previous_master_key_file=str(f1))
@@ -55,24 +70,24 @@ def test_rotation_rewraps_every_key_resumably_without_touching_data():
         assert f"previous master key loaded (fingerprint {keys.fingerprint(k1)})" in c.server_log()
         with psycopg.connect(c.url()) as conn:
             assert conn.execute("SELECT sealstore.master_key_fingerprint()").fetchone()[0] == keys.fingerprint(k2)
-            assert fingerprints(conn) == [(keys.fingerprint(k1), False, 3)]
+            assert fingerprints(conn) == [(keys.fingerprint(k1), False, 4)]
             check_all_decrypt(conn, tenants)
             # An interrupted run: one batch committed, then nothing.
             assert conn.execute("SELECT sealstore.rewrap_tenant_keys_batch(1)").fetchone()[0] == 1
             conn.commit()
-            assert fingerprints(conn) == [(keys.fingerprint(k2), True, 1), (keys.fingerprint(k1), False, 2)]
+            assert fingerprints(conn) == [(keys.fingerprint(k2), True, 1), (keys.fingerprint(k1), False, 3)]
             check_all_decrypt(conn, tenants)  # mixed keys work
         # Step 2: run the procedure to the end; it picks up where the interruption left off.
         with psycopg.connect(c.url(), autocommit=True) as conn:
             notices = []
             conn.add_notice_handler(lambda d: notices.append(d.message_primary))
             conn.execute("CALL sealstore.rewrap_tenant_keys(1)")
-            assert notices[-1] == "rewrap_tenant_keys: finished, 2 keys re-wrapped", notices
-            assert fingerprints(conn) == [(keys.fingerprint(k2), True, 3)]
+            assert notices[-1] == "rewrap_tenant_keys: finished, 3 keys re-wrapped", notices
+            assert fingerprints(conn) == [(keys.fingerprint(k2), True, 4)]
             assert snapshot(conn) == before  # no data was rewritten
-            audit = conn.execute("SELECT count(*), sum((detail->>'keys')::int) FROM sealstore.audit_log "
-                                 "WHERE action = 'rewrap_tenant_keys'").fetchone()
-            assert audit == (3, 3)
+            audit = conn.execute("SELECT count(*), sum((detail->>'keys')::int), sum((detail->>'jwt_secrets')::int) "
+                                 "FROM sealstore.audit_log WHERE action = 'rewrap_tenant_keys'").fetchone()
+            assert audit == (4, 3, 1)
 
         # Step 3: the previous key is no longer needed.
         c.configure(master_key_file=str(f2))
@@ -80,6 +95,8 @@ def test_rotation_rewraps_every_key_resumably_without_touching_data():
         with psycopg.connect(c.url()) as conn:
             check_all_decrypt(conn, tenants)
             assert snapshot(conn) == before
+            assert authenticate(conn, token) == str(tenants[0])
+            conn.rollback()
 
         # And the old key alone can no longer open anything.
         c.configure(master_key_file=str(f1))
@@ -91,7 +108,10 @@ def test_rotation_rewraps_every_key_resumably_without_touching_data():
             with pytest.raises(psycopg.Error) as info:
                 conn.execute("SELECT sealstore.rewrap_tenant_keys_batch(10)")
             assert info.value.sqlstate == "XX001"
-            assert fingerprints(conn) == [(keys.fingerprint(k2), False, 3)]  # nothing modified
+            with pytest.raises(psycopg.Error) as info:
+                authenticate(conn, token)
+            assert info.value.sqlstate == "XX001"
+            assert fingerprints(conn) == [(keys.fingerprint(k2), False, 4)]  # nothing modified
     finally:
         c.destroy()
 
