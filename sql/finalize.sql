@@ -145,12 +145,17 @@ WITH tenant_tables AS (
                          AND pg_get_expr(p.polqual, p.polrelid) LIKE '%current_tenant()%'))
 ),
 tenant_policies AS (
+    -- A tenant policy compares a column with the verified tenant and nothing else: merely
+    -- calling current_tenant() (say, `current_tenant() IS NOT NULL`) filters no row.
     SELECT t.rel,
-           bool_or(p.polpermissive AND pg_get_expr(p.polqual, p.polrelid) LIKE '%current_tenant()%'
-                   AND p.polcmd = '*'
+           bool_or(p.polpermissive AND p.polcmd = '*'
+                   AND pg_get_expr(p.polqual, p.polrelid) ~ tp.pattern
                    AND (p.polwithcheck IS NULL
-                        OR pg_get_expr(p.polwithcheck, p.polrelid) LIKE '%current_tenant()%')) AS ok
-      FROM tenant_tables t LEFT JOIN pg_policy p ON p.polrelid = t.rel
+                        OR pg_get_expr(p.polwithcheck, p.polrelid) ~ tp.pattern)) AS ok
+      FROM tenant_tables t
+      LEFT JOIN pg_policy p ON p.polrelid = t.rel
+     CROSS JOIN (SELECT '^\(("[^"]+"|[a-z_][a-z0-9_$]*) = \( SELECT @extschema@\.current_tenant\(\)( AS current_tenant)?\)\)$'
+                        AS pattern) tp
      GROUP BY t.rel
 ),
 isolated AS (

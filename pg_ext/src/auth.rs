@@ -5,8 +5,10 @@
 //! generation, so add_jwt_key, retire_jwt_key and revoke_api_key reach every backend as soon as
 //! they commit, without a restart (the same shared epoch that makes shredding immediate).
 
+use std::borrow::Borrow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
@@ -43,16 +45,37 @@ thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
 }
 
-fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
+/// The cached entry for `key` in the map `map` picks, or what `load` returns (a miss is cached
+/// too). The entry is tagged with the generation read before loading, so a change committed
+/// meanwhile is not cached as current.
+fn cached<K, Q, V>(
+    map: fn(&mut Cache) -> &mut HashMap<K, Option<Rc<V>>>,
+    key: &Q,
+    load: impl FnOnce() -> Option<V>,
+) -> Option<Rc<V>>
+where
+    K: Borrow<Q> + Eq + Hash,
+    Q: ?Sized + Eq + Hash + ToOwned<Owned = K>,
+{
     let generation = keycache::generation();
-    CACHE.with_borrow_mut(|c| {
+    let hit = CACHE.with_borrow_mut(|c| {
         if c.generation != generation || c.jwt.len() + c.api.len() > CACHE_LIMIT {
             c.jwt.clear();
             c.api.clear();
             c.generation = generation;
         }
-        f(c)
-    })
+        map(c).get(key).cloned()
+    });
+    if let Some(hit) = hit {
+        return hit;
+    }
+    let value = load().map(Rc::new);
+    CACHE.with_borrow_mut(|c| {
+        if c.generation == generation {
+            map(c).insert(key.to_owned(), value.clone());
+        }
+    });
+    value
 }
 
 fn reject(e: AuthError) -> ! {
@@ -72,10 +95,10 @@ fn now_unix() -> i64 {
 }
 
 fn jwt_key(kid: &str) -> Option<Rc<VerificationKey>> {
-    if let Some(hit) = with_cache(|c| c.jwt.get(kid).cloned()) {
-        return hit;
-    }
-    let generation = keycache::generation();
+    cached(|c| &mut c.jwt, kid, || load_jwt_key(kid))
+}
+
+fn load_jwt_key(kid: &str) -> Option<VerificationKey> {
     let row = as_owner(|| {
         spi(Spi::connect(|client| {
             let rows = client.select(
@@ -95,7 +118,7 @@ fn jwt_key(kid: &str) -> Option<Rc<VerificationKey>> {
             )))
         }))
     });
-    let key = row.map(|(algorithm, material, fingerprint)| {
+    row.map(|(algorithm, material, fingerprint)| {
         let algorithm = JwtAlgorithm::from_name(&algorithm)
             .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
         let material = match fingerprint {
@@ -107,26 +130,18 @@ fn jwt_key(kid: &str) -> Option<Rc<VerificationKey>> {
             .unwrap_or_else(|e| errors::raise(errors::crypto(&e))),
             None => zeroize::Zeroizing::new(material),
         };
-        Rc::new(
-            VerificationKey::new(algorithm, &material)
-                .unwrap_or_else(|e| errors::raise(errors::bad_key(&e))),
-        )
-    });
-    CACHE.with_borrow_mut(|c| {
-        if c.generation == generation {
-            c.jwt.insert(kid.to_owned(), key.clone());
-        }
-    });
-    key
+        VerificationKey::new(algorithm, &material)
+            .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)))
+    })
 }
 
 fn api_key_row(id: &[u8; 16]) -> Option<Rc<ApiKeyRow>> {
-    if let Some(hit) = with_cache(|c| c.api.get(id).cloned()) {
-        return hit;
-    }
-    let generation = keycache::generation();
+    cached(|c| &mut c.api, id, || load_api_key_row(id))
+}
+
+fn load_api_key_row(id: &[u8; 16]) -> Option<ApiKeyRow> {
     let uuid = pgrx::Uuid::from_bytes(*id);
-    let row = as_owner(|| {
+    as_owner(|| {
         spi(Spi::connect(|client| {
             let rows = client.select(
                 "SELECT tenant_id, scopes, tag, \
@@ -155,13 +170,6 @@ fn api_key_row(id: &[u8; 16]) -> Option<Rc<ApiKeyRow>> {
             }))
         }))
     })
-    .map(Rc::new);
-    CACHE.with_borrow_mut(|c| {
-        if c.generation == generation {
-            c.api.insert(*id, row.clone());
-        }
-    });
-    row
 }
 
 /// Records that an API key was used, coarsely: at most once an hour per key (and per backend),
@@ -327,21 +335,23 @@ fn create_api_key(tenant: pgrx::Uuid, name: &str, scopes: Vec<Option<String>>) -
             "API key name must be 1 to 200 characters without control characters",
         ));
     }
-    let scopes: Vec<String> = scopes
-        .into_iter()
-        .map(|s| match s {
-            Some(s) if auth::SCOPES.contains(&s.as_str()) => s,
-            _ => errors::raise(errors::invalid_argument(
-                "scopes must be a non-empty array of read, write and admin",
-            )),
-        })
-        .collect();
-    let scopes = auth::parse_scopes(&scopes.join(" "));
-    if scopes.is_empty() {
-        errors::raise(errors::invalid_argument(
-            "scopes must be a non-empty array of read, write and admin",
-        ));
+    let bad_scopes =
+        || errors::invalid_argument("scopes must be a non-empty array of read, write and admin");
+    let mut unique: Vec<String> = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        match scope {
+            Some(s) if auth::SCOPES.contains(&s.as_str()) => {
+                if !unique.contains(&s) {
+                    unique.push(s);
+                }
+            }
+            _ => errors::raise(bad_scopes()),
+        }
     }
+    if unique.is_empty() {
+        errors::raise(bad_scopes());
+    }
+    let scopes = unique;
     let keys = keycache::tenant_keys(tenant.as_bytes());
     let (key, text) =
         auth::ApiKey::generate().unwrap_or_else(|e| errors::raise(errors::crypto(&e)));

@@ -76,7 +76,7 @@ unsafe extern "C-unwind" fn on_subxact_event(
             // Released: the parent now owns the change. Keep only the oldest saved state.
             if saved.last().is_some_and(|(id, _)| *id == my) {
                 let (_, before) = saved.pop().expect("checked");
-                if !saved.last().is_some_and(|(id, _)| *id == parent) {
+                if saved.last().is_none_or(|(id, _)| *id != parent) {
                     saved.push((parent, before));
                 }
             }
@@ -103,7 +103,7 @@ pub fn set(identity: Identity) {
     let previous = CONTEXT.replace(Some(Rc::new(identity)));
     if sub != top {
         SAVED.with_borrow_mut(|saved| {
-            if !saved.last().is_some_and(|(id, _)| *id == sub) {
+            if saved.last().is_none_or(|(id, _)| *id != sub) {
                 saved.push((sub, previous));
             }
         });

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Gateway, env  # noqa: E402
+from harness import Gateway, create_login_role, env  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +17,12 @@ def app_url() -> str:
 @pytest.fixture(scope="session")
 def admin_url() -> str:
     return env("SEALSTORE_TEST_PG_URL")
+
+
+@pytest.fixture(scope="session")
+def admin_login(admin_url) -> str:
+    """A login role that is a member of sealstore_admin (tenant lifecycle, act_as_tenant)."""
+    return create_login_role(admin_url, "e2e_admin", "sealstore_admin")
 
 
 @pytest.fixture

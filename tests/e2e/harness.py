@@ -5,6 +5,7 @@ Everything binds 127.0.0.1 on ports picked at run time; every wait is bounded.
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -12,6 +13,8 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+
+import psycopg
 
 import keys
 
@@ -178,3 +181,23 @@ def wait_until(predicate, timeout: float, interval: float = 0.1):
             return True
         time.sleep(interval)
     return False
+
+
+def create_login_role(admin_url: str, name: str, in_role: str, *settings: str) -> str:
+    """(Re)creates login role NAME, member of IN_ROLE, with a password made now, and returns its
+    connection URL on the same server and database. SETTINGS are `ALTER ROLE ... SET` clauses."""
+    password = secrets.token_hex(16)
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        su.execute("SET log_statement = 'none'")
+        drop_role(su, name)
+        su.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {in_role}")
+        for setting in settings:
+            su.execute(f"ALTER ROLE {name} SET {setting}")
+    return f"postgresql://{name}:{password}@{admin_url.split('@', 1)[1]}"
+
+
+def drop_role(su: psycopg.Connection, name: str):
+    """Drops role NAME and what it owns in this database, if it exists."""
+    if su.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+        su.execute(f"DROP OWNED BY {name}")
+        su.execute(f"DROP ROLE {name}")

@@ -13,6 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from harness import create_login_role, drop_role
+
 AUD, ISS = "sealstore-e2e", "https://idp.e2e.example"
 
 
@@ -51,7 +53,6 @@ class Keys:
 def setup(admin_url):
     """Keys registered, a tenant, and an app login role whose sessions check aud and iss."""
     keys = Keys()
-    password = secrets.token_hex(16)
     with psycopg.connect(admin_url, autocommit=True) as su:
         su.execute("SET log_min_error_statement = panic")
         for alg, kid in keys.kids.items():
@@ -59,16 +60,12 @@ def setup(admin_url):
         tenant = su.execute("SELECT sealstore.create_tenant('auth-e2e')").fetchone()[0]
         other = su.execute("SELECT sealstore.create_tenant('auth-e2e-shredded')").fetchone()[0]
         su.execute("SELECT sealstore.shred_tenant(%s)", (other,))
-        su.execute("DROP ROLE IF EXISTS e2e_auth_app")
-        su.execute(f"CREATE ROLE e2e_auth_app LOGIN PASSWORD '{password}' IN ROLE sealstore_app")
-        su.execute(f"ALTER ROLE e2e_auth_app SET sealstore.jwt_audience = '{AUD}'")
-        su.execute(f"ALTER ROLE e2e_auth_app SET sealstore.jwt_issuer = '{ISS}'")
-        su.execute("ALTER ROLE e2e_auth_app SET sealstore.jwt_leeway = 5")
-    rest = admin_url.split("@", 1)[1]
-    yield {"keys": keys, "tenant": tenant, "shredded": other,
-           "url": f"postgresql://e2e_auth_app:{password}@{rest}"}
+    url = create_login_role(admin_url, "e2e_auth_app", "sealstore_app",
+                            f"sealstore.jwt_audience = '{AUD}'", f"sealstore.jwt_issuer = '{ISS}'",
+                            "sealstore.jwt_leeway = 5")
+    yield {"keys": keys, "tenant": tenant, "shredded": other, "url": url}
     with psycopg.connect(admin_url, autocommit=True) as su:
-        su.execute("DROP ROLE e2e_auth_app")
+        drop_role(su, "e2e_auth_app")
 
 
 def claims(setup, **over):

@@ -1,24 +1,11 @@
 """Encryption through real connections: crypto-shredding seen by another live backend, what
 the application role cannot do, and no plaintext or context in errors or the server log."""
-import os
 import secrets
 
 import psycopg
 import pytest
 
 from harness import env
-
-
-@pytest.fixture(scope="module")
-def admin_login(admin_url):
-    """A login role that is a member of sealstore_admin (tenant lifecycle, act_as_tenant)."""
-    password = secrets.token_hex(16)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute("SET log_statement = 'none'")
-        conn.execute("DROP ROLE IF EXISTS e2e_admin")
-        conn.execute(f"CREATE ROLE e2e_admin LOGIN PASSWORD '{password}' IN ROLE sealstore_admin")
-    user, rest = admin_url.split("://", 1)[1].split("@", 1)
-    yield f"postgresql://e2e_admin:{password}@{rest}"
 
 
 def connect(url):

@@ -10,26 +10,21 @@ import secrets
 import psycopg
 import pytest
 
+from harness import create_login_role, drop_role
+
 N_TENANTS = 24
 ROWS = 5
 
 
-def role_url(admin_url, role, password):
-    return f"postgresql://{role}:{password}@{admin_url.split('@', 1)[1]}"
-
-
 @pytest.fixture(scope="module")
 def world(admin_url):
-    pw = {r: secrets.token_hex(12) for r in ("e2e_iso_app", "e2e_iso_owner")}
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        su.execute("DROP SCHEMA IF EXISTS iso, scratch, isoprob CASCADE")
+        drop_role(su, "e2e_iso_bypass")
+    owner_url = create_login_role(admin_url, "e2e_iso_owner", "sealstore_app")
+    app_url = create_login_role(admin_url, "e2e_iso_app", "sealstore_app")
     with psycopg.connect(admin_url, autocommit=True) as su:
         su.execute("SET log_min_error_statement = panic")
-        su.execute("DROP SCHEMA IF EXISTS iso, scratch, isoprob CASCADE")
-        for role in ("e2e_iso_app", "e2e_iso_owner", "e2e_iso_bypass"):
-            su.execute(f"DROP OWNED BY {role}") if su.execute(
-                "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() else None
-            su.execute(f"DROP ROLE IF EXISTS {role}")
-        su.execute(f"CREATE ROLE e2e_iso_owner LOGIN PASSWORD '{pw['e2e_iso_owner']}' IN ROLE sealstore_app")
-        su.execute(f"CREATE ROLE e2e_iso_app LOGIN PASSWORD '{pw['e2e_iso_app']}' IN ROLE sealstore_app")
         su.execute("CREATE SCHEMA iso AUTHORIZATION e2e_iso_owner")
         su.execute("CREATE SCHEMA scratch AUTHORIZATION e2e_iso_app")
         su.execute("SET ROLE e2e_iso_owner")
@@ -45,7 +40,6 @@ def world(admin_url):
                            (f"iso-{i}", "aes-256-gcm" if i % 2 else "xchacha20-poly1305")).fetchone()[0]
             tenants.append(t)
             keys[t] = su.execute("SELECT sealstore.create_api_key(%s, 'iso', '{read,write}')", (t,)).fetchone()[0]
-    app_url = role_url(admin_url, "e2e_iso_app", pw["e2e_iso_app"])
     with psycopg.connect(app_url) as app:
         for t in tenants:
             app.execute("SELECT sealstore.authenticate(%s)", (keys[t],))
@@ -58,13 +52,11 @@ def world(admin_url):
         sealed = {t: su.execute("SELECT sealed FROM iso.docs WHERE tenant_id = %s LIMIT 1", (t,)).fetchone()[0]
                   for t in tenants}
     yield {"tenants": tenants, "keys": keys, "bodies": bodies, "sealed": sealed, "app_url": app_url,
-           "owner_url": role_url(admin_url, "e2e_iso_owner", pw["e2e_iso_owner"])}
+           "owner_url": owner_url}
     with psycopg.connect(admin_url, autocommit=True) as su:
         su.execute("DROP SCHEMA IF EXISTS iso, scratch, isoprob CASCADE")
         for role in ("e2e_iso_app", "e2e_iso_owner", "e2e_iso_bypass"):
-            if su.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                su.execute(f"DROP OWNED BY {role}")
-                su.execute(f"DROP ROLE {role}")
+            drop_role(su, role)
 
 
 def login(conn, world, t):
@@ -345,6 +337,10 @@ def test_isolation_report_names_every_problem(world, admin_url):
         su.execute("ALTER TABLE isoprob.no_force NO FORCE ROW LEVEL SECURITY")
         su.execute("CREATE TABLE isoprob.no_policy (tenant_id uuid)")
         su.execute("ALTER TABLE isoprob.no_policy ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY")
+        su.execute("CREATE TABLE isoprob.fake_policy (tenant_id uuid)")
+        su.execute("ALTER TABLE isoprob.fake_policy ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY")
+        su.execute("CREATE POLICY p ON isoprob.fake_policy USING (sealstore.current_tenant() IS NOT NULL)")
+        su.execute("CREATE INDEX ON isoprob.fake_policy (tenant_id)")
         su.execute("CREATE TABLE isoprob.no_index (tenant_id uuid)")
         su.execute("SELECT sealstore.enable_tenant_isolation('isoprob.no_index')")
         su.execute("DROP INDEX isoprob.no_index_tenant_id_idx")
@@ -361,6 +357,7 @@ def test_isolation_report_names_every_problem(world, admin_url):
             ("error", "isoprob.no_rls", "row level security disabled"),
             ("error", "isoprob.no_force", "row level security not forced"),
             ("error", "isoprob.no_policy", "missing tenant policy"),
+            ("error", "isoprob.fake_policy", "missing tenant policy"),
             ("warning", "isoprob.no_index", "missing tenant index"),
             ("error", "isoprob.definer_view", "view without security_invoker over an isolated table"),
             ("error", "isoprob.mat", "materialized view over an isolated table"),
@@ -370,5 +367,4 @@ def test_isolation_report_names_every_problem(world, admin_url):
         assert expected <= new, new
         assert not any("invoker_view" in r[1] for r in new)
         su.execute("DROP SCHEMA isoprob CASCADE")
-        su.execute("DROP OWNED BY e2e_iso_bypass")
-        su.execute("DROP ROLE e2e_iso_bypass")
+        drop_role(su, "e2e_iso_bypass")

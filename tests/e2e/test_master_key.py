@@ -1,7 +1,6 @@
 """Master key loading at server start, against a real PostgreSQL restarted with each setting:
 clean SQLSTATEs for every way the key can be missing, /readyz reporting it, and no key bytes in
 any error or server log line."""
-import os
 
 import psycopg
 import pytest

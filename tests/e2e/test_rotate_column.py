@@ -6,14 +6,12 @@ import time
 import psycopg
 import pytest
 
-from test_encryption import admin_login  # noqa: F401  (fixture)
-
 ROWS = 4000
 OTHER_ROWS = 300
 
 
 @pytest.fixture(scope="module")
-def table(admin_url, admin_login):  # noqa: F811
+def table(admin_url, admin_login):
     with psycopg.connect(admin_url, autocommit=True) as su:
         su.execute("DROP TABLE IF EXISTS rot_items")
         su.execute("CREATE TABLE rot_items (id bigint PRIMARY KEY, tenant_id uuid NOT NULL, secret bytea)")
@@ -41,7 +39,7 @@ def versions(conn, tenant):
         "WHERE tenant_id = %s AND secret IS NOT NULL GROUP BY 1", (tenant,)).fetchall())
 
 
-def test_killed_rotation_resumes_and_completes(admin_login, table):  # noqa: F811
+def test_killed_rotation_resumes_and_completes(admin_login, table):
     t, u = table
     with psycopg.connect(admin_login) as blocker, psycopg.connect(admin_login) as watch:
         watch.autocommit = True
@@ -112,14 +110,14 @@ def test_killed_rotation_resumes_and_completes(admin_login, table):  # noqa: F81
     ("'rot_items', 'secret', 'id', 100, '{t}', 'no_such_column'", "42703"),
     ("'no_such_table', 'secret', 'id', 100, '{t}'", "42P01"),
 ])
-def test_bad_arguments_are_clean_errors(admin_login, table, args, sqlstate):  # noqa: F811
+def test_bad_arguments_are_clean_errors(admin_login, table, args, sqlstate):
     with psycopg.connect(admin_login, autocommit=True) as conn:
         with pytest.raises(psycopg.Error) as info:
             conn.execute(f"CALL sealstore.rotate_column({args.format(t=table[0])})")
         assert info.value.sqlstate == sqlstate, str(info.value)
 
 
-def test_inside_a_transaction_block_it_refuses_to_start(admin_login, table):  # noqa: F811
+def test_inside_a_transaction_block_it_refuses_to_start(admin_login, table):
     t, _ = table
     with psycopg.connect(admin_login) as conn:
         with pytest.raises(psycopg.Error) as info:

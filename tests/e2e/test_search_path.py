@@ -1,27 +1,23 @@
 """The extension runs its own queries as the extension's owner (a superuser). A caller that can
 create objects must not get its code run by that owner by shadowing pg_catalog's operators
 through its search_path."""
-import secrets
-
 import psycopg
 import pytest
+
+from harness import create_login_role, drop_role
 
 
 @pytest.fixture(scope="module")
 def attacker_url(admin_url):
-    password = secrets.token_hex(16)
     with psycopg.connect(admin_url, autocommit=True) as su:
-        su.execute("SET log_statement = 'none'")
         su.execute("DROP SCHEMA IF EXISTS evil CASCADE")
-        su.execute("DROP ROLE IF EXISTS e2e_attacker")
-        su.execute(f"CREATE ROLE e2e_attacker LOGIN PASSWORD '{password}' IN ROLE sealstore_admin")
+    url = create_login_role(admin_url, "e2e_attacker", "sealstore_admin")
+    with psycopg.connect(admin_url, autocommit=True) as su:
         su.execute("CREATE SCHEMA evil AUTHORIZATION e2e_attacker")
-    rest = admin_url.split("@", 1)[1]
-    yield f"postgresql://e2e_attacker:{password}@{rest}"
+    yield url
     with psycopg.connect(admin_url, autocommit=True) as su:
         su.execute("DROP SCHEMA IF EXISTS evil CASCADE")
-        su.execute("DROP OWNED BY e2e_attacker")
-        su.execute("DROP ROLE e2e_attacker")
+        drop_role(su, "e2e_attacker")
 
 
 def test_shadowed_operators_never_run_as_the_extension_owner(attacker_url):

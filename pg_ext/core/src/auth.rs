@@ -311,7 +311,7 @@ fn identity_from_claims(claims: Value) -> Result<Identity, AuthError> {
     for claim in ["exp", "nbf", "iat"] {
         if let Some(value) = map.get(claim) {
             if !value.is_u64() {
-                return Err(AuthError::BadClaim(claim_name(claim)));
+                return Err(AuthError::BadClaim(claim));
             }
         }
     }
@@ -340,14 +340,6 @@ fn identity_from_claims(claims: Value) -> Result<Identity, AuthError> {
         return Err(AuthError::NoTenant);
     }
     Ok(identity)
-}
-
-fn claim_name(claim: &str) -> &'static str {
-    match claim {
-        "exp" => "exp",
-        "nbf" => "nbf",
-        _ => "iat",
-    }
 }
 
 /// Space-separated, as OAuth's `scope`; duplicates dropped, order kept.
