@@ -17,7 +17,7 @@ use chacha20poly1305::XChaCha20Poly1305;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::MasterKey;
 
@@ -360,6 +360,50 @@ pub fn open(
         &envelope[tag_at..],
     )?;
     Ok(plaintext)
+}
+
+/// Decrypts an envelope of `f32` values (an encrypted embedding: the elements' little-endian
+/// bytes) straight into `out`, reusing its allocation: the hot path of a search over encrypted
+/// embeddings, which opens one envelope per row.
+pub fn open_f32_into(
+    key: &DataKey,
+    tenant: &TenantId,
+    context: &[u8],
+    envelope: &[u8],
+    out: &mut Vec<f32>,
+) -> Result<(), CryptoError> {
+    let header = parse_header(envelope)?;
+    if header.algorithm != key.algorithm {
+        return Err(CryptoError::AlgorithmMismatch);
+    }
+    if header.key_version != key.version {
+        return Err(CryptoError::Authentication);
+    }
+    let body = HEADER_LEN + header.algorithm.nonce_len();
+    let tag_at = envelope.len() - TAG_LEN;
+    let ciphertext = &envelope[body..tag_at];
+    if ciphertext.len() % 4 != 0 {
+        return Err(CryptoError::Truncated);
+    }
+    out.clear();
+    out.resize(ciphertext.len() / 4, 0.0);
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(out.as_mut_slice());
+    bytes.copy_from_slice(ciphertext);
+    let ad = associated_data(&envelope[..HEADER_LEN], tenant, context);
+    if let Err(e) = key.open_in_place(&envelope[HEADER_LEN..body], &ad, bytes, &envelope[tag_at..])
+    {
+        out.zeroize();
+        return Err(e);
+    }
+    for x in out.iter_mut() {
+        *x = f32::from_bits(u32::from_le(x.to_bits()));
+    }
+    Ok(())
+}
+
+/// The plaintext of an encrypted embedding: its elements' little-endian bytes.
+pub fn f32_plaintext(values: &[f32]) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(values.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
 fn wrapping_cipher(master: &MasterKey) -> XChaCha20Poly1305 {

@@ -5,6 +5,8 @@
 
 pub mod auth;
 pub mod crypto;
+pub mod distance;
 pub mod master_key;
+pub mod vector;
 
 pub use master_key::{MasterKey, MasterKeyError, MasterKeySource};

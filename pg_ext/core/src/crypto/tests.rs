@@ -333,3 +333,40 @@ fn rewrap_moves_a_key_to_a_new_master_without_changing_it() {
         );
     }
 }
+
+#[test]
+fn f32_envelopes_open_in_place_and_keep_their_bindings() {
+    let values: Vec<f32> = (0..771).map(|i| (i as f32 - 385.0) / 7.0).collect();
+    let other = [9u8; 16];
+    let me = tenant();
+    for alg in [Algorithm::XChaCha20Poly1305, Algorithm::Aes256Gcm] {
+        let k = key(alg, 1);
+        let sealed = seal(&k, &me, b"doc-1", &f32_plaintext(&values)).unwrap();
+        let mut buf = vec![1.0f32; 3];
+        open_f32_into(&k, &me, b"doc-1", &sealed, &mut buf).unwrap();
+        assert_eq!(buf, values);
+        // Wrong context, wrong tenant, a flipped bit: an error, and nothing left in the buffer.
+        for (t, ctx, flip) in [
+            (me, &b"doc-2"[..], None),
+            (other, b"doc-1", None),
+            (me, b"doc-1", Some(40)),
+        ] {
+            let mut env = sealed.clone();
+            if let Some(i) = flip {
+                env[i] ^= 1;
+            }
+            let mut buf = Vec::new();
+            assert_eq!(
+                open_f32_into(&k, &t, ctx, &env, &mut buf),
+                Err(CryptoError::Authentication)
+            );
+            assert!(buf.iter().all(|&x| x == 0.0));
+        }
+        // A plaintext that is not whole floats is refused before decrypting.
+        let odd = seal(&k, &me, b"doc-1", b"12345").unwrap();
+        assert_eq!(
+            open_f32_into(&k, &me, b"doc-1", &odd, &mut buf),
+            Err(CryptoError::Truncated)
+        );
+    }
+}

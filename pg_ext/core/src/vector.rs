@@ -1,0 +1,288 @@
+//! The `vector` type's value rules, text form and binary form, following pgvector's conventions
+//! so that a pgvector dump loads with a type change only.
+//!
+//! Text: `[1,2.5,-3e-05]`, whitespace allowed around elements and brackets. Output is the
+//! shortest decimal that reads back to the same `f32` bit pattern, in PostgreSQL's `float4`
+//! layout (fixed notation for decimal exponents -4 to 5, otherwise `1e+06`, `1.5e-07`), which
+//! is also what pgvector prints. Binary: int16 dims, int16 zero, then big-endian float4s.
+
+use thiserror::Error;
+
+/// pgvector's limit, kept so that every value either side accepts the other does too.
+pub const MAX_DIMS: usize = 16_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum VectorError {
+    #[error("invalid input syntax for type vector")]
+    Syntax { detail: &'static str },
+    #[error("vector must have at least 1 dimension")]
+    Empty,
+    #[error("vector cannot have more than 16000 dimensions")]
+    TooManyDims,
+    #[error("NaN not allowed in vector")]
+    NaN,
+    #[error("infinite value not allowed in vector")]
+    Infinite,
+    #[error("value out of range for type vector")]
+    OutOfRange,
+    #[error("expected {expected} dimensions, not {actual}")]
+    WrongDims { expected: usize, actual: usize },
+    #[error("different vector dimensions {0} and {1}")]
+    DimsMismatch(usize, usize),
+    #[error("invalid binary data for type vector")]
+    Binary { detail: &'static str },
+}
+
+/// Checks one element: finite and not NaN.
+pub fn check_element(x: f32) -> Result<(), VectorError> {
+    if x.is_nan() {
+        Err(VectorError::NaN)
+    } else if x.is_infinite() {
+        Err(VectorError::Infinite)
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a dimension count against 1..=MAX_DIMS.
+pub fn check_dims(dims: usize) -> Result<(), VectorError> {
+    match dims {
+        0 => Err(VectorError::Empty),
+        d if d > MAX_DIMS => Err(VectorError::TooManyDims),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a whole value: its length and every element.
+pub fn check(values: &[f32]) -> Result<(), VectorError> {
+    check_dims(values.len())?;
+    values.iter().try_for_each(|&x| check_element(x))
+}
+
+/// Checks that a value has the dimensions a column's type modifier asks for (`None` or a
+/// negative modifier: any).
+pub fn check_expected(typmod: Option<usize>, dims: usize) -> Result<(), VectorError> {
+    match typmod {
+        Some(expected) if expected != dims => Err(VectorError::WrongDims {
+            expected,
+            actual: dims,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Two operands of a distance must have the same dimensions.
+pub fn check_same(a: &[f32], b: &[f32]) -> Result<(), VectorError> {
+    if a.len() == b.len() {
+        Ok(())
+    } else {
+        Err(VectorError::DimsMismatch(a.len(), b.len()))
+    }
+}
+
+fn is_space(c: u8) -> bool {
+    // The characters C's isspace() accepts in the C locale, as pgvector skips them.
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+fn skip_space(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && is_space(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Parses the text form. Every error is one of the documented kinds; the input is never echoed
+/// (it may be an embedding of protected content).
+pub fn parse(text: &str) -> Result<Vec<f32>, VectorError> {
+    let s = text.as_bytes();
+    let mut i = skip_space(s, 0);
+    if s.get(i) != Some(&b'[') {
+        return Err(VectorError::Syntax {
+            detail: "Vector contents must start with \"[\".",
+        });
+    }
+    i = skip_space(s, i + 1);
+    if s.get(i) == Some(&b']') {
+        return Err(VectorError::Empty);
+    }
+    let mut out = Vec::new();
+    loop {
+        if out.len() == MAX_DIMS {
+            return Err(VectorError::TooManyDims);
+        }
+        i = skip_space(s, i);
+        let start = i;
+        while i < s.len() && (s[i].is_ascii_alphanumeric() || matches!(s[i], b'.' | b'+' | b'-')) {
+            i += 1;
+        }
+        let token = &text[start..i];
+        if token.is_empty() {
+            return Err(VectorError::Syntax {
+                detail: "Expected a number.",
+            });
+        }
+        let x: f32 = token.parse().map_err(|_| VectorError::Syntax {
+            detail: "Expected a number.",
+        })?;
+        if x.is_infinite() && token.bytes().any(|c| c.is_ascii_digit()) {
+            // A numeral too large for float4, as opposed to a spelled-out infinity.
+            return Err(VectorError::OutOfRange);
+        }
+        check_element(x)?;
+        out.push(x);
+        i = skip_space(s, i);
+        match s.get(i) {
+            Some(b',') => i += 1,
+            Some(b']') => {
+                i += 1;
+                break;
+            }
+            _ => {
+                return Err(VectorError::Syntax {
+                    detail: "Expected \",\" or \"]\".",
+                })
+            }
+        }
+    }
+    if skip_space(s, i) != s.len() {
+        return Err(VectorError::Syntax {
+            detail: "Junk after closing right brace.",
+        });
+    }
+    Ok(out)
+}
+
+/// Appends one element in PostgreSQL's shortest `float4` form.
+pub fn write_element(out: &mut String, x: f32) {
+    use std::fmt::Write;
+    if x == 0.0 {
+        out.push_str(if x.is_sign_negative() { "-0" } else { "0" });
+        return;
+    }
+    // `{:e}` gives the shortest digits that read back to the same bits: "-1.2345e-7".
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci
+        .split_once('e')
+        .expect("LowerExp always has an exponent");
+    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if negative {
+        out.push('-');
+    }
+    if (-4..6).contains(&exp) {
+        // Fixed notation: the decimal point goes after exp + 1 digits.
+        let point = exp + 1;
+        if point <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
+            out.push_str(&digits);
+        } else {
+            let point = point as usize;
+            if digits.len() <= point {
+                out.push_str(&digits);
+                out.extend(std::iter::repeat_n('0', point - digits.len()));
+            } else {
+                out.push_str(&digits[..point]);
+                out.push('.');
+                out.push_str(&digits[point..]);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let sign = if exp < 0 { '-' } else { '+' };
+        let _ = write!(out, "e{sign}{:02}", exp.unsigned_abs());
+    }
+}
+
+/// The text form of a vector.
+pub fn format(values: &[f32]) -> String {
+    let mut out = String::with_capacity(2 + values.len() * 12);
+    out.push('[');
+    for (n, &x) in values.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        write_element(&mut out, x);
+    }
+    out.push(']');
+    out
+}
+
+/// pgvector's binary form (what `COPY ... BINARY` and binary bind parameters carry).
+pub fn to_binary(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 4 * values.len());
+    let dims = u16::try_from(values.len()).expect("vector dimensions are checked at input");
+    out.extend_from_slice(&dims.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    for x in values {
+        out.extend_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+/// Reads pgvector's binary form; the whole input must be one value.
+pub fn from_binary(bytes: &[u8]) -> Result<Vec<f32>, VectorError> {
+    let short = VectorError::Binary {
+        detail: "The value is shorter than its header says.",
+    };
+    if bytes.len() < 4 {
+        return Err(short);
+    }
+    let dims = i16::from_be_bytes([bytes[0], bytes[1]]);
+    let unused = i16::from_be_bytes([bytes[2], bytes[3]]);
+    let dims = usize::try_from(dims).map_err(|_| VectorError::Empty)?;
+    check_dims(dims)?;
+    if unused != 0 {
+        return Err(VectorError::Binary {
+            detail: "The reserved field must be 0.",
+        });
+    }
+    let body = &bytes[4..];
+    if body.len() < 4 * dims {
+        return Err(short);
+    }
+    if body.len() > 4 * dims {
+        return Err(VectorError::Binary {
+            detail: "The value is longer than its header says.",
+        });
+    }
+    let values: Vec<f32> = body
+        .chunks_exact(4)
+        .map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    values.iter().try_for_each(|&x| check_element(x))?;
+    Ok(values)
+}
+
+/// Scales to unit length; a zero vector stays zero (as pgvector does).
+pub fn l2_normalize(values: &[f32]) -> Vec<f32> {
+    let norm = l2_norm(values);
+    if norm == 0.0 {
+        return values.to_vec();
+    }
+    values
+        .iter()
+        .map(|&x| (f64::from(x) / norm) as f32)
+        .collect()
+}
+
+/// Euclidean norm, accumulated in f64.
+pub fn l2_norm(values: &[f32]) -> f64 {
+    values
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+use super::*;
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn parses_pgvector_text_with_whitespace() {
+    assert_eq!(parse("[1,2,3]").unwrap(), vec![1.0, 2.0, 3.0]);
+    assert_eq!(
+        parse("  [ 1 , -2.5e0,\t3e-2 ]\n").unwrap(),
+        vec![1.0, -2.5, 0.03]
+    );
+    assert_eq!(parse("[.5,1.,+4]").unwrap(), vec![0.5, 1.0, 4.0]);
+    // Underflow reads as zero, as strtof does.
+    assert_eq!(parse("[1e-50]").unwrap(), vec![0.0]);
+}
+
+#[test]
+fn rejects_malformed_text_with_a_kind_and_never_the_input() {
+    let syntax = |s: &str| matches!(parse(s), Err(VectorError::Syntax { .. }));
+    for bad in [
+        "", "1,2", "(1,2)", "[1,2", "[1,,2]", "[1 2]", "[1,2]x", "[1,2]]", "[,1]", "[1,]", "[a]",
+        "[0x10]", "[1e]", "[--1]", "[1;2]", "[\u{e9}]", "[1]\0",
+    ] {
+        assert!(syntax(bad), "{bad:?}: {:?}", parse(bad));
+    }
+    assert_eq!(parse("[]"), Err(VectorError::Empty));
+    assert_eq!(parse(" [ ] "), Err(VectorError::Empty));
+    assert_eq!(parse("[NaN]"), Err(VectorError::NaN));
+    assert_eq!(parse("[1,nan]"), Err(VectorError::NaN));
+    assert_eq!(parse("[inf]"), Err(VectorError::Infinite));
+    assert_eq!(parse("[-Infinity]"), Err(VectorError::Infinite));
+    assert_eq!(parse("[1e39]"), Err(VectorError::OutOfRange));
+    assert_eq!(parse("[-3.5e38]"), Err(VectorError::OutOfRange));
+    let secret = "[12345.678,topsecret]";
+    let e = parse(secret).unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("12345"));
+}
+
+#[test]
+fn enforces_the_dimension_limit_without_reading_past_it() {
+    let ok = format!("[{}]", vec!["1"; MAX_DIMS].join(","));
+    assert_eq!(parse(&ok).unwrap().len(), MAX_DIMS);
+    let over = format!("[{}]", vec!["1"; MAX_DIMS + 1].join(","));
+    assert_eq!(parse(&over), Err(VectorError::TooManyDims));
+    assert_eq!(check_dims(0), Err(VectorError::Empty));
+    assert_eq!(check_dims(MAX_DIMS + 1), Err(VectorError::TooManyDims));
+    assert_eq!(
+        check_expected(Some(3), 2),
+        Err(VectorError::WrongDims {
+            expected: 3,
+            actual: 2
+        })
+    );
+    assert_eq!(check_expected(None, 2), Ok(()));
+}
+
+#[test]
+fn prints_like_postgresql_float4() {
+    let cases: &[(f32, &str)] = &[
+        (0.0, "0"),
+        (-0.0, "-0"),
+        (1.0, "1"),
+        (-2.5, "-2.5"),
+        (0.1, "0.1"),
+        (1.0 / 3.0, "0.33333334"),
+        (100000.0, "100000"),
+        (123456.0, "123456"),
+        (1e6, "1e+06"),
+        (1234567.0, "1.234567e+06"),
+        (0.0001, "0.0001"),
+        (0.00012, "0.00012"),
+        (1e-5, "1e-05"),
+        (-1.5e-7, "-1.5e-07"),
+        (f32::MAX, "3.4028235e+38"),
+        (f32::MIN_POSITIVE, "1.1754944e-38"),
+        (1e-45, "1e-45"),
+        (16777216.0, "1.6777216e+07"),
+    ];
+    for &(x, want) in cases {
+        let mut s = String::new();
+        write_element(&mut s, x);
+        assert_eq!(s, want, "{x:e}");
+    }
+    assert_eq!(format(&[1.0, -0.5, 1e-5]), "[1,-0.5,1e-05]");
+}
+
+#[test]
+fn text_round_trips_every_bit_pattern_it_prints() {
+    // Random finite bit patterns across the whole exponent range, plus edge values.
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut values = vec![
+        f32::MIN_POSITIVE,
+        -f32::MAX,
+        1e-45,
+        -1e-45,
+        0.1,
+        1e5,
+        999_999.94,
+    ];
+    while values.len() < 200_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let x = f32::from_bits(state as u32);
+        if x.is_finite() {
+            values.push(x);
+        }
+    }
+    for chunk in values.chunks(1000) {
+        let text = format(chunk);
+        assert_eq!(bits(&parse(&text).unwrap()), bits(chunk));
+    }
+}
+
+#[test]
+fn binary_form_is_pgvectors_and_round_trips() {
+    let v = [1.0f32, -2.0, 0.5];
+    let b = to_binary(&v);
+    assert_eq!(&b[..4], &[0, 3, 0, 0]);
+    assert_eq!(&b[4..8], &1.0f32.to_be_bytes());
+    assert_eq!(from_binary(&b).unwrap(), v);
+    assert!(matches!(
+        from_binary(&b[..b.len() - 1]),
+        Err(VectorError::Binary { .. })
+    ));
+    let mut long = b.clone();
+    long.push(0);
+    assert!(matches!(
+        from_binary(&long),
+        Err(VectorError::Binary { .. })
+    ));
+    let mut unused = b.clone();
+    unused[3] = 1;
+    assert!(matches!(
+        from_binary(&unused),
+        Err(VectorError::Binary { .. })
+    ));
+    assert_eq!(from_binary(&[0, 0, 0, 0]), Err(VectorError::Empty));
+    assert_eq!(from_binary(&[0xff, 0xff, 0, 0]), Err(VectorError::Empty));
+    assert_eq!(
+        from_binary(&[0x3e, 0x81, 0, 0]),
+        Err(VectorError::TooManyDims)
+    );
+    let mut nan = b.clone();
+    nan[4..8].copy_from_slice(&f32::NAN.to_be_bytes());
+    assert_eq!(from_binary(&nan), Err(VectorError::NaN));
+    nan[4..8].copy_from_slice(&f32::INFINITY.to_be_bytes());
+    assert_eq!(from_binary(&nan), Err(VectorError::Infinite));
+    assert!(from_binary(&[]).is_err());
+}
+
+#[test]
+fn normalize_and_norm() {
+    assert_eq!(l2_norm(&[3.0, 4.0]), 5.0);
+    assert_eq!(l2_normalize(&[3.0, 4.0]), vec![0.6, 0.8]);
+    assert_eq!(l2_normalize(&[0.0, 0.0]), vec![0.0, 0.0]);
+    assert_eq!(check(&[1.0, f32::NAN]), Err(VectorError::NaN));
+    assert_eq!(check(&[]), Err(VectorError::Empty));
+    assert_eq!(
+        check_same(&[1.0], &[1.0, 2.0]),
+        Err(VectorError::DimsMismatch(1, 2))
+    );
+}
