@@ -214,6 +214,8 @@ $fn$;
 SELECT @extschema@.enable_tenant_isolation('@extschema@.tenant_keys');
 SELECT @extschema@.enable_tenant_isolation('@extschema@.secrets');
 SELECT @extschema@.enable_tenant_isolation('@extschema@.api_keys');
+SELECT @extschema@.enable_tenant_isolation('@extschema@.collections');
+SELECT @extschema@.enable_tenant_isolation('@extschema@.documents');
 ALTER TABLE @extschema@.audit_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.audit_log FORCE ROW LEVEL SECURITY;
 CREATE POLICY sealstore_tenant ON @extschema@.audit_log FOR ALL TO PUBLIC
@@ -272,3 +274,44 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.get_secret(text),
     @extschema@.delete_secret(text)
 TO sealstore_app, sealstore_admin;
+
+-- Documents and search for the current tenant (their scopes are checked inside).
+GRANT EXECUTE ON FUNCTION
+    @extschema@.create_collection(text, integer, text, boolean),
+    @extschema@.drop_collection(text),
+    @extschema@.put_document(text, text, @extschema@.vector, jsonb),
+    @extschema@.get_document(uuid),
+    @extschema@.delete_document(uuid),
+    @extschema@.search(text, @extschema@.vector, integer, jsonb)
+TO sealstore_app, sealstore_admin;
+
+-- The vector type's functions are pure arithmetic on their arguments, usable by every role that
+-- may use the schema (as with pgvector). _sealed_distance is not among them: only search()
+-- calls it, as the owner.
+GRANT EXECUTE ON FUNCTION
+    @extschema@.vector_in(cstring, oid, integer),
+    @extschema@.vector_out(@extschema@.vector),
+    @extschema@.vector_typmod_in(cstring[]),
+    @extschema@.vector_recv(internal, oid, integer),
+    @extschema@.vector_send(@extschema@.vector),
+    @extschema@.vector(@extschema@.vector, integer, boolean),
+    @extschema@.array_to_vector(real[], integer, boolean),
+    @extschema@.array_to_vector(double precision[], integer, boolean),
+    @extschema@.array_to_vector(integer[], integer, boolean),
+    @extschema@.vector_to_float4(@extschema@.vector, integer, boolean),
+    @extschema@.l2_distance(@extschema@.vector, @extschema@.vector),
+    @extschema@.inner_product(@extschema@.vector, @extschema@.vector),
+    @extschema@.vector_negative_inner_product(@extschema@.vector, @extschema@.vector),
+    @extschema@.cosine_distance(@extschema@.vector, @extschema@.vector),
+    @extschema@.l1_distance(@extschema@.vector, @extschema@.vector),
+    @extschema@.vector_dims(@extschema@.vector),
+    @extschema@.l2_norm(@extschema@.vector),
+    @extschema@.l2_normalize(@extschema@.vector),
+    @extschema@.vector_cmp(@extschema@.vector, @extschema@.vector),
+    @extschema@.vector_lt(@extschema@.vector, @extschema@.vector),
+    @extschema@.vector_le(@extschema@.vector, @extschema@.vector),
+    @extschema@.vector_eq(@extschema@.vector, @extschema@.vector),
+    @extschema@.vector_ne(@extschema@.vector, @extschema@.vector),
+    @extschema@.vector_ge(@extschema@.vector, @extschema@.vector),
+    @extschema@.vector_gt(@extschema@.vector, @extschema@.vector)
+TO PUBLIC;

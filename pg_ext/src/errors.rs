@@ -168,3 +168,22 @@ pub fn crypto(e: &sealstore_core::crypto::CryptoError) -> ErrorReport {
         _ => report,
     }
 }
+
+/// Vector input and arithmetic errors, with pgvector's SQLSTATEs. The value itself is never
+/// part of the message.
+pub fn vector(e: &sealstore_core::vector::VectorError) -> ErrorReport {
+    use sealstore_core::vector::VectorError::*;
+    use PgSqlErrorCode::*;
+    let code = match e {
+        Syntax { .. } => ERRCODE_INVALID_TEXT_REPRESENTATION,
+        Binary { .. } => ERRCODE_INVALID_BINARY_REPRESENTATION,
+        TooManyDims => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        OutOfRange => ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        Empty | NaN | Infinite | WrongDims { .. } | DimsMismatch(..) => ERRCODE_DATA_EXCEPTION,
+    };
+    let report = ErrorReport::new(code, e.to_string(), "sealstore");
+    match e {
+        Syntax { detail } | Binary { detail } => report.set_detail(*detail),
+        _ => report,
+    }
+}

@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 
 mod auth;
 mod context;
+mod documents;
 mod encryption;
 mod errors;
 mod gucs;
@@ -16,6 +17,7 @@ mod master_rotation;
 mod owner;
 mod secrets;
 mod tenants;
+mod vector;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -11,6 +11,7 @@
 //! front of pg_catalog, and the owner (a superuser) would run the caller's `=` operator.
 
 use std::cell::Cell;
+use std::ffi::CStr;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -60,6 +61,11 @@ impl Drop for Restore {
 
 /// Runs `f` as the extension's owner, with a safe search_path.
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
+    as_owner_with(&[], f)
+}
+
+/// As [`as_owner`], with more settings for the duration (planner settings of a fixed query).
+pub fn as_owner_with<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
     let mut user = pg_sys::Oid::INVALID;
     let mut context = 0i32;
     // SAFETY: plain reads of the backend's current-user state and GUC nesting, and setting a
@@ -77,6 +83,18 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
             0,
             false,
         );
+        for (name, value) in settings {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
         Restore {
             user,
             context,

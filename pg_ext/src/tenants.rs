@@ -9,7 +9,7 @@ use crate::keycache;
 use crate::master_key;
 use crate::owner::as_owner;
 
-fn new_tenant_id() -> TenantId {
+pub fn new_uuid() -> TenantId {
     let mut id =
         *crypto::random_bytes::<16>().unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
     id[6] = (id[6] & 0x0f) | 0x40; // UUID version 4
@@ -68,7 +68,7 @@ fn create_tenant(name: &str, algorithm: default!(&str, "'xchacha20-poly1305'")) 
     }
     let algorithm =
         Algorithm::from_name(algorithm).unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
-    let tenant = new_tenant_id();
+    let tenant = new_uuid();
     let id = pgrx::Uuid::from_bytes(tenant);
     as_owner(|| {
         spi(Spi::run_with_args(
@@ -189,6 +189,17 @@ fn shred_tenant(tenant: pgrx::Uuid) {
             &[tenant.into()],
         ))
         .unwrap_or(0);
+        // Documents keep plaintext beside their ciphertext (metadata, and embeddings of
+        // collections that do not encrypt them), which a shredded key would not cover.
+        let documents = spi(Spi::get_one_with_args::<i64>(
+            "WITH d AS (DELETE FROM sealstore.documents WHERE tenant_id = $1 RETURNING 1) SELECT count(*) FROM d",
+            &[tenant.into()],
+        ))
+        .unwrap_or(0);
+        spi(Spi::run_with_args(
+            "DELETE FROM sealstore.collections WHERE tenant_id = $1",
+            &[tenant.into()],
+        ));
         spi(Spi::run_with_args(
             "UPDATE sealstore.tenants SET shredded_at = now() WHERE id = $1",
             &[tenant.into()],
@@ -196,7 +207,7 @@ fn shred_tenant(tenant: pgrx::Uuid) {
         audit(
             "shred_tenant",
             tenant,
-            serde_json::json!({"key_versions": keys, "secrets": secrets}),
+            serde_json::json!({"key_versions": keys, "secrets": secrets, "documents": documents}),
         );
     });
     keycache::mark_changed(&id);

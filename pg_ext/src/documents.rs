@@ -1,0 +1,428 @@
+//! Collections and documents of the current tenant, and similarity search over them.
+//!
+//! Content is always encrypted with the tenant's data key, bound to the document's id. An
+//! embedding is stored as a `vector`, or, in a collection created with `encrypt_embeddings`,
+//! only as an envelope bound to the document's id. Search is exact: the executor scans the
+//! collection's rows (through the `collection_id` index, never the other tenants' rows), the
+//! distance is computed per row (decrypting in this backend with the cached key when the
+//! embeddings are encrypted), and a bounded top-k sort keeps the k nearest.
+
+use pgrx::prelude::*;
+use sealstore_core::crypto::{self, TenantId};
+use sealstore_core::distance::Metric;
+use sealstore_core::vector::{self as core_vector, VectorError};
+
+use crate::context;
+use crate::errors::{self, spi};
+use crate::keycache;
+use crate::owner::{as_owner, as_owner_with};
+use crate::tenants::new_uuid;
+use crate::vector::{Vector, VectorArg};
+
+/// The largest k a search accepts.
+const MAX_K: i32 = 1000;
+
+const CONTENT_CONTEXT: &[u8] = b"sealstore/document-content:";
+const EMBEDDING_CONTEXT: &[u8] = b"sealstore/document-embedding:";
+
+fn bound_context(label: &[u8], id: &[u8; 16]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(label.len() + 16);
+    out.extend_from_slice(label);
+    out.extend_from_slice(id);
+    out
+}
+
+fn crypto_fail(e: crypto::CryptoError) -> ! {
+    errors::raise(errors::crypto(&e))
+}
+
+fn check_collection_name(name: &str) {
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        errors::raise(errors::invalid_argument(
+            "collection name must be 1 to 200 characters without control characters",
+        ));
+    }
+}
+
+fn require_object(value: &serde_json::Value, what: &'static str) {
+    if !value.is_object() {
+        errors::raise(errors::invalid_argument(what));
+    }
+}
+
+struct Collection {
+    id: pgrx::Uuid,
+    dims: usize,
+    metric: Metric,
+    encrypted: bool,
+}
+
+/// The current tenant's collection `name`, or 42704.
+fn collection(tenant: &TenantId, name: &str) -> Collection {
+    check_collection_name(name);
+    let row = as_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT id, dims, metric, encrypt_embeddings FROM sealstore.collections \
+                 WHERE tenant_id = $1 AND name = $2",
+                Some(1),
+                &[pgrx::Uuid::from_bytes(*tenant).into(), name.into()],
+            )?;
+            let mut out = None;
+            for row in rows {
+                out = Some((
+                    row.get::<pgrx::Uuid>(1)?,
+                    row.get::<i32>(2)?,
+                    row.get::<String>(3)?,
+                    row.get::<bool>(4)?,
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    });
+    match spi(row) {
+        Some((Some(id), Some(dims), Some(metric), Some(encrypted))) => Collection {
+            id,
+            dims: usize::try_from(dims).unwrap_or(0),
+            metric: Metric::from_name(&metric)
+                .unwrap_or_else(|| errors::raise(errors::invalid_argument("unknown metric"))),
+            encrypted,
+        },
+        _ => errors::raise(errors::undefined("collection does not exist")),
+    }
+}
+
+/// Creates a collection of the current tenant for embeddings of `dims` dimensions, searched by
+/// `metric` (cosine, l2, inner_product or l1). With `encrypt_embeddings`, embeddings are stored
+/// only encrypted. Returns the collection's id.
+#[pg_extern(volatile, parallel_unsafe, strict, requires = ["documents_schema"])]
+fn create_collection(
+    name: &str,
+    dims: i32,
+    metric: default!(&str, "'cosine'"),
+    encrypt_embeddings: default!(bool, false),
+) -> pgrx::Uuid {
+    check_collection_name(name);
+    context::require_scope("write");
+    let tenant = context::tenant();
+    keycache::tenant_keys(&tenant);
+    if Metric::from_name(metric).is_none() {
+        errors::raise(errors::invalid_argument(
+            "metric must be one of cosine, l2, inner_product, l1",
+        ));
+    }
+    if usize::try_from(dims).map_or(true, |d| core_vector::check_dims(d).is_err()) {
+        errors::raise(errors::invalid_argument("dims must be from 1 to 16000"));
+    }
+    let id = pgrx::Uuid::from_bytes(new_uuid());
+    let inserted = as_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "WITH i AS (INSERT INTO sealstore.collections \
+               (id, tenant_id, name, dims, metric, encrypt_embeddings) \
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING 1) \
+             SELECT count(*) = 1 FROM i",
+            &[
+                id.into(),
+                pgrx::Uuid::from_bytes(tenant).into(),
+                name.into(),
+                dims.into(),
+                metric.into(),
+                encrypt_embeddings.into(),
+            ],
+        )
+    });
+    if spi(inserted) != Some(true) {
+        errors::raise(errors::duplicate("a collection of this name exists"));
+    }
+    id
+}
+
+/// Deletes the current tenant's collection `name` and all its documents; false if there was
+/// none.
+#[pg_extern(volatile, parallel_unsafe, strict, requires = ["documents_schema"])]
+fn drop_collection(name: &str) -> bool {
+    check_collection_name(name);
+    context::require_scope("write");
+    let tenant = context::tenant();
+    spi(as_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "WITH d AS (DELETE FROM sealstore.collections WHERE tenant_id = $1 AND name = $2 \
+             RETURNING 1) SELECT count(*) = 1 FROM d",
+            &[pgrx::Uuid::from_bytes(tenant).into(), name.into()],
+        )
+    }))
+    .unwrap_or(false)
+}
+
+/// Stores a document in the current tenant's collection; returns its id. The content is
+/// encrypted; so is the embedding when the collection says so.
+#[pg_extern(volatile, parallel_unsafe, strict, requires = ["documents_schema"])]
+fn put_document(
+    collection: &str,
+    content: &str,
+    embedding: VectorArg<'_>,
+    metadata: default!(pgrx::JsonB, "'{}'"),
+) -> pgrx::Uuid {
+    context::require_scope("write");
+    let tenant = context::tenant();
+    let coll = self::collection(&tenant, collection);
+    core_vector::check_expected(Some(coll.dims), embedding.0.len())
+        .unwrap_or_else(|e| errors::raise(errors::vector(&e)));
+    require_object(&metadata.0, "metadata must be a JSON object");
+    let keys = keycache::tenant_keys(&tenant);
+    let id = new_uuid();
+    let sealed_content = crypto::seal(
+        keys.active_key(),
+        &tenant,
+        &bound_context(CONTENT_CONTEXT, &id),
+        content.as_bytes(),
+    )
+    .unwrap_or_else(|e| crypto_fail(e));
+    let (plain, sealed) = if coll.encrypted {
+        let plaintext = crypto::f32_plaintext(embedding.0);
+        let sealed = crypto::seal(
+            keys.active_key(),
+            &tenant,
+            &bound_context(EMBEDDING_CONTEXT, &id),
+            &plaintext,
+        )
+        .unwrap_or_else(|e| crypto_fail(e));
+        (None, Some(sealed))
+    } else {
+        (Some(Vector(embedding.0.to_vec())), None)
+    };
+    let id = pgrx::Uuid::from_bytes(id);
+    spi(as_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO sealstore.documents \
+               (id, tenant_id, collection_id, content, embedding, sealed_embedding, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                id.into(),
+                pgrx::Uuid::from_bytes(tenant).into(),
+                coll.id.into(),
+                sealed_content.into(),
+                plain.into(),
+                sealed.into(),
+                metadata.into(),
+            ],
+        )
+    }));
+    id
+}
+
+/// The current tenant's document `id`: (id, collection, content, metadata). A document of
+/// another tenant is reported exactly like a missing one (P0002).
+#[pg_extern(stable, parallel_restricted, strict, requires = ["documents_schema"])]
+fn get_document(
+    id: pgrx::Uuid,
+) -> TableIterator<
+    'static,
+    (
+        name!(id, pgrx::Uuid),
+        name!(collection, String),
+        name!(content, String),
+        name!(metadata, pgrx::JsonB),
+    ),
+> {
+    context::require_scope("read");
+    let tenant = context::tenant();
+    let row = spi(as_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT c.name, d.content, d.metadata FROM sealstore.documents d \
+                 JOIN sealstore.collections c ON c.id = d.collection_id \
+                 WHERE d.id = $1 AND d.tenant_id = $2",
+                Some(1),
+                &[id.into(), pgrx::Uuid::from_bytes(tenant).into()],
+            )?;
+            let mut out = None;
+            for row in rows {
+                out = Some((
+                    row.get::<String>(1)?,
+                    row.get::<Vec<u8>>(2)?,
+                    row.get::<pgrx::JsonB>(3)?,
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    }));
+    let Some((Some(collection), Some(sealed), Some(metadata))) = row else {
+        errors::raise(errors::not_found("document does not exist"))
+    };
+    let header = crypto::parse_header(&sealed).unwrap_or_else(|e| crypto_fail(e));
+    let keys = keycache::tenant_keys(&tenant);
+    let content = crypto::open(
+        keys.key(header.key_version),
+        &tenant,
+        &bound_context(CONTENT_CONTEXT, id.as_bytes()),
+        &sealed,
+    )
+    .unwrap_or_else(|e| crypto_fail(e));
+    let content = String::from_utf8(content.to_vec()).unwrap_or_else(|_| {
+        errors::raise(errors::plain(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            "document content is not valid UTF-8",
+        ))
+    });
+    TableIterator::once((id, collection, content, metadata))
+}
+
+/// Deletes the current tenant's document `id`; false when there is no such document (of this
+/// tenant).
+#[pg_extern(volatile, parallel_unsafe, strict, requires = ["documents_schema"])]
+fn delete_document(id: pgrx::Uuid) -> bool {
+    context::require_scope("write");
+    let tenant = context::tenant();
+    spi(as_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "WITH d AS (DELETE FROM sealstore.documents WHERE id = $1 AND tenant_id = $2 \
+             RETURNING 1) SELECT count(*) = 1 FROM d",
+            &[id.into(), pgrx::Uuid::from_bytes(tenant).into()],
+        )
+    }))
+    .unwrap_or(false)
+}
+
+fn metric_code(m: Metric) -> i32 {
+    match m {
+        Metric::L2 => 0,
+        Metric::Cosine => 1,
+        Metric::InnerProduct => 2,
+        Metric::L1 => 3,
+    }
+}
+
+thread_local! {
+    /// Reused for every decrypted embedding of a search, zeroed after each use.
+    static PLAIN: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The distance between `query` and an encrypted embedding, decrypted in this backend with the
+/// current tenant's cached key. Internal to `search` (no role may EXECUTE it): a tampered,
+/// swapped or foreign envelope fails authentication (XX001) and stops the search.
+#[pg_extern(stable, parallel_restricted, strict, requires = ["documents_schema"])]
+fn _sealed_distance(sealed: &[u8], id: pgrx::Uuid, query: VectorArg<'_>, metric: i32) -> f64 {
+    let metric = match metric {
+        0 => Metric::L2,
+        1 => Metric::Cosine,
+        2 => Metric::InnerProduct,
+        3 => Metric::L1,
+        _ => errors::raise(errors::invalid_argument("unknown metric")),
+    };
+    let tenant = context::tenant();
+    let header = crypto::parse_header(sealed).unwrap_or_else(|e| crypto_fail(e));
+    let keys = keycache::tenant_keys(&tenant);
+    let mut context = [0u8; EMBEDDING_CONTEXT.len() + 16];
+    context[..EMBEDDING_CONTEXT.len()].copy_from_slice(EMBEDDING_CONTEXT);
+    context[EMBEDDING_CONTEXT.len()..].copy_from_slice(id.as_bytes());
+    PLAIN.with_borrow_mut(|plain| {
+        crypto::open_f32_into(
+            keys.key(header.key_version),
+            &tenant,
+            &context,
+            sealed,
+            plain,
+        )
+        .unwrap_or_else(|e| crypto_fail(e));
+        let result =
+            core_vector::check_same(plain, query.0).map(|()| metric.distance(plain, query.0));
+        zeroize::Zeroize::zeroize(plain);
+        result.unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)))
+    })
+}
+
+/// Planner settings for the search query: the collection's rows only, through its index (a
+/// sequential scan would read, and take time proportional to, every tenant's rows), and no JIT
+/// compilation in the middle of a request.
+const SEARCH_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] =
+    &[(c"enable_seqscan", c"off"), (c"jit", c"off")];
+
+/// The `k` documents of the current tenant's collection nearest to `query` by the collection's
+/// metric, nearest first (ties by id), optionally only those whose metadata contains `filter`
+/// (jsonb `@>`). Exact: every document of the collection that passes the filter is scored.
+#[pg_extern(stable, parallel_restricted, requires = ["documents_schema"])]
+fn search(
+    collection: Option<&str>,
+    query: Option<VectorArg<'_>>,
+    k: default!(Option<i32>, 10),
+    filter: default!(Option<pgrx::JsonB>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, pgrx::Uuid),
+        name!(distance, f32),
+        name!(metadata, pgrx::JsonB),
+    ),
+> {
+    let (Some(collection), Some(query), Some(k)) = (collection, query, k) else {
+        errors::raise(errors::plain(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "collection, query and k must not be NULL",
+        ))
+    };
+    context::require_scope("read");
+    let tenant = context::tenant();
+    let coll = self::collection(&tenant, collection);
+    core_vector::check_expected(Some(coll.dims), query.0.len())
+        .unwrap_or_else(|e| errors::raise(errors::vector(&e)));
+    if !(1..=MAX_K).contains(&k) {
+        errors::raise(errors::invalid_argument("k must be from 1 to 1000"));
+    }
+    if let Some(f) = &filter {
+        require_object(&f.0, "filter must be a JSON object");
+    }
+    let distance = if coll.encrypted {
+        format!(
+            "sealstore._sealed_distance(sealed_embedding, id, $1, {})",
+            metric_code(coll.metric)
+        )
+    } else {
+        let op = match coll.metric {
+            Metric::L2 => "<->",
+            Metric::Cosine => "<=>",
+            Metric::InnerProduct => "<#>",
+            Metric::L1 => "<+>",
+        };
+        format!("embedding OPERATOR(sealstore.{op}) $1")
+    };
+    // Only fixed text is formatted in: the metric's operator or code.
+    let sql = format!(
+        "SELECT id, {distance} AS distance, metadata FROM sealstore.documents \
+         WHERE collection_id = $2 AND tenant_id = $3 AND ($4::jsonb IS NULL OR metadata @> $4) \
+         ORDER BY distance, id LIMIT $5"
+    );
+    let rows = spi(as_owner_with(SEARCH_SETTINGS, || {
+        Spi::connect(|client| {
+            let rows = client.select(
+                &sql,
+                None,
+                &[
+                    Vector(query.0.to_vec()).into(),
+                    coll.id.into(),
+                    pgrx::Uuid::from_bytes(tenant).into(),
+                    filter.into(),
+                    i64::from(k).into(),
+                ],
+            )?;
+            let mut out = Vec::with_capacity(k as usize);
+            for row in rows {
+                if let (Some(id), Some(d), Some(m)) = (
+                    row.get::<pgrx::Uuid>(1)?,
+                    row.get::<f64>(2)?,
+                    row.get::<pgrx::JsonB>(3)?,
+                ) {
+                    out.push((id, d as f32, m));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    }));
+    TableIterator::new(rows)
+}
+
+pgrx::extension_sql_file!(
+    "../../sql/documents.sql",
+    name = "documents_schema",
+    requires = ["vector_ops"],
+);

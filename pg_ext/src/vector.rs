@@ -1,0 +1,428 @@
+//! The `vector` type: pgvector's on-disk layout (varlena header, int16 dims, int16 zero, f32
+//! elements), its text and binary forms, casts, distance functions and operators. Parsing,
+//! printing and the kernels live in `sealstore_core::{vector, distance}`.
+//!
+//! Storage is MAIN: a value stays in the row, uncompressed in practice (float noise does not
+//! compress) and out of TOAST unless the row cannot fit a page, so a scan reads vectors where
+//! it finds the row. See the README's "Vector storage".
+
+use std::ffi::CStr;
+
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::datum::{Datum, Internal};
+use pgrx::pg_sys;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
+use pgrx::prelude::*;
+use sealstore_core::distance;
+use sealstore_core::vector::{self as core_vector, VectorError};
+
+use crate::errors;
+
+/// Bytes before the first element: varlena header (4), dims (2), unused (2).
+const HEADER: usize = 8;
+
+/// A vector argument, borrowed from the (detoasted) datum for the duration of the call.
+pub struct VectorArg<'a>(pub &'a [f32]);
+
+/// A vector to return, built in palloc'd memory when it is handed to PostgreSQL.
+pub struct Vector(pub Vec<f32>);
+
+fn fail(e: VectorError) -> ! {
+    errors::raise(errors::vector(&e))
+}
+
+const TYPE_IDENT: &str = "sealstore::vector::Vector";
+
+// SAFETY: both Rust types map to the one SQL type `vector` created below.
+unsafe impl SqlTranslatable for Vector {
+    const TYPE_IDENT: &'static str = TYPE_IDENT;
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::ThisExtension;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("vector"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("vector")));
+}
+
+// SAFETY: as above.
+unsafe impl SqlTranslatable for VectorArg<'_> {
+    const TYPE_IDENT: &'static str = TYPE_IDENT;
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::ThisExtension;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("vector"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("vector")));
+}
+
+impl<'a> FromDatum for VectorArg<'a> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Self> {
+        if is_null {
+            return None;
+        }
+        // SAFETY: a non-null datum of type vector: a varlena, possibly toasted or short-headed.
+        // pg_detoast_datum returns it with a 4-byte header in memory that lives at least as
+        // long as the current call (the executor's per-tuple or the caller's context), and the
+        // type's int4 alignment makes the elements f32-aligned.
+        unsafe {
+            let ptr = pg_sys::pg_detoast_datum(datum.cast_mut_ptr::<pg_sys::varlena>());
+            let total = pgrx::varlena::varsize(ptr);
+            let bytes = ptr.cast::<u8>();
+            let dims = i16::from_ne_bytes([*bytes.add(4), *bytes.add(5)]);
+            let dims = usize::try_from(dims).unwrap_or(0);
+            if dims == 0 || total != HEADER + 4 * dims {
+                errors::raise(errors::plain(
+                    PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                    "stored vector value is damaged",
+                ));
+            }
+            Some(VectorArg(std::slice::from_raw_parts(
+                bytes.add(HEADER).cast::<f32>(),
+                dims,
+            )))
+        }
+    }
+}
+
+// SAFETY: unboxes through FromDatum above; a null is reported, never dereferenced.
+unsafe impl<'fcx> ArgAbi<'fcx> for VectorArg<'fcx> {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        // SAFETY: the caller guarantees the argument's type.
+        unsafe {
+            arg.unbox_arg_using_from_datum()
+                .unwrap_or_else(|| panic!("argument {index} must not be null"))
+        }
+    }
+}
+
+impl IntoDatum for Vector {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        let dims = self.0.len();
+        let total = HEADER + 4 * dims;
+        let dims = i16::try_from(dims).unwrap_or_else(|_| fail(VectorError::TooManyDims));
+        // SAFETY: a fresh palloc of exactly `total` bytes, filled completely before use.
+        unsafe {
+            let ptr = pg_sys::palloc(total).cast::<u8>();
+            pgrx::set_varsize_4b(ptr.cast(), total as i32);
+            std::ptr::copy_nonoverlapping(dims.to_ne_bytes().as_ptr(), ptr.add(4), 2);
+            std::ptr::write_bytes(ptr.add(6), 0, 2);
+            std::ptr::copy_nonoverlapping(
+                self.0.as_ptr().cast::<u8>(),
+                ptr.add(HEADER),
+                4 * self.0.len(),
+            );
+            Some(pg_sys::Datum::from(ptr))
+        }
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        type_oid()
+    }
+}
+
+// SAFETY: returns the datum built by into_datum.
+unsafe impl BoxRet for Vector {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        match self.into_datum() {
+            // SAFETY: a valid vector datum.
+            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+thread_local! {
+    static TYPE_OID: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+}
+
+/// The OID of `sealstore.vector`, for SPI parameters.
+pub fn type_oid() -> pg_sys::Oid {
+    if let Some(oid) = TYPE_OID.get() {
+        return oid;
+    }
+    let oid = errors::spi(Spi::get_one::<pg_sys::Oid>(
+        "SELECT 'sealstore.vector'::pg_catalog.regtype::pg_catalog.oid",
+    ))
+    .expect("the vector type exists while the extension is installed");
+    TYPE_OID.set(Some(oid));
+    oid
+}
+
+/// A type modifier as a dimension count (`-1`: none).
+fn typmod_dims(typmod: i32) -> Option<usize> {
+    usize::try_from(typmod).ok()
+}
+
+fn checked(values: Vec<f32>, typmod: i32) -> Vector {
+    core_vector::check(&values).unwrap_or_else(|e| fail(e));
+    core_vector::check_expected(typmod_dims(typmod), values.len()).unwrap_or_else(|e| fail(e));
+    Vector(values)
+}
+
+fn same_dims(a: &[f32], b: &[f32]) {
+    core_vector::check_same(a, b).unwrap_or_else(|e| fail(e));
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_shell"])]
+fn vector_in(input: &CStr, _oid: pg_sys::Oid, typmod: i32) -> Vector {
+    let text = input.to_str().unwrap_or_else(|_| {
+        fail(VectorError::Syntax {
+            detail: "The value is not valid UTF-8.",
+        })
+    });
+    checked(core_vector::parse(text).unwrap_or_else(|e| fail(e)), typmod)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_shell"])]
+fn vector_out(v: VectorArg<'_>) -> &'static CStr {
+    let text = core_vector::format(v.0);
+    // SAFETY: pstrdup copies into the current memory context, which outlives the call's use of
+    // the result; the text has no interior NUL.
+    unsafe {
+        let c = std::ffi::CString::new(text).expect("no NUL in vector text");
+        CStr::from_ptr(pg_sys::pstrdup(c.as_ptr()))
+    }
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_typmod_in(list: Array<&CStr>) -> i32 {
+    let items: Vec<Option<&CStr>> = list.iter().collect();
+    let [Some(item)] = items.as_slice() else {
+        errors::raise(errors::plain(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "invalid type modifier",
+        ))
+    };
+    let dims: i64 = item.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    if dims < 1 {
+        errors::raise(errors::plain(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "dimensions for type vector must be at least 1",
+        ));
+    }
+    if dims > core_vector::MAX_DIMS as i64 {
+        errors::raise(errors::plain(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "dimensions for type vector cannot exceed 16000",
+        ));
+    }
+    dims as i32
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_shell"])]
+fn vector_recv(mut buf: Internal, _oid: pg_sys::Oid, typmod: i32) -> Vector {
+    // SAFETY: PostgreSQL passes a StringInfo positioned at this value; the whole rest of the
+    // buffer is the value (bind parameters and COPY BINARY fields are framed by the caller).
+    let values = unsafe {
+        let info = buf
+            .get_mut::<pg_sys::StringInfoData>()
+            .expect("receive functions get a StringInfo");
+        let start = usize::try_from(info.cursor).unwrap_or(0);
+        let end = usize::try_from(info.len).unwrap_or(0);
+        let bytes = std::slice::from_raw_parts(info.data.cast::<u8>().add(start), end - start);
+        let values = core_vector::from_binary(bytes).unwrap_or_else(|e| fail(e));
+        info.cursor = info.len;
+        values
+    };
+    checked(values, typmod)
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_send(v: VectorArg<'_>) -> Vec<u8> {
+    core_vector::to_binary(v.0)
+}
+
+/// The length coercion `vector(n)` columns run on every assignment.
+#[pg_extern(immutable, strict, parallel_safe, name = "vector", requires = ["vector_type"])]
+fn vector_typmod(v: VectorArg<'_>, typmod: i32, _explicit: bool) -> Vector {
+    core_vector::check_expected(typmod_dims(typmod), v.0.len()).unwrap_or_else(|e| fail(e));
+    Vector(v.0.to_vec())
+}
+
+fn from_elements(len: usize, values: impl Iterator<Item = Option<f32>>, typmod: i32) -> Vector {
+    if len > core_vector::MAX_DIMS {
+        fail(VectorError::TooManyDims);
+    }
+    let mut out = Vec::with_capacity(len);
+    for x in values {
+        let Some(x) = x else {
+            errors::raise(errors::plain(
+                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                "array must not contain nulls",
+            ))
+        };
+        out.push(x);
+    }
+    checked(out, typmod)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
+fn real_array_to_vector(values: Array<'_, f32>, typmod: i32, _explicit: bool) -> Vector {
+    from_elements(values.len(), values.iter(), typmod)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
+fn double_array_to_vector(values: Array<'_, f64>, typmod: i32, _explicit: bool) -> Vector {
+    let narrow = |x: f64| {
+        let y = x as f32;
+        if x.is_finite() && y.is_infinite() {
+            fail(VectorError::OutOfRange);
+        }
+        y
+    };
+    from_elements(values.len(), values.iter().map(|x| x.map(narrow)), typmod)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
+fn int_array_to_vector(values: Array<'_, i32>, typmod: i32, _explicit: bool) -> Vector {
+    from_elements(
+        values.len(),
+        values.iter().map(|x| x.map(|x| x as f32)),
+        typmod,
+    )
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_to_float4(v: VectorArg<'_>, _typmod: i32, _explicit: bool) -> Vec<f32> {
+    v.0.to_vec()
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn l2_distance(a: VectorArg<'_>, b: VectorArg<'_>) -> f64 {
+    same_dims(a.0, b.0);
+    distance::l2_distance(a.0, b.0)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn inner_product(a: VectorArg<'_>, b: VectorArg<'_>) -> f64 {
+    same_dims(a.0, b.0);
+    distance::inner_product(a.0, b.0)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_negative_inner_product(a: VectorArg<'_>, b: VectorArg<'_>) -> f64 {
+    same_dims(a.0, b.0);
+    -distance::inner_product(a.0, b.0)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn cosine_distance(a: VectorArg<'_>, b: VectorArg<'_>) -> f64 {
+    same_dims(a.0, b.0);
+    distance::cosine_distance(a.0, b.0)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn l1_distance(a: VectorArg<'_>, b: VectorArg<'_>) -> f64 {
+    same_dims(a.0, b.0);
+    distance::l1_distance(a.0, b.0)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_dims(v: VectorArg<'_>) -> i32 {
+    v.0.len() as i32
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn l2_norm(v: VectorArg<'_>) -> f64 {
+    core_vector::l2_norm(v.0)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn l2_normalize(v: VectorArg<'_>) -> Vector {
+    Vector(core_vector::l2_normalize(v.0))
+}
+
+/// pgvector's order: element by element, then the shorter vector first.
+fn compare(a: &[f32], b: &[f32]) -> i32 {
+    for (x, y) in a.iter().zip(b) {
+        if x < y {
+            return -1;
+        }
+        if x > y {
+            return 1;
+        }
+    }
+    (a.len().cmp(&b.len())) as i32
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_cmp(a: VectorArg<'_>, b: VectorArg<'_>) -> i32 {
+    compare(a.0, b.0)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_lt(a: VectorArg<'_>, b: VectorArg<'_>) -> bool {
+    compare(a.0, b.0) < 0
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_le(a: VectorArg<'_>, b: VectorArg<'_>) -> bool {
+    compare(a.0, b.0) <= 0
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_eq(a: VectorArg<'_>, b: VectorArg<'_>) -> bool {
+    compare(a.0, b.0) == 0
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_ne(a: VectorArg<'_>, b: VectorArg<'_>) -> bool {
+    compare(a.0, b.0) != 0
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_ge(a: VectorArg<'_>, b: VectorArg<'_>) -> bool {
+    compare(a.0, b.0) >= 0
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_gt(a: VectorArg<'_>, b: VectorArg<'_>) -> bool {
+    compare(a.0, b.0) > 0
+}
+
+pgrx::extension_sql!(
+    "CREATE TYPE vector;",
+    name = "vector_shell",
+    creates = [Type(Vector)],
+);
+
+pgrx::extension_sql_file!(
+    "../../sql/vector_type.sql",
+    name = "vector_type",
+    requires = [
+        "vector_shell",
+        vector_in,
+        vector_out,
+        vector_typmod_in,
+        vector_recv,
+        vector_send
+    ],
+);
+
+pgrx::extension_sql_file!(
+    "../../sql/vector_ops.sql",
+    name = "vector_ops",
+    requires = [
+        "vector_type",
+        vector_typmod,
+        real_array_to_vector,
+        double_array_to_vector,
+        int_array_to_vector,
+        vector_to_float4,
+        l2_distance,
+        inner_product,
+        vector_negative_inner_product,
+        cosine_distance,
+        l1_distance,
+        vector_cmp,
+        vector_lt,
+        vector_le,
+        vector_eq,
+        vector_ne,
+        vector_ge,
+        vector_gt,
+    ],
+);
