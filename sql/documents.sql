@@ -30,8 +30,11 @@ CREATE TABLE @extschema@.documents (
     CHECK ((embedding IS NULL) <> (sealed_embedding IS NULL))
 );
 ALTER TABLE @extschema@.documents ALTER COLUMN sealed_embedding SET STORAGE MAIN;
--- A search reads one collection's rows through this index and nothing else.
-CREATE INDEX documents_collection_id ON @extschema@.documents (collection_id);
+-- A search reads one collection's rows through this index and nothing else. The tenant is in
+-- the key too, so the search's tenant condition is an index condition as well (otherwise the
+-- planner ANDs in the tenant_id index that enable_tenant_isolation creates, and reads all of
+-- the tenant's collections).
+CREATE INDEX documents_collection_id ON @extschema@.documents (collection_id, tenant_id);
 CREATE INDEX collections_tenant_id ON @extschema@.collections (tenant_id);
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.collections', '');

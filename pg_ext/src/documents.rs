@@ -332,11 +332,15 @@ fn _sealed_distance(sealed: &[u8], id: pgrx::Uuid, query: VectorArg<'_>, metric:
     })
 }
 
-/// Planner settings for the search query: the collection's rows only, through its index (a
-/// sequential scan would read, and take time proportional to, every tenant's rows), and no JIT
-/// compilation in the middle of a request.
-const SEARCH_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] =
-    &[(c"enable_seqscan", c"off"), (c"jit", c"off")];
+/// Planner settings for the search query: the collection's rows only, through its index, in
+/// index (= heap) order (a sequential scan would read, and take time proportional to, every
+/// tenant's rows; a bitmap would first collect every row id), and no JIT compilation in the
+/// middle of a request.
+const SEARCH_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
+    (c"enable_seqscan", c"off"),
+    (c"enable_bitmapscan", c"off"),
+    (c"jit", c"off"),
+];
 
 /// The `k` documents of the current tenant's collection nearest to `query` by the collection's
 /// metric, nearest first (ties by id), optionally only those whose metadata contains `filter`

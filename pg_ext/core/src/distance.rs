@@ -291,22 +291,33 @@ mod x86 {
         pub unsafe fn cosine_parts(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
             let n = a.len().min(b.len());
             let (pa, pb) = (a.as_ptr(), b.as_ptr());
-            let mut dot = _mm256_setzero_ps();
-            let mut na = _mm256_setzero_ps();
-            let mut nb = _mm256_setzero_ps();
+            // Two accumulators per sum, so consecutive FMAs do not wait on each other.
+            let [mut d0, mut d1, mut a0, mut a1, mut b0, mut b1] = [_mm256_setzero_ps(); 6];
             let mut i = 0;
-            // SAFETY: every load reads 8 floats starting at i with i + 8 <= n.
+            // SAFETY: every load reads 8 floats starting at i with i + 8 <= n (16 for the pair).
             unsafe {
-                while i + 8 <= n {
-                    let x = _mm256_loadu_ps(pa.add(i));
-                    let y = _mm256_loadu_ps(pb.add(i));
-                    dot = _mm256_fmadd_ps(x, y, dot);
-                    na = _mm256_fmadd_ps(x, x, na);
-                    nb = _mm256_fmadd_ps(y, y, nb);
+                while i + 16 <= n {
+                    let (x0, y0) = (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+                    let (x1, y1) = (_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)));
+                    d0 = _mm256_fmadd_ps(x0, y0, d0);
+                    a0 = _mm256_fmadd_ps(x0, x0, a0);
+                    b0 = _mm256_fmadd_ps(y0, y0, b0);
+                    d1 = _mm256_fmadd_ps(x1, y1, d1);
+                    a1 = _mm256_fmadd_ps(x1, x1, a1);
+                    b1 = _mm256_fmadd_ps(y1, y1, b1);
+                    i += 16;
+                }
+                if i + 8 <= n {
+                    let (x0, y0) = (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+                    d0 = _mm256_fmadd_ps(x0, y0, d0);
+                    a0 = _mm256_fmadd_ps(x0, x0, a0);
+                    b0 = _mm256_fmadd_ps(y0, y0, b0);
                     i += 8;
                 }
             }
-            let (mut d, mut sa, mut sb) = (hsum(dot), hsum(na), hsum(nb));
+            let mut d = hsum(_mm256_add_ps(d0, d1));
+            let mut sa = hsum(_mm256_add_ps(a0, a1));
+            let mut sb = hsum(_mm256_add_ps(b0, b1));
             for j in i..n {
                 d = a[j].mul_add(b[j], d);
                 sa = a[j].mul_add(a[j], sa);
