@@ -10,7 +10,7 @@ SELECT p.oid::regprocedure AS function,
        has_function_privilege('public', p.oid, 'EXECUTE') AS public_exec,
        has_function_privilege('sealstore_app', p.oid, 'EXECUTE') AS app_exec,
        has_function_privilege('sealstore_admin', p.oid, 'EXECUTE') AS admin_exec
-FROM pg_proc p WHERE p.pronamespace = 'sealstore'::regnamespace ORDER BY p.proname;
+FROM pg_proc p WHERE p.pronamespace = 'sealstore'::regnamespace ORDER BY p.proname, p.oid::regprocedure::text;
 SELECT has_schema_privilege('public', 'sealstore', 'USAGE') AS public_usage,
        has_schema_privilege('sealstore_app', 'sealstore', 'USAGE') AS app_usage,
        has_schema_privilege('sealstore_app', 'sealstore', 'CREATE') AS app_create;
