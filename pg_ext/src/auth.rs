@@ -17,7 +17,7 @@ use sealstore_core::auth::{self, AuthError, Credential, JwtAlgorithm, Policy, Ve
 use sealstore_core::crypto::{self, TenantId};
 
 use crate::errors::{self, spi};
-use crate::owner::as_owner;
+use crate::owner::{as_owner, owner_row};
 use crate::{context, gucs, keycache, master_key};
 
 /// Entries per cache before it is emptied: unknown kids and ids are cached too (as misses), and
@@ -99,25 +99,18 @@ fn jwt_key(kid: &str) -> Option<Rc<VerificationKey>> {
 }
 
 fn load_jwt_key(kid: &str) -> Option<VerificationKey> {
-    let row = as_owner(|| {
-        spi(Spi::connect(|client| {
-            let rows = client.select(
-                "SELECT algorithm, material, master_fingerprint FROM sealstore.jwt_keys \
-                 WHERE kid = $1 AND retired_at IS NULL",
-                Some(1),
-                &[kid.into()],
-            )?;
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            let row = rows.first();
-            Ok(Some((
+    let row = owner_row(
+        "SELECT algorithm, material, master_fingerprint FROM sealstore.jwt_keys \
+         WHERE kid = $1 AND retired_at IS NULL",
+        &[kid.into()],
+        |row| {
+            Ok((
                 row.get::<String>(1)?.unwrap_or_default(),
                 row.get::<Vec<u8>>(2)?.unwrap_or_default(),
                 row.get::<String>(3)?,
-            )))
-        }))
-    });
+            ))
+        },
+    );
     row.map(|(algorithm, material, fingerprint)| {
         let algorithm = JwtAlgorithm::from_name(&algorithm)
             .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
@@ -141,20 +134,13 @@ fn api_key_row(id: &[u8; 16]) -> Option<Rc<ApiKeyRow>> {
 
 fn load_api_key_row(id: &[u8; 16]) -> Option<ApiKeyRow> {
     let uuid = pgrx::Uuid::from_bytes(*id);
-    as_owner(|| {
-        spi(Spi::connect(|client| {
-            let rows = client.select(
-                "SELECT tenant_id, scopes, tag, \
-                        coalesce(extract(epoch FROM last_used_at)::bigint, 0) \
-                 FROM sealstore.api_keys WHERE id = $1 AND revoked_at IS NULL",
-                Some(1),
-                &[uuid.into()],
-            )?;
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            let row = rows.first();
-            Ok(Some(ApiKeyRow {
+    owner_row(
+        "SELECT tenant_id, scopes, tag, \
+                coalesce(extract(epoch FROM last_used_at)::bigint, 0) \
+         FROM sealstore.api_keys WHERE id = $1 AND revoked_at IS NULL",
+        &[uuid.into()],
+        |row| {
+            Ok(ApiKeyRow {
                 tenant: *row
                     .get::<pgrx::Uuid>(1)?
                     .expect("tenant_id is NOT NULL")
@@ -167,9 +153,9 @@ fn load_api_key_row(id: &[u8; 16]) -> Option<ApiKeyRow> {
                     .collect(),
                 tag: row.get::<Vec<u8>>(3)?.unwrap_or_default(),
                 last_use: Cell::new(row.get::<i64>(4)?.unwrap_or(0)),
-            }))
-        }))
-    })
+            })
+        },
+    )
 }
 
 /// Records that an API key was used, coarsely: at most once an hour per key (and per backend),

@@ -15,7 +15,7 @@ use sealstore_core::vector::{self as core_vector, VectorError};
 use crate::context;
 use crate::errors::{self, spi};
 use crate::keycache;
-use crate::owner::{as_owner, as_owner_with};
+use crate::owner::{as_owner, as_owner_with, owner_row};
 use crate::tenants::new_uuid;
 use crate::vector::{Vector, VectorArg};
 
@@ -60,27 +60,20 @@ struct Collection {
 /// The current tenant's collection `name`, or 42704.
 fn collection(tenant: &TenantId, name: &str) -> Collection {
     check_collection_name(name);
-    let row = as_owner(|| {
-        Spi::connect(|client| {
-            let rows = client.select(
-                "SELECT id, dims, metric, encrypt_embeddings FROM sealstore.collections \
-                 WHERE tenant_id = $1 AND name = $2",
-                Some(1),
-                &[pgrx::Uuid::from_bytes(*tenant).into(), name.into()],
-            )?;
-            let mut out = None;
-            for row in rows {
-                out = Some((
-                    row.get::<pgrx::Uuid>(1)?,
-                    row.get::<i32>(2)?,
-                    row.get::<String>(3)?,
-                    row.get::<bool>(4)?,
-                ));
-            }
-            Ok::<_, pgrx::spi::Error>(out)
-        })
-    });
-    match spi(row) {
+    let row = owner_row(
+        "SELECT id, dims, metric, encrypt_embeddings FROM sealstore.collections \
+         WHERE tenant_id = $1 AND name = $2",
+        &[pgrx::Uuid::from_bytes(*tenant).into(), name.into()],
+        |row| {
+            Ok((
+                row.get::<pgrx::Uuid>(1)?,
+                row.get::<i32>(2)?,
+                row.get::<String>(3)?,
+                row.get::<bool>(4)?,
+            ))
+        },
+    );
+    match row {
         Some((Some(id), Some(dims), Some(metric), Some(encrypted))) => Collection {
             id,
             dims: usize::try_from(dims).unwrap_or(0),
@@ -227,26 +220,19 @@ fn get_document(
 > {
     context::require_scope("read");
     let tenant = context::tenant();
-    let row = spi(as_owner(|| {
-        Spi::connect(|client| {
-            let rows = client.select(
-                "SELECT c.name, d.content, d.metadata FROM sealstore.documents d \
-                 JOIN sealstore.collections c ON c.id = d.collection_id \
-                 WHERE d.id = $1 AND d.tenant_id = $2",
-                Some(1),
-                &[id.into(), pgrx::Uuid::from_bytes(tenant).into()],
-            )?;
-            let mut out = None;
-            for row in rows {
-                out = Some((
-                    row.get::<String>(1)?,
-                    row.get::<Vec<u8>>(2)?,
-                    row.get::<pgrx::JsonB>(3)?,
-                ));
-            }
-            Ok::<_, pgrx::spi::Error>(out)
-        })
-    }));
+    let row = owner_row(
+        "SELECT c.name, d.content, d.metadata FROM sealstore.documents d \
+         JOIN sealstore.collections c ON c.id = d.collection_id \
+         WHERE d.id = $1 AND d.tenant_id = $2",
+        &[id.into(), pgrx::Uuid::from_bytes(tenant).into()],
+        |row| {
+            Ok((
+                row.get::<String>(1)?,
+                row.get::<Vec<u8>>(2)?,
+                row.get::<pgrx::JsonB>(3)?,
+            ))
+        },
+    );
     let Some((Some(collection), Some(sealed), Some(metadata))) = row else {
         errors::raise(errors::not_found("document does not exist"))
     };

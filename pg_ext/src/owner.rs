@@ -125,3 +125,21 @@ pub fn session_user_name() -> String {
             .into_owned()
     }
 }
+
+/// The first row of one of the extension's own queries, run as the owner, read by `read`;
+/// `None` when there is no row. An SPI failure is an internal ERROR.
+pub fn owner_row<T>(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    read: impl FnOnce(&pgrx::spi::SpiTupleTable<'_>) -> Result<T, pgrx::spi::Error>,
+) -> Option<T> {
+    as_owner(|| {
+        crate::errors::spi(Spi::connect(|client| {
+            let rows = client.select(sql, Some(1), args)?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            read(&rows.first()).map(Some)
+        }))
+    })
+}

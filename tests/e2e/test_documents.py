@@ -149,7 +149,7 @@ def test_no_tenant_reaches_another_tenants_documents(app_url, world, corpus):
     a, b = "xchacha20-poly1305", "aes-256-gcm"
     with session(app_url, world, a) as conn:
         ids_a = [r[2] for r in search(conn, "l2-plain", corpus[0], 50)]
-        own = conn.execute("SELECT sealstore.create_collection('only-a', 3)").fetchone()[0]
+        conn.execute("SELECT sealstore.create_collection('only-a', 3)")
         conn.execute("SELECT sealstore.put_document('only-a', 'a', '[1,2,3]')")
         conn.commit()
     with session(app_url, world, b) as conn:
@@ -178,7 +178,6 @@ def test_no_tenant_reaches_another_tenants_documents(app_url, world, corpus):
         assert conn.execute("SELECT count(*) FROM sealstore.search('only-a', '[1,2,3]')").fetchone()[0] == 1
         assert conn.execute("SELECT sealstore.drop_collection('only-a')").fetchone()[0] is True
         conn.commit()
-    assert own is not None
 
 
 def test_scopes_are_enforced(app_url, world, corpus):
@@ -288,10 +287,10 @@ def test_search_reads_only_the_tenants_own_rows(app_url, admin_url, world):
     plans = []
     with psycopg.connect(admin_url) as su:
         su.add_notice_handler(lambda d: plans.append(d.message_primary))
+        su.execute("LOAD 'auto_explain'")
         for setting in ("auto_explain.log_min_duration = 0", "auto_explain.log_nested_statements = on",
                         "auto_explain.log_analyze = on", "auto_explain.log_level = notice",
                         "auto_explain.log_format = json"):
-            su.execute("LOAD 'auto_explain'")
             su.execute(f"SET {setting}")
         su.execute("SELECT sealstore.act_as_tenant(%s)", (world[small]["tenant"],))
         rows = su.execute("SELECT * FROM sealstore.search('bulk', array_fill(3::real, ARRAY[8])::sealstore.vector, 5)").fetchall()

@@ -342,24 +342,50 @@ pub fn open(
     context: &[u8],
     envelope: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let header = parse_header(envelope)?;
-    if header.algorithm != key.algorithm {
-        return Err(CryptoError::AlgorithmMismatch);
-    }
-    if header.key_version != key.version {
-        return Err(CryptoError::Authentication);
-    }
-    let body = HEADER_LEN + header.algorithm.nonce_len();
-    let tag_at = envelope.len() - TAG_LEN;
-    let ad = associated_data(&envelope[..HEADER_LEN], tenant, context);
-    let mut plaintext = Zeroizing::new(envelope[body..tag_at].to_vec());
-    key.open_in_place(
-        &envelope[HEADER_LEN..body],
-        &ad,
-        &mut plaintext,
-        &envelope[tag_at..],
-    )?;
+    let parts = Parts::of(key, envelope)?;
+    let mut plaintext = Zeroizing::new(parts.ciphertext.to_vec());
+    parts.open_in_place(key, tenant, context, &mut plaintext)?;
     Ok(plaintext)
+}
+
+/// An envelope checked against the key that is to open it, split into its parts.
+struct Parts<'a> {
+    header: &'a [u8],
+    nonce: &'a [u8],
+    ciphertext: &'a [u8],
+    tag: &'a [u8],
+}
+
+impl<'a> Parts<'a> {
+    fn of(key: &DataKey, envelope: &'a [u8]) -> Result<Self, CryptoError> {
+        let header = parse_header(envelope)?;
+        if header.algorithm != key.algorithm {
+            return Err(CryptoError::AlgorithmMismatch);
+        }
+        if header.key_version != key.version {
+            return Err(CryptoError::Authentication);
+        }
+        let body = HEADER_LEN + header.algorithm.nonce_len();
+        let tag_at = envelope.len() - TAG_LEN;
+        Ok(Self {
+            header: &envelope[..HEADER_LEN],
+            nonce: &envelope[HEADER_LEN..body],
+            ciphertext: &envelope[body..tag_at],
+            tag: &envelope[tag_at..],
+        })
+    }
+
+    /// Decrypts `buf`, a copy of `self.ciphertext`, in place.
+    fn open_in_place(
+        &self,
+        key: &DataKey,
+        tenant: &TenantId,
+        context: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        let ad = associated_data(self.header, tenant, context);
+        key.open_in_place(self.nonce, &ad, buf, self.tag)
+    }
 }
 
 /// Decrypts an envelope of `f32` values (an encrypted embedding: the elements' little-endian
@@ -372,26 +398,15 @@ pub fn open_f32_into(
     envelope: &[u8],
     out: &mut Vec<f32>,
 ) -> Result<(), CryptoError> {
-    let header = parse_header(envelope)?;
-    if header.algorithm != key.algorithm {
-        return Err(CryptoError::AlgorithmMismatch);
-    }
-    if header.key_version != key.version {
-        return Err(CryptoError::Authentication);
-    }
-    let body = HEADER_LEN + header.algorithm.nonce_len();
-    let tag_at = envelope.len() - TAG_LEN;
-    let ciphertext = &envelope[body..tag_at];
-    if ciphertext.len() % 4 != 0 {
+    let parts = Parts::of(key, envelope)?;
+    if parts.ciphertext.len() % 4 != 0 {
         return Err(CryptoError::Truncated);
     }
     out.clear();
-    out.resize(ciphertext.len() / 4, 0.0);
+    out.resize(parts.ciphertext.len() / 4, 0.0);
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(out.as_mut_slice());
-    bytes.copy_from_slice(ciphertext);
-    let ad = associated_data(&envelope[..HEADER_LEN], tenant, context);
-    if let Err(e) = key.open_in_place(&envelope[HEADER_LEN..body], &ad, bytes, &envelope[tag_at..])
-    {
+    bytes.copy_from_slice(parts.ciphertext);
+    if let Err(e) = parts.open_in_place(key, tenant, context, bytes) {
         out.zeroize();
         return Err(e);
     }

@@ -11,6 +11,9 @@
 
 use std::sync::LazyLock;
 
+/// (Σ a·b, Σ a², Σ b²)
+pub type CosineParts = (f32, f32, f32);
+
 /// The per-element sums a distance needs, for one pair of equally long slices.
 #[derive(Clone, Copy)]
 pub struct Kernels {
@@ -22,7 +25,7 @@ pub struct Kernels {
     /// Σ |a−b|
     pub l1: fn(&[f32], &[f32]) -> f32,
     /// (Σ a·b, Σ a², Σ b²) in one pass
-    pub cosine_parts: fn(&[f32], &[f32]) -> (f32, f32, f32),
+    pub cosine_parts: fn(&[f32], &[f32]) -> CosineParts,
 }
 
 pub const PORTABLE: Kernels = Kernels {
@@ -298,7 +301,10 @@ mod x86 {
             unsafe {
                 while i + 16 <= n {
                     let (x0, y0) = (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-                    let (x1, y1) = (_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)));
+                    let (x1, y1) = (
+                        _mm256_loadu_ps(pa.add(i + 8)),
+                        _mm256_loadu_ps(pb.add(i + 8)),
+                    );
                     d0 = _mm256_fmadd_ps(x0, y0, d0);
                     a0 = _mm256_fmadd_ps(x0, x0, a0);
                     b0 = _mm256_fmadd_ps(y0, y0, b0);
