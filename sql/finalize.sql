@@ -232,17 +232,30 @@ GRANT USAGE ON SCHEMA @extschema@ TO sealstore_app, sealstore_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.version() TO sealstore_app, sealstore_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.master_key_fingerprint() TO sealstore_app, sealstore_admin;
 
--- Tenants and keys: administrators.
+-- Tenants and keys: callable by both roles, each function checks for itself that the caller
+-- is a member of sealstore_admin or authenticated a credential with scope admin in this
+-- transaction (a tenant's admin credential reaches its own tenant only). This is how the
+-- gateway, which logs in with the application role, serves the admin routes.
 GRANT EXECUTE ON FUNCTION
     @extschema@.create_tenant(text, text),
     @extschema@.rotate_tenant_key(uuid),
     @extschema@.key_versions(uuid),
     @extschema@.shred_tenant(uuid),
-    @extschema@.act_as_tenant(uuid),
     @extschema@.create_api_key(uuid, text, text[]),
     @extschema@.revoke_api_key(uuid),
     @extschema@.add_jwt_key(text, text, text),
-    @extschema@.retire_jwt_key(text),
+    @extschema@.retire_jwt_key(text)
+TO sealstore_app, sealstore_admin;
+
+-- For gateways: public verification data, and the audit of failed authentications.
+GRANT EXECUTE ON FUNCTION
+    @extschema@.jwt_verification_config(),
+    @extschema@.record_auth_failures(jsonb)
+TO sealstore_app, sealstore_admin;
+
+-- Database administrators only.
+GRANT EXECUTE ON FUNCTION
+    @extschema@.act_as_tenant(uuid),
     @extschema@.enable_tenant_isolation(regclass, name),
     @extschema@.isolation_report()
 TO sealstore_admin;

@@ -48,6 +48,56 @@ pub struct Cli {
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SEALSTORE_SHUTDOWN_TIMEOUT_SECS", default_value = "30")]
     pub shutdown_timeout_secs: String,
+
+    /// Milliseconds one SQL statement may run (PostgreSQL's statement_timeout).
+    #[arg(long, env = "SEALSTORE_STATEMENT_TIMEOUT_MS", default_value = "10000")]
+    pub statement_timeout_ms: String,
+
+    /// Production mode: refuses to start with a missing or weak database password, without
+    /// TLS, without a Host allow-list, or with a wildcard CORS origin.
+    #[arg(long, env = "SEALSTORE_PRODUCTION", default_value = "false")]
+    pub production: String,
+
+    /// PEM certificate chain for HTTPS (with --tls-key-file); plain HTTP without both.
+    #[arg(long, env = "SEALSTORE_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key for HTTPS.
+    #[arg(long, env = "SEALSTORE_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Comma-separated Host header values to accept (host or host:port). Default: the listen
+    /// address and, on loopback, localhost.
+    #[arg(long, env = "SEALSTORE_ALLOWED_HOSTS")]
+    pub allowed_hosts: Option<String>,
+
+    /// Comma-separated origins allowed by CORS (scheme://host[:port]); none by default.
+    #[arg(long, env = "SEALSTORE_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "SEALSTORE_MAX_BODY_BYTES", default_value = "1048576")]
+    pub max_body_bytes: String,
+
+    /// Requests per second per client address (sustained; bursts up to twice this).
+    #[arg(long, env = "SEALSTORE_RATE_PER_IP", default_value = "2000")]
+    pub rate_per_ip: String,
+
+    /// Requests per second per credential (API key or JWT subject; bursts up to twice this).
+    #[arg(long, env = "SEALSTORE_RATE_PER_KEY", default_value = "1000")]
+    pub rate_per_key: String,
+
+    /// Failed authentications per minute one client address may make before it is throttled.
+    #[arg(long, env = "SEALSTORE_AUTH_FAILURES_PER_MINUTE", default_value = "30")]
+    pub auth_failures_per_minute: String,
+
+    /// Seconds a throttled client address is refused every authenticated request.
+    #[arg(long, env = "SEALSTORE_AUTH_PENALTY_SECS", default_value = "60")]
+    pub auth_penalty_secs: String,
+
+    /// Seconds between refreshes of the JWT verification keys from the database.
+    #[arg(long, env = "SEALSTORE_KEY_REFRESH_SECS", default_value = "5")]
+    pub key_refresh_secs: String,
 }
 
 /// A connection string that never shows up in `Debug` output or logs.
@@ -67,6 +117,12 @@ impl fmt::Debug for PgUrl {
 }
 
 #[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub pg: PgUrl,
@@ -74,7 +130,23 @@ pub struct Config {
     pub db_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub statement_timeout_ms: u64,
+    pub production: bool,
+    pub tls: Option<Tls>,
+    /// Lower-case Host values accepted; `None`: derived from the bound address
+    /// ([`default_hosts`]).
+    pub allowed_hosts: Option<Vec<String>>,
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub rate_per_ip: u32,
+    pub rate_per_key: u32,
+    pub auth_failures_per_minute: u32,
+    pub auth_penalty: Duration,
+    pub key_refresh: Duration,
 }
+
+/// Passwords shorter than this, or made of one repeated character, are weak in production.
+pub const MIN_PASSWORD_LEN: usize = 16;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -157,7 +229,48 @@ impl Config {
             ));
         }
 
-        Ok(Self {
+        let production = match cli.production.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" | "" => false,
+            _ => return Err(invalid("SEALSTORE_PRODUCTION", "expected true or false")),
+        };
+        let tls = match (cli.tls_cert_file, cli.tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(Tls {
+                cert_file,
+                key_file,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "SEALSTORE_TLS_CERT_FILE",
+                    "set both SEALSTORE_TLS_CERT_FILE and SEALSTORE_TLS_KEY_FILE, or neither",
+                ))
+            }
+        };
+        let allowed_hosts = match cli.allowed_hosts {
+            Some(list) => {
+                let hosts = split_list(&list);
+                if hosts.is_empty() || hosts.iter().any(|h| !valid_host(h)) {
+                    return Err(invalid(
+                        "SEALSTORE_ALLOWED_HOSTS",
+                        "expected comma-separated host or host:port values",
+                    ));
+                }
+                Some(hosts)
+            }
+            None => None,
+        };
+        let cors_origins = split_list(&cli.cors_origins);
+        if let Some(bad) = cors_origins.iter().find(|o| !valid_origin(o)) {
+            let problem = if bad == "*" {
+                "a wildcard origin is not allowed: list the origins".to_owned()
+            } else {
+                format!("{bad:?} is not an origin (scheme://host[:port])")
+            };
+            return Err(invalid("SEALSTORE_CORS_ORIGINS", problem));
+        }
+
+        let config = Self {
             listen,
             pg: PgUrl(pg),
             db_pool_size: bounded("SEALSTORE_DB_POOL_SIZE", &cli.db_pool_size, 1usize, 1024)?,
@@ -179,8 +292,118 @@ impl Config {
                 0u64,
                 600,
             )?),
-        })
+            statement_timeout_ms: bounded(
+                "SEALSTORE_STATEMENT_TIMEOUT_MS",
+                &cli.statement_timeout_ms,
+                100u64,
+                600_000,
+            )?,
+            production,
+            tls,
+            allowed_hosts,
+            cors_origins,
+            max_body_bytes: bounded(
+                "SEALSTORE_MAX_BODY_BYTES",
+                &cli.max_body_bytes,
+                1024usize,
+                64 << 20,
+            )?,
+            rate_per_ip: bounded("SEALSTORE_RATE_PER_IP", &cli.rate_per_ip, 1u32, 1_000_000)?,
+            rate_per_key: bounded("SEALSTORE_RATE_PER_KEY", &cli.rate_per_key, 1u32, 1_000_000)?,
+            auth_failures_per_minute: bounded(
+                "SEALSTORE_AUTH_FAILURES_PER_MINUTE",
+                &cli.auth_failures_per_minute,
+                1u32,
+                100_000,
+            )?,
+            auth_penalty: Duration::from_secs(bounded(
+                "SEALSTORE_AUTH_PENALTY_SECS",
+                &cli.auth_penalty_secs,
+                1u64,
+                86_400,
+            )?),
+            key_refresh: Duration::from_secs(bounded(
+                "SEALSTORE_KEY_REFRESH_SECS",
+                &cli.key_refresh_secs,
+                1u64,
+                300,
+            )?),
+        };
+        if config.production {
+            config.check_production()?;
+        }
+        Ok(config)
     }
+
+    /// What production mode refuses: secrets missing or weak, and settings that are only safe
+    /// on a developer's machine.
+    fn check_production(&self) -> Result<(), ConfigError> {
+        let weak = match self.pg.config().get_password() {
+            None => Some("has no password"),
+            Some(pw) if pw.len() < MIN_PASSWORD_LEN => Some("has a password under 16 bytes"),
+            Some(pw) if pw.iter().all(|b| *b == pw[0]) => Some("has a repetitive password"),
+            Some(_) => None,
+        };
+        if let Some(problem) = weak {
+            return Err(invalid(
+                "SEALSTORE_APP_PG_URL",
+                format!("{problem}, refused in production (value not shown)"),
+            ));
+        }
+        if self.tls.is_none() {
+            return Err(invalid(
+                "SEALSTORE_TLS_CERT_FILE",
+                "production needs TLS (SEALSTORE_TLS_CERT_FILE and SEALSTORE_TLS_KEY_FILE)",
+            ));
+        }
+        if self.allowed_hosts.is_none() && self.listen.ip().is_unspecified() {
+            return Err(invalid(
+                "SEALSTORE_ALLOWED_HOSTS",
+                "production on a wildcard address needs the accepted Host values",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|x| x.trim().to_ascii_lowercase())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+fn valid_host(h: &str) -> bool {
+    h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+}
+
+fn valid_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https") && !rest.is_empty() && valid_host(rest)
+}
+
+/// The listen address itself, and localhost too when it is a loopback address. A wildcard
+/// address (0.0.0.0, ::) has no name of its own: any Host is accepted then (empty list; refused
+/// in production).
+pub fn default_hosts(listen: SocketAddr) -> Vec<String> {
+    let ip = listen.ip();
+    if ip.is_unspecified() {
+        return Vec::new();
+    }
+    let port = listen.port();
+    let name = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let mut hosts = vec![name.clone(), format!("{name}:{port}")];
+    if ip.is_loopback() {
+        hosts.extend(["localhost".to_owned(), format!("localhost:{port}")]);
+    }
+    hosts
 }
 
 #[cfg(test)]

@@ -1,16 +1,35 @@
-//! The database side: one pool of connections for the gateway's login role, and the readiness
-//! probe. Every call is bounded by a timeout so a database that hangs cannot hang the gateway.
+//! The database side: one pool of connections for the gateway's login role, the one-transaction
+//! call every API request makes, readiness, and fail-fast while the database is unreachable.
+//!
+//! A call is `BEGIN [READ ONLY]; SELECT sealstore.authenticate($1); <one statement>; COMMIT`,
+//! sent as one pipeline: the four messages leave in one write and the answers come back in one
+//! read, so a request costs one network round trip (plus one-time statement preparation per
+//! connection). Values are always bind parameters.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
-use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 
 use crate::config::Config;
 
 pub fn pool(config: &Config) -> Result<Pool, deadpool_postgres::BuildError> {
+    let mut pg = config.pg.config().clone();
+    // The database enforces the bounds too: a statement cannot outlive the request, and a
+    // connection cannot sit in an open transaction.
+    pg.options(format!(
+        "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+        config.statement_timeout_ms,
+        config.statement_timeout_ms.saturating_mul(2)
+    ));
+    pg.application_name("sealstore-gateway");
+    pg.connect_timeout(config.db_timeout);
     let manager = Manager::from_config(
-        config.pg.config().clone(),
+        pg,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -25,6 +44,147 @@ pub fn pool(config: &Config) -> Result<Pool, deadpool_postgres::BuildError> {
             recycle: Some(config.db_timeout),
         })
         .build()
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum DbError {
+    /// No connection could be had, or it broke: the database is down or restarting.
+    Unavailable(String),
+    /// The database answered with an error. `detail` is logged, never sent to clients.
+    Sql {
+        code: SqlState,
+        message: String,
+        detail: Option<String>,
+    },
+}
+
+impl DbError {
+    fn from_pg(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) if !is_unavailable(db.code()) => Self::Sql {
+                code: db.code().clone(),
+                message: db.message().to_owned(),
+                detail: db.detail().map(str::to_owned),
+            },
+            Some(db) => Self::Unavailable(format!("{}: {}", db.code().code(), db.message())),
+            None => Self::Unavailable(e.to_string()),
+        }
+    }
+
+    fn from_pool(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => Self::from_pg(e),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// SQLSTATEs that mean "the server is going away or not there yet", not "your request is bad".
+fn is_unavailable(code: &SqlState) -> bool {
+    let c = code.code();
+    c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+/// Whether the database is believed down. While it is, calls fail at once (503) instead of
+/// each waiting for a connection timeout; one probe loop brings it back.
+#[derive(Default)]
+pub struct Health {
+    down: AtomicBool,
+    probing: AtomicBool,
+}
+
+/// How often the probe loop retries while the database is down.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Health {
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Marks the database down and starts the probe loop unless one runs.
+    pub fn mark_down(self: &Arc<Self>, pool: &Pool, timeout: Duration) {
+        self.down.store(true, Ordering::Relaxed);
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!("database unavailable: failing fast until it answers again");
+        let health = self.clone();
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_INTERVAL).await;
+                let probe = async {
+                    let client = pool.get().await.ok()?;
+                    client.simple_query("SELECT 1").await.ok()
+                };
+                if let Ok(Some(_)) = tokio::time::timeout(timeout, probe).await {
+                    break;
+                }
+            }
+            health.down.store(false, Ordering::Relaxed);
+            health.probing.store(false, Ordering::Release);
+            tracing::info!("database available again");
+        });
+    }
+}
+
+/// What one API request asks of the database.
+pub struct Call<'a> {
+    pub read_only: bool,
+    pub sql: &'static str,
+    pub params: &'a [&'a (dyn ToSql + Sync)],
+}
+
+const AUTHENTICATE: &str = "SELECT sealstore.authenticate($1)";
+
+/// The result of a call: the identity `authenticate` returned, and the statement's rows.
+pub struct Answer {
+    pub identity: serde_json::Value,
+    pub rows: Vec<Row>,
+}
+
+/// Runs `call` in its own transaction after authenticating `token`, as one pipeline.
+pub async fn call(pool: &Pool, token: &str, call: Call<'_>) -> Result<Answer, DbError> {
+    let client = pool.get().await.map_err(DbError::from_pool)?;
+    let (auth, stmt) = tokio::join!(
+        client.prepare_cached(AUTHENTICATE),
+        client.prepare_cached(call.sql)
+    );
+    let (auth, stmt) = (auth.map_err(DbError::from_pg)?, stmt.map_err(DbError::from_pg)?);
+    let begin = if call.read_only {
+        "BEGIN READ ONLY"
+    } else {
+        "BEGIN"
+    };
+    let token_param: [&(dyn ToSql + Sync); 1] = [&token];
+    // join! polls in order, and each request is queued on its first poll: the server gets
+    // them in this order. A failed step aborts the transaction; COMMIT then rolls back.
+    let (begun, identity, rows, committed) = tokio::join!(
+        client.batch_execute(begin),
+        client.query_one(&auth, &token_param),
+        client.query(&stmt, call.params),
+        client.batch_execute("COMMIT"),
+    );
+    begun.map_err(DbError::from_pg)?;
+    let identity: serde_json::Value = identity.map_err(DbError::from_pg)?.get(0);
+    let rows = rows.map_err(DbError::from_pg)?;
+    committed.map_err(DbError::from_pg)?;
+    Ok(Answer { identity, rows })
+}
+
+/// Runs a statement outside any tenant context (public verification data, audit reports).
+pub async fn query_plain(
+    pool: &Pool,
+    sql: &'static str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, DbError> {
+    let client = pool.get().await.map_err(DbError::from_pool)?;
+    let stmt = client
+        .prepare_cached(sql)
+        .await
+        .map_err(DbError::from_pg)?;
+    client.query(&stmt, params).await.map_err(DbError::from_pg)
 }
 
 /// Why the service is not ready.

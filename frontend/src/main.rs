@@ -6,11 +6,17 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+mod audit;
+mod auth;
 mod config;
 mod db;
+mod errors;
+mod limits;
+mod metrics;
 mod response;
 mod routes;
 mod server;
+mod tls;
 
 use config::{Cli, Config, EXIT_CONFIG};
 
@@ -51,6 +57,13 @@ fn main() {
 }
 
 async fn run(config: Config) -> i32 {
+    let tls = match config.tls.as_ref().map(tls::acceptor).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the TLS certificate or key");
+            return EXIT_CONFIG;
+        }
+    };
     let pool = match db::pool(&config) {
         Ok(pool) => pool,
         Err(e) => {
@@ -65,15 +78,58 @@ async fn run(config: Config) -> i32 {
             return EXIT_BIND;
         }
     };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    tracing::info!(addr, version = env!("CARGO_PKG_VERSION"), "listening");
-    let state = Arc::new(server::AppState { config, pool });
-    server::serve(listener, state, shutdown_signal()).await;
+    let bound = listener.local_addr().unwrap_or(config.listen);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (audit, audit_task) = audit::spawn(pool.clone(), metrics.clone());
+    let state = Arc::new(server::AppState {
+        allowed_hosts: config
+            .allowed_hosts
+            .clone()
+            .unwrap_or_else(|| config::default_hosts(bound)),
+        cors: server::cors(&config),
+        limits: Arc::new(limits::Limits::new(&config)),
+        verifier: auth::Verifier::new(),
+        health: Default::default(),
+        metrics,
+        audit,
+        pool,
+        config,
+    });
+    limits::spawn_housekeeping(state.limits.clone());
+    let refresher = spawn_key_refresh(state.clone());
+    tracing::info!(
+        addr = bound.to_string(),
+        tls = tls.is_some(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    server::serve(listener, state.clone(), tls, shutdown_signal()).await;
+    refresher.abort();
+    let _ = refresher.await;
+    // The last references to the audit sink go with the state: its task flushes and ends.
+    drop(state);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), audit_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("audit backlog not flushed");
+    }
     tracing::info!("stopped");
     0
+}
+
+/// Reads the JWT verification keys now and then every few seconds (a failure only means the
+/// database is down: the next round retries).
+fn spawn_key_refresh(state: Arc<server::AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.config.key_refresh);
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.verifier.refresh(&state.pool).await {
+                tracing::debug!(error = ?e, "JWT key refresh failed");
+            }
+        }
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

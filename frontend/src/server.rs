@@ -1,30 +1,67 @@
-//! The HTTP server: accept loop, per-request envelope (request id, timeout, security headers,
-//! access log) and graceful shutdown that lets in-flight requests finish.
+//! The HTTP server: accept loop (plain or TLS), per-request envelope (request id, Host check,
+//! CORS, timeout, security headers, access log, metrics) and graceful shutdown that lets
+//! in-flight requests finish.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper::service::service_fn;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::{Layer, ServiceExt};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::audit::AuditSink;
+use crate::auth::Verifier;
 use crate::config::Config;
+use crate::db::Health;
+use crate::limits::Limits;
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::response::{self, Body};
-use crate::routes;
+use crate::routes::{self, Ctx, Resolved};
 
 /// A client that has not sent its request headers by then is disconnected (slow-loris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS handshake must finish within this.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AppState {
     pub config: Config,
     pub pool: Pool,
+    pub verifier: Verifier,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditSink,
+    pub health: Arc<Health>,
+    /// Host header values accepted (empty: any).
+    pub allowed_hosts: Vec<String>,
+    pub cors: CorsLayer,
+}
+
+/// CORS for the configured origins only (tower-http). Without origins, no CORS headers at all:
+/// browsers then refuse cross-origin calls.
+pub fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([header::HeaderName::from_static(response::REQUEST_ID_HEADER)])
+        .max_age(Duration::from_secs(600))
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to the configured
@@ -32,6 +69,7 @@ pub struct AppState {
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -48,21 +86,45 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let state = state.clone();
-                let service = service_fn(move |req| {
-                    let state = state.clone();
+                let _ = stream.set_nodelay(true);
+                let state_for_conn = state.clone();
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let state = state_for_conn.clone();
                     async move { Ok::<_, Infallible>(envelope(&state, req, peer).await) }
                 });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                let builder = {
+                    let mut b = http1::Builder::new();
+                    b.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+                    b
+                };
+                match &tls {
+                    None => {
+                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            };
+                            let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -79,33 +141,113 @@ pub async fn serve(
     }
 }
 
-async fn envelope(
-    state: &AppState,
-    req: Request<Incoming>,
-    peer: std::net::SocketAddr,
-) -> Response<Body> {
+fn host_allowed(state: &AppState, req: &Request<Incoming>) -> bool {
+    if state.allowed_hosts.is_empty() {
+        return true;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    host.is_some_and(|h| {
+        let h = h.to_ascii_lowercase();
+        state.allowed_hosts.iter().any(|a| *a == h)
+    })
+}
+
+async fn envelope(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let resp = match tokio::time::timeout(
-        state.config.request_timeout,
-        routes::handle(state, req, &request_id),
-    )
-    .await
-    {
-        Ok(resp) => resp,
-        Err(_) => response::unavailable("timeout", "request timed out", &request_id),
+    let resolved = routes::resolve(&method, req.uri().path());
+    let route = match &resolved {
+        Resolved::Found(_, template, _) | Resolved::MethodNotAllowed(template) => template,
+        Resolved::NotFound | Resolved::BadPath => "unmatched",
     };
-    // Only method, path and status: never headers (Authorization) or bodies.
+    let health_check = matches!(
+        resolved,
+        Resolved::Found(routes::Route::Healthz | routes::Route::Readyz, _, _)
+    );
+    let resp = if !health_check && !host_allowed(state, &req) {
+        response::error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "host_not_allowed",
+            "this server does not answer for that host",
+            &request_id,
+        )
+    } else {
+        // CORS (tower-http) answers preflights itself and adds its headers to the rest; the
+        // handler runs inside it, this envelope outside.
+        let inner = tower::service_fn(|req: Request<Incoming>| {
+            let resolved = resolved.clone();
+            let request_id = &request_id;
+            async move {
+                let ctx = Ctx {
+                    state,
+                    request_id,
+                    peer: peer.ip(),
+                };
+                let resp = tokio::time::timeout(
+                    state.config.request_timeout,
+                    routes::handle(&ctx, req, resolved),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    response::error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timeout",
+                        "the request took too long",
+                        request_id,
+                    )
+                });
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        match state.cors.layer(inner).oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    };
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            method: method_label(&method),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .duration
+        .get_or_create(&RouteLabels { route })
+        .observe(elapsed.as_secs_f64());
+    // Method, route template and status: never the raw path (ids, secret names), headers
+    // (Authorization) or bodies.
     tracing::info!(
         request_id,
         %method,
-        path,
-        status = resp.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        route,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
         peer = %peer.ip(),
         "request"
     );
-    response::finish(resp, &request_id)
+    response::finish(resp, &request_id, state.config.tls.is_some())
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }

@@ -239,7 +239,12 @@ fn uuid_text(id: &[u8; 16]) -> String {
     pgrx::Uuid::from_bytes(*id).to_string()
 }
 
-fn audit(action: &str, tenant: Option<pgrx::Uuid>, detail: serde_json::Value) {
+/// Appends an audit row (as the owner, inside the caller's transaction). When the transaction
+/// authenticated a credential, its subject is recorded beside the login role.
+pub fn audit(action: &str, tenant: Option<pgrx::Uuid>, mut detail: serde_json::Value) {
+    if let (Some(subject), Some(map)) = (context::audit_subject(), detail.as_object_mut()) {
+        map.insert("subject".into(), subject.into());
+    }
     spi(Spi::run_with_args(
         "INSERT INTO sealstore.audit_log (action, tenant_id, detail) VALUES ($1, $2, $3)",
         &[action.into(), tenant.into(), pgrx::JsonB(detail).into()],
@@ -251,6 +256,7 @@ fn audit(action: &str, tenant: Option<pgrx::Uuid>, detail: serde_json::Value) {
 /// backend once committed. A kid is never reused, even after retirement.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn add_jwt_key(kid: &str, algorithm: &str, key: &str) {
+    context::require_system_admin();
     auth::check_kid(kid).unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
     let alg =
         JwtAlgorithm::from_name(algorithm).unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
@@ -293,6 +299,7 @@ fn add_jwt_key(kid: &str, algorithm: &str, key: &str) {
 /// key material.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn retire_jwt_key(kid: &str) {
+    context::require_system_admin();
     let retired = as_owner(|| {
         let retired = spi(Spi::get_one_with_args::<bool>(
             "WITH u AS (UPDATE sealstore.jwt_keys SET retired_at = now(), material = NULL, \
@@ -316,6 +323,7 @@ fn retire_jwt_key(kid: &str) {
 /// keyed hash. Scopes: read, write, admin.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn create_api_key(tenant: pgrx::Uuid, name: &str, scopes: Vec<Option<String>>) -> String {
+    context::require_admin_of(tenant.as_bytes());
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         errors::raise(errors::invalid_argument(
             "API key name must be 1 to 200 characters without control characters",
@@ -360,12 +368,18 @@ fn create_api_key(tenant: pgrx::Uuid, name: &str, scopes: Vec<Option<String>>) -
 /// Revokes an API key: rejected by every backend as soon as this commits.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn revoke_api_key(id: pgrx::Uuid) {
+    // A tenant's admin credential revokes its own tenant's keys only; others look absent.
+    let only = match context::require_admin() {
+        context::AdminReach::All => None,
+        context::AdminReach::Tenant(t) => Some(pgrx::Uuid::from_bytes(t)),
+    };
     let tenant = as_owner(|| {
         let tenant = spi(Spi::get_one_with_args::<pgrx::Uuid>(
             "WITH u AS (UPDATE sealstore.api_keys SET revoked_at = now() \
-                        WHERE id = $1 AND revoked_at IS NULL RETURNING tenant_id) \
+                        WHERE id = $1 AND revoked_at IS NULL \
+                          AND ($2::uuid IS NULL OR tenant_id = $2) RETURNING tenant_id) \
              SELECT (SELECT tenant_id FROM u)",
-            &[id.into()],
+            &[id.into(), only.into()],
         ));
         if let Some(t) = tenant {
             audit(
@@ -381,4 +395,63 @@ fn revoke_api_key(id: pgrx::Uuid) {
     }
     keycache::mark_credentials_changed();
     CACHE.with_borrow_mut(|c| c.api.remove(id.as_bytes()));
+}
+
+/// What a gateway needs to pre-check tokens before it spends a transaction on them: the active
+/// kids with their algorithms, the PEM of public keys (never an HMAC secret: HS256 signatures
+/// are checked here, in `authenticate`), and the claim policy. Public information only, so the
+/// application role may read it.
+#[pg_extern(stable, parallel_safe)]
+fn jwt_verification_config() -> pgrx::JsonB {
+    let keys = as_owner(|| {
+        spi(Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT kid, algorithm, \
+                            CASE WHEN algorithm <> 'HS256' THEN convert_from(material, 'UTF8') END \
+                     FROM sealstore.jwt_keys WHERE retired_at IS NULL ORDER BY kid",
+                    None,
+                    &[],
+                )?
+                .map(|r| {
+                    Ok(serde_json::json!({
+                        "kid": r.get::<String>(1)?,
+                        "algorithm": r.get::<String>(2)?,
+                        "public_key": r.get::<String>(3)?,
+                    }))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        }))
+    });
+    let p = policy();
+    pgrx::JsonB(serde_json::json!({
+        "keys": keys,
+        "audience": p.audience,
+        "issuer": p.issuer,
+        "leeway_secs": p.leeway_secs,
+    }))
+}
+
+/// Appends a gateway's report of failed authentications to the audit log (the database cannot
+/// record them itself: a rejected `authenticate` aborts its transaction). The report is an
+/// array of `{client, reason, count}`; the row names the login role that sent it. Returns the
+/// number of rows written.
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn record_auth_failures(report: pgrx::JsonB) -> i32 {
+    let failures = auth::parse_auth_failures(&report.0)
+        .unwrap_or_else(|rule| errors::raise(errors::invalid_argument(rule)));
+    as_owner(|| {
+        for f in &failures {
+            audit(
+                "authentication_failed",
+                None,
+                serde_json::json!({
+                    "client": f.client.to_string(),
+                    "reason": f.reason,
+                    "count": f.count,
+                }),
+            );
+        }
+    });
+    failures.len() as i32
 }

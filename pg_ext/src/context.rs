@@ -148,6 +148,76 @@ pub fn require_scope(scope: &'static str) {
     }
 }
 
+/// What an administrative function may touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminReach {
+    /// Members of sealstore_admin, and tokens with scope `admin` that name no tenant.
+    All,
+    /// A token with scope `admin` that names a tenant: that tenant only.
+    Tenant(TenantId),
+}
+
+impl AdminReach {
+    /// Whether this reach covers `tenant`.
+    pub fn covers(self, tenant: &TenantId) -> bool {
+        match self {
+            Self::All => true,
+            Self::Tenant(t) => t == *tenant,
+        }
+    }
+}
+
+/// Gate of the tenant and key administration functions, which both roles may EXECUTE: the
+/// caller must be a member of sealstore_admin, or this transaction must have authenticated a
+/// credential with scope `admin` (the gateway's path). 42501 otherwise.
+pub fn require_admin() -> AdminReach {
+    let db_admin = Spi::get_one::<bool>(
+        "SELECT pg_catalog.pg_has_role(current_user, 'sealstore_admin', 'USAGE')",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if db_admin {
+        return AdminReach::All;
+    }
+    match get() {
+        Some(identity) if identity.has_scope("admin") => match identity.tenant {
+            None => AdminReach::All,
+            Some(t) => AdminReach::Tenant(t),
+        },
+        Some(_) => errors::raise(errors::missing_scope("admin")),
+        None => errors::raise(errors::plain(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "administration needs the sealstore_admin role or a credential with scope admin",
+        )),
+    }
+}
+
+/// As [`require_admin`], for functions that act on the whole system (new tenants, JWT keys):
+/// a tenant's own admin credential is not enough.
+pub fn require_system_admin() {
+    if require_admin() != AdminReach::All {
+        errors::raise(errors::plain(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "this needs the sealstore_admin role or an admin credential that names no tenant",
+        ));
+    }
+}
+
+/// As [`require_admin`], for an action on `tenant`: a tenant's admin credential reaches only
+/// its own tenant, and another tenant looks as if it did not exist (42704).
+pub fn require_admin_of(tenant: &TenantId) {
+    if !require_admin().covers(tenant) {
+        errors::raise(errors::unknown_tenant());
+    }
+}
+
+/// Who to name in an audit row besides the login role: the subject of the credential this
+/// transaction authenticated with, if any.
+pub fn audit_subject() -> Option<String> {
+    CONTEXT.with_borrow(|c| c.as_ref().map(|i| i.subject.clone()))
+}
+
 /// Acts for `tenant` until the end of the current transaction, with scopes read and write.
 /// Administrators only (granted to sealstore_admin); it checks that the tenant exists and has
 /// not been shredded.

@@ -1,11 +1,12 @@
-//! Tenant lifecycle and data keys (administrators: EXECUTE is granted to sealstore_admin only).
+//! Tenant lifecycle and data keys. Administrators only: members of sealstore_admin, or a
+//! transaction authenticated with scope `admin` (see `context::require_admin`).
 //! Every change writes an audit row in the same transaction.
 
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, Algorithm, TenantId};
 
 use crate::errors::{self, spi};
-use crate::keycache;
+use crate::{context, keycache};
 use crate::master_key;
 use crate::owner::as_owner;
 
@@ -18,10 +19,7 @@ pub fn new_uuid() -> TenantId {
 }
 
 fn audit(action: &str, tenant: pgrx::Uuid, detail: serde_json::Value) {
-    spi(Spi::run_with_args(
-        "INSERT INTO sealstore.audit_log (action, tenant_id, detail) VALUES ($1, $2, $3)",
-        &[action.into(), tenant.into(), pgrx::JsonB(detail).into()],
-    ));
+    crate::auth::audit(action, Some(tenant), detail);
 }
 
 /// Locks the tenant's row; returns (algorithm, active version, shredded).
@@ -61,6 +59,7 @@ fn store_new_key(tenant: &TenantId, version: u32, algorithm: Algorithm) {
 /// Creates a tenant with a fresh data key (version 1) and returns its id.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn create_tenant(name: &str, algorithm: default!(&str, "'xchacha20-poly1305'")) -> pgrx::Uuid {
+    context::require_system_admin();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         errors::raise(errors::invalid_argument(
             "tenant name must be 1 to 200 characters without control characters",
@@ -90,6 +89,7 @@ fn create_tenant(name: &str, algorithm: default!(&str, "'xchacha20-poly1305'")) 
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn rotate_tenant_key(tenant: pgrx::Uuid) -> i32 {
     let id = *tenant.as_bytes();
+    context::require_admin_of(&id);
     // The existing versions must unwrap under this server's master key: rotating under another
     // master key would silently mix two key hierarchies in one tenant.
     keycache::check_tenant_usable(&id);
@@ -133,6 +133,7 @@ fn key_versions(
         name!(master_fingerprint, String),
     ),
 > {
+    context::require_admin_of(tenant.as_bytes());
     let rows = as_owner(|| {
         lock_tenant_shared(tenant);
         spi(Spi::connect(|client| {
@@ -174,6 +175,7 @@ fn lock_tenant_shared(tenant: pgrx::Uuid) {
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn shred_tenant(tenant: pgrx::Uuid) {
     let id = *tenant.as_bytes();
+    context::require_admin_of(&id);
     as_owner(|| {
         let (_alg, _active, shredded) = lock_tenant(tenant);
         if shredded {

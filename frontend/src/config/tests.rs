@@ -107,3 +107,88 @@ fn help_hides_the_url_value() {
         .unwrap();
     assert!(url.is_hide_env_values_set());
 }
+
+#[test]
+fn hardening_defaults() {
+    let c = parse(&["--app-pg-url", URL]).unwrap();
+    assert!(!c.production);
+    assert!(c.tls.is_none());
+    assert!(c.cors_origins.is_empty());
+    assert_eq!(c.max_body_bytes, 1 << 20);
+    assert_eq!(c.allowed_hosts, None);
+    assert_eq!(
+        default_hosts("127.0.0.1:8080".parse().unwrap()),
+        ["127.0.0.1", "127.0.0.1:8080", "localhost", "localhost:8080"]
+    );
+    assert_eq!(
+        default_hosts("[::1]:9".parse().unwrap()),
+        ["[::1]", "[::1]:9", "localhost", "localhost:9"]
+    );
+    assert_eq!(default_hosts("10.1.2.3:80".parse().unwrap()), ["10.1.2.3", "10.1.2.3:80"]);
+    assert!(default_hosts("0.0.0.0:80".parse().unwrap()).is_empty());
+}
+
+#[test]
+fn lists_are_checked() {
+    let c = parse(&[
+        "--app-pg-url",
+        URL,
+        "--cors-origins",
+        "https://App.example.com, http://localhost:3000",
+        "--allowed-hosts",
+        "api.example.com,api.example.com:443",
+    ])
+    .unwrap();
+    assert_eq!(c.cors_origins, ["https://app.example.com", "http://localhost:3000"]);
+    assert_eq!(
+        c.allowed_hosts.as_deref(),
+        Some(&["api.example.com".to_owned(), "api.example.com:443".to_owned()][..])
+    );
+    for bad in ["*", "app.example.com", "ftp://x", "https://"] {
+        let err = parse(&["--app-pg-url", URL, "--cors-origins", bad]).unwrap_err();
+        assert!(err.to_string().starts_with("SEALSTORE_CORS_ORIGINS"), "{err}");
+    }
+    for bad in [",", "a b", "host/path"] {
+        let err = parse(&["--app-pg-url", URL, "--allowed-hosts", bad]).unwrap_err();
+        assert!(err.to_string().starts_with("SEALSTORE_ALLOWED_HOSTS"), "{err}");
+    }
+    let err = parse(&["--app-pg-url", URL, "--tls-cert-file", "/c"]).unwrap_err();
+    assert!(err.to_string().contains("both"), "{err}");
+    for (flag, value) in [
+        ("--max-body-bytes", "10"),
+        ("--rate-per-ip", "0"),
+        ("--statement-timeout-ms", "abc"),
+        ("--production", "maybe"),
+    ] {
+        assert!(parse(&["--app-pg-url", URL, flag, value]).is_err(), "{flag} {value}");
+    }
+}
+
+#[test]
+fn production_refuses_weak_or_missing_secrets() {
+    let strong = "postgres://gw:Zq8vN3xL0pT7rW2k-9yHc@db.internal:5432/app";
+    let tls = ["--tls-cert-file", "/c.pem", "--tls-key-file", "/k.pem"];
+    let prod = |url: &str, extra: &[&str]| {
+        let mut args = vec!["--production", "true", "--app-pg-url", url];
+        args.extend_from_slice(extra);
+        parse(&args)
+    };
+    assert!(prod(strong, &tls).unwrap().production);
+    for (url, why) in [
+        ("postgres://gw@db.internal/app", "has no password"),
+        ("postgres://gw:short@db.internal/app", "under 16 bytes"),
+        ("postgres://gw:aaaaaaaaaaaaaaaaaaaa@db.internal/app", "repetitive"),
+    ] {
+        let err = prod(url, &tls).unwrap_err().to_string();
+        assert!(err.contains(why), "{err}");
+        assert!(!err.contains("short") && !err.contains("aaaa"), "{err}");
+    }
+    let err = prod(strong, &[]).unwrap_err().to_string();
+    assert!(err.contains("TLS"), "{err}");
+    let mut wildcard = tls.to_vec();
+    wildcard.extend(["--listen", "0.0.0.0:8443"]);
+    let err = prod(strong, &wildcard).unwrap_err().to_string();
+    assert!(err.starts_with("SEALSTORE_ALLOWED_HOSTS"), "{err}");
+    wildcard.extend(["--allowed-hosts", "api.example.com"]);
+    assert!(prod(strong, &wildcard).is_ok());
+}

@@ -58,6 +58,29 @@ pub enum AuthError {
     BadApiKey,
 }
 
+impl AuthError {
+    /// A short stable name for logs and audit rows (never anything of the credential).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::Malformed => "malformed",
+            Self::MissingKid => "missing_kid",
+            Self::UnknownKey => "unknown_key",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::BadClaim(_) => "bad_claim",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::NoTenant => "no_tenant",
+            Self::UnknownTenant => "unknown_tenant",
+            Self::BadApiKey => "bad_api_key",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("unknown JWT algorithm (expected HS256, RS256, ES256 or EdDSA)")]
@@ -302,6 +325,42 @@ pub fn verify_jwt(
     identity_from_claims(data.claims)
 }
 
+/// The checks a verifier without the key can make on a JWT whose key is `algorithm` (an HS256
+/// secret stays in the database): the header's algorithm, `exp` and `nbf` with the policy's
+/// leeway (as `jsonwebtoken` computes them), and Sealstore's own claims. Never stricter than
+/// [`verify_jwt`]: every token this refuses, `verify_jwt` refuses too. It proves nothing about
+/// the signature, audience or issuer; the caller must still have the token verified.
+pub fn precheck_unsigned(
+    token: &str,
+    algorithm: JwtAlgorithm,
+    policy: &Policy,
+    now: u64,
+) -> Result<Identity, AuthError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+    if header.alg != algorithm.jwt() {
+        return Err(AuthError::AlgorithmNotAllowed);
+    }
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Value>(token)
+        .map_err(|_| AuthError::Malformed)?;
+    let leeway = policy.leeway_secs.min(MAX_LEEWAY_SECS);
+    match claims.get("exp") {
+        None | Some(Value::Null) => return Err(AuthError::MissingClaim("exp")),
+        Some(exp) => match exp.as_u64() {
+            Some(exp) if exp < now.saturating_sub(leeway) => return Err(AuthError::Expired),
+            Some(_) => {}
+            None => return Err(AuthError::BadClaim("exp")),
+        },
+    }
+    if let Some(nbf) = claims.get("nbf").filter(|v| !v.is_null()) {
+        match nbf.as_u64() {
+            Some(nbf) if nbf > now.saturating_add(leeway) => return Err(AuthError::NotYetValid),
+            Some(_) => {}
+            None => return Err(AuthError::BadClaim("nbf")),
+        }
+    }
+    identity_from_claims(claims)
+}
+
 fn identity_from_claims(claims: Value) -> Result<Identity, AuthError> {
     let Value::Object(map) = &claims else {
         return Err(AuthError::Malformed);
@@ -422,6 +481,62 @@ impl ApiKey {
     pub fn matches(&self, key: &crypto::DataKey, stored: &[u8]) -> bool {
         key.verify_api_key_tag(&self.id, &self.secret, stored)
     }
+}
+
+/// Authentication failures a gateway reports for the audit log: where from, why, how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    pub client: std::net::IpAddr,
+    pub reason: String,
+    pub count: u32,
+}
+
+/// Reports per call, and failures per report.
+pub const MAX_AUTH_FAILURE_REPORTS: usize = 1000;
+pub const MAX_AUTH_FAILURE_COUNT: u64 = 1_000_000;
+
+/// Reads a gateway's report: an array of `{"client": ip, "reason": code, "count": n}`, nothing
+/// else. The error names the rule broken, never the input.
+pub fn parse_auth_failures(value: &Value) -> Result<Vec<AuthFailure>, &'static str> {
+    const RULE: &str = "expected 1 to 1000 objects {client: IP address, reason: lower-case code \
+                        of at most 40 characters, count: 1 to 1000000}, and no other keys";
+    let items = value.as_array().ok_or(RULE)?;
+    if items.is_empty() || items.len() > MAX_AUTH_FAILURE_REPORTS {
+        return Err(RULE);
+    }
+    items
+        .iter()
+        .map(|item| {
+            let map = item.as_object().ok_or(RULE)?;
+            if map.len() != 3 {
+                return Err(RULE);
+            }
+            let client = map
+                .get("client")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .ok_or(RULE)?;
+            let reason = map
+                .get("reason")
+                .and_then(Value::as_str)
+                .filter(|r| {
+                    (1..=40).contains(&r.len())
+                        && r.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                })
+                .ok_or(RULE)?
+                .to_owned();
+            let count = map
+                .get("count")
+                .and_then(Value::as_u64)
+                .filter(|n| (1..=MAX_AUTH_FAILURE_COUNT).contains(n))
+                .ok_or(RULE)? as u32;
+            Ok(AuthFailure {
+                client,
+                reason,
+                count,
+            })
+        })
+        .collect()
 }
 
 /// The identity an API key stands for, from its stored row.

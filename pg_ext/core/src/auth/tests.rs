@@ -480,3 +480,150 @@ fn sealed_secrets_are_bound_to_master_key_and_purpose() {
     assert!(crypto::open_secret(&m1, b"jwt:k1:HS256", &tampered).is_err());
     assert!(crypto::open_secret(&m1, b"jwt:k1:HS256", &sealed[..20]).is_err());
 }
+
+#[test]
+fn precheck_is_never_stricter_than_verification_and_agrees_on_claims() {
+    let secret = hs_secret();
+    let key = hs_key(&secret);
+    let t = now();
+    let mut tokens = vec![sign_hs(&secret, &good_claims())];
+    // exp and nbf around the leeway edges, odd claim types, missing and extra claims.
+    for d in [-40i64, -31, -30, -29, -5, -1, 0, 1, 5, 29, 30, 31, 40] {
+        for field in ["exp", "nbf"] {
+            let mut c = good_claims();
+            c[field] = json!(t + d);
+            tokens.push(sign_hs(&secret, &c));
+        }
+    }
+    // For these the two must also give the same reason; for odd types only both must refuse.
+    let same_reason = tokens.len();
+    for (field, value) in [
+        ("exp", json!("soon")),
+        ("exp", json!(1.5)),
+        ("exp", json!(-1)),
+        ("exp", Value::Null),
+        ("nbf", json!("x")),
+        ("sub", json!(7)),
+        ("sub", json!("")),
+        ("tenant", json!("not-a-uuid")),
+        ("tenant", Value::Null),
+        ("scope", json!(["read"])),
+    ] {
+        let mut c = good_claims();
+        c[field] = value;
+        tokens.push(sign_hs(&secret, &c));
+    }
+    let mut no_sub = good_claims();
+    no_sub.as_object_mut().unwrap().remove("sub");
+    tokens.push(sign_hs(&secret, &no_sub));
+    // verify_jwt reads the clock itself: a comparison is only valid within one second.
+    for attempt in 0.. {
+        let before = now();
+        let mut mismatches = Vec::new();
+        for leeway in [0, 5, 30] {
+            let p = Policy {
+                leeway_secs: leeway,
+                ..Policy::default()
+            };
+            for (i, token) in tokens.iter().enumerate() {
+                let full = verify_jwt(token, &key, &p);
+                let pre = precheck_unsigned(token, JwtAlgorithm::Hs256, &p, before as u64);
+                let agree = match (&pre, &full) {
+                    (Ok(a), Ok(b)) => a == b,
+                    (Err(a), Err(b)) => i >= same_reason || a == b,
+                    _ => false,
+                };
+                if !agree {
+                    mismatches.push(format!("token {i}, leeway {leeway}: {pre:?} vs {full:?}"));
+                }
+            }
+        }
+        if now() == before || attempt == 5 {
+            assert!(mismatches.is_empty(), "{mismatches:#?}");
+            break;
+        }
+    }
+}
+
+#[test]
+fn precheck_says_nothing_about_signatures_but_checks_the_algorithm() {
+    let p = Policy::default();
+    let t = now() as u64;
+    // Signed with another secret: the precheck passes it (the database refuses it).
+    let other = sign_hs(&hs_secret(), &good_claims());
+    assert!(precheck_unsigned(&other, JwtAlgorithm::Hs256, &p, t).is_ok());
+    assert_eq!(
+        verify_jwt(&other, &hs_key(&hs_secret()), &p).unwrap_err(),
+        AuthError::BadSignature
+    );
+    // An HS256 token for a key configured as EdDSA, and the reverse.
+    assert_eq!(
+        precheck_unsigned(&other, JwtAlgorithm::EdDsa, &p, t).unwrap_err(),
+        AuthError::AlgorithmNotAllowed
+    );
+    let ed = sign_ed(&ed_pair(), &good_claims());
+    assert_eq!(
+        precheck_unsigned(&ed, JwtAlgorithm::Hs256, &p, t).unwrap_err(),
+        AuthError::AlgorithmNotAllowed
+    );
+    for junk in ["", "a.b.c", "x", "..."] {
+        assert!(precheck_unsigned(junk, JwtAlgorithm::Hs256, &p, t).is_err());
+    }
+}
+
+#[test]
+fn every_rejection_has_a_distinct_short_code() {
+    let all = [
+        AuthError::TooLarge,
+        AuthError::Malformed,
+        AuthError::MissingKid,
+        AuthError::UnknownKey,
+        AuthError::AlgorithmNotAllowed,
+        AuthError::BadSignature,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::MissingClaim("exp"),
+        AuthError::BadClaim("exp"),
+        AuthError::WrongAudience,
+        AuthError::WrongIssuer,
+        AuthError::NoTenant,
+        AuthError::UnknownTenant,
+        AuthError::BadApiKey,
+    ];
+    let codes: HashSet<&str> = all.iter().map(AuthError::code).collect();
+    assert_eq!(codes.len(), all.len());
+    assert!(codes
+        .iter()
+        .all(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+}
+
+#[test]
+fn auth_failure_reports_are_strict() {
+    let ok = json!([
+        {"client": "127.0.0.1", "reason": "bad_signature", "count": 3},
+        {"client": "::1", "reason": "malformed", "count": 1}
+    ]);
+    let parsed = parse_auth_failures(&ok).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[0].client.to_string(), "127.0.0.1");
+    assert_eq!(parsed[1].count, 1);
+    let one = |v: Value| json!([v]);
+    for bad in [
+        json!([]),
+        json!({"client": "127.0.0.1", "reason": "x", "count": 1}),
+        json!(null),
+        one(json!({"client": "localhost", "reason": "x", "count": 1})),
+        one(json!({"client": "127.0.0.1", "reason": "Bad Reason", "count": 1})),
+        one(json!({"client": "127.0.0.1", "reason": "", "count": 1})),
+        one(json!({"client": "127.0.0.1", "reason": "a".repeat(41), "count": 1})),
+        one(json!({"client": "127.0.0.1", "reason": "x", "count": 0})),
+        one(json!({"client": "127.0.0.1", "reason": "x", "count": 1_000_001})),
+        one(json!({"client": "127.0.0.1", "reason": "x", "count": -1})),
+        one(json!({"client": "127.0.0.1", "reason": "x", "count": 1, "token": "t"})),
+        one(json!({"client": "127.0.0.1", "reason": "x"})),
+        one(json!("127.0.0.1")),
+        Value::Array(vec![json!({"client": "127.0.0.1", "reason": "x", "count": 1}); 1001]),
+    ] {
+        assert!(parse_auth_failures(&bad).is_err(), "{bad}");
+    }
+}

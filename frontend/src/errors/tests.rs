@@ -1,0 +1,43 @@
+use super::*;
+
+#[test]
+fn the_table_answers_every_sqlstate_the_extension_raises() {
+    let cases = [
+        ("28P01", 401, "unauthorized"),
+        ("28000", 401, "unauthorized"),
+        ("42501", 403, "forbidden"),
+        ("P0002", 404, "not_found"),
+        ("42704", 404, "not_found"),
+        ("42710", 409, "conflict"),
+        ("23505", 409, "conflict"),
+        ("22P02", 400, "invalid_request"),
+        ("22P03", 400, "invalid_request"),
+        ("22023", 400, "invalid_request"),
+        ("22000", 400, "invalid_request"),
+        ("22003", 400, "invalid_request"),
+        ("54000", 400, "invalid_request"),
+        ("XX001", 500, "data_corrupted"),
+        ("57014", 504, "timeout"),
+        ("40001", 503, "conflict_retry"),
+        ("57P01", 503, "database_unavailable"),
+        ("08006", 503, "database_unavailable"),
+        ("55000", 503, "service_unavailable"),
+        ("53200", 503, "service_unavailable"),
+        ("XX000", 500, "internal"),
+        ("42883", 500, "internal"),
+    ];
+    for (sqlstate, status, code) in cases {
+        let m = for_sqlstate(sqlstate);
+        assert_eq!((m.status.as_u16(), m.code), (status, code), "{sqlstate}");
+        assert_eq!(m.retry_after.is_some(), status == 503, "{sqlstate}");
+    }
+}
+
+#[test]
+fn exact_entries_are_unique_and_messages_are_generic() {
+    let mut seen = std::collections::HashSet::new();
+    for (code, m) in EXACT.iter().chain(CLASSES) {
+        assert!(seen.insert(*code), "{code} twice");
+        assert!(!m.message.is_empty() && m.message.len() < 60);
+    }
+}

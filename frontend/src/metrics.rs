@@ -1,0 +1,124 @@
+//! Prometheus metrics (the `prometheus-client` crate), served at /metrics to admin credentials.
+//! Labels are route templates and codes, never paths with ids or anything a client chose.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub method: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<RouteLabels, Histogram>,
+    pub auth_failures: Family<ReasonLabels, Counter>,
+    pub rate_limited: Family<LimitLabels, Counter>,
+    pub db_unavailable: Counter,
+    pub audit_dropped: Counter,
+    pub pool_size: Gauge,
+    pub pool_available: Gauge,
+    pub pool_waiting: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sealstore_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        let db_unavailable = Counter::default();
+        let audit_dropped = Counter::default();
+        let pool_size = Gauge::default();
+        let pool_available = Gauge::default();
+        let pool_waiting = Gauge::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer, by route",
+            duration.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Refused credentials, by reason",
+            auth_failures.clone(),
+        );
+        registry.register("rate_limited", "Requests refused with 429", rate_limited.clone());
+        registry.register(
+            "db_unavailable",
+            "Requests answered 503 because the database was unreachable",
+            db_unavailable.clone(),
+        );
+        registry.register(
+            "audit_dropped",
+            "Failed-authentication events not audited (backlog full)",
+            audit_dropped.clone(),
+        );
+        registry.register("db_pool_size", "Open database connections", pool_size.clone());
+        registry.register(
+            "db_pool_available",
+            "Idle database connections",
+            pool_available.clone(),
+        );
+        registry.register(
+            "db_pool_waiting",
+            "Requests waiting for a database connection",
+            pool_waiting.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            auth_failures,
+            rate_limited,
+            db_unavailable,
+            audit_dropped,
+            pool_size,
+            pool_available,
+            pool_waiting,
+        }
+    }
+
+    /// The text exposition format, with the pool gauges read now.
+    pub fn render(&self, pool: &deadpool_postgres::Pool) -> String {
+        let status = pool.status();
+        self.pool_size.set(status.size as i64);
+        self.pool_available.set(status.available as i64);
+        self.pool_waiting.set(status.waiting as i64);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
