@@ -26,7 +26,7 @@ use crate::db;
 const VERDICT_TTL: Duration = Duration::from_secs(10);
 const VERDICT_CAPACITY: u64 = 100_000;
 /// On-demand refreshes (unknown kid) happen at most this often.
-const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
+const MIN_REFRESH_GAP: Duration = Duration::from_millis(200);
 
 pub type TokenHash = [u8; 32];
 
@@ -67,6 +67,8 @@ pub struct Verifier {
     keys: RwLock<Arc<KeySet>>,
     verdicts: Cache<TokenHash, Verdict>,
     last_refresh: Mutex<Option<Instant>>,
+    /// One on-demand refresh at a time; the others wait for its result.
+    refresh_turn: tokio::sync::Mutex<()>,
     loaded: std::sync::atomic::AtomicBool,
 }
 
@@ -92,6 +94,7 @@ impl Verifier {
                 .time_to_live(VERDICT_TTL)
                 .build(),
             last_refresh: Mutex::new(None),
+            refresh_turn: tokio::sync::Mutex::new(()),
             loaded: Default::default(),
         }
     }
@@ -103,8 +106,10 @@ impl Verifier {
     /// Reads the verification configuration from the database. A changed key set also drops
     /// remembered refusals (a token refused for an unknown kid may be good now).
     pub async fn refresh(&self, pool: &Pool) -> Result<(), db::DbError> {
+        let rows = db::query_plain(pool, "SELECT sealstore.jwt_verification_config()", &[]).await;
+        // Set when the answer is in: a refresh still running does not count as recent.
         *self.last_refresh.lock().expect("refresh lock") = Some(Instant::now());
-        let rows = db::query_plain(pool, "SELECT sealstore.jwt_verification_config()", &[]).await?;
+        let rows = rows?;
         let config: serde_json::Value = rows.first().map(|r| r.get(0)).unwrap_or_default();
         let raw = config.to_string();
         if self.loaded.load(std::sync::atomic::Ordering::Relaxed) && self.key_set().raw == raw {
@@ -120,17 +125,20 @@ impl Verifier {
         Ok(())
     }
 
-    /// Refreshes now if the last refresh is more than a second old.
-    async fn refresh_soon(&self, pool: &Pool) {
-        let due = self
-            .last_refresh
-            .lock()
-            .expect("refresh lock")
-            .is_none_or(|t| t.elapsed() >= MIN_REFRESH_GAP);
-        if due {
-            if let Err(e) = self.refresh(pool).await {
-                tracing::debug!(error = ?e, "key refresh failed");
-            }
+    /// Makes sure a refresh completes after `asked`: waits for one in progress, or runs one,
+    /// no sooner than `MIN_REFRESH_GAP` after the previous (single flight, so a flood of
+    /// unknown kids costs the database at most five queries a second).
+    async fn refresh_after(&self, asked: Instant, pool: &Pool) {
+        let _turn = self.refresh_turn.lock().await;
+        let last = *self.last_refresh.lock().expect("refresh lock");
+        if last.is_some_and(|t| t >= asked) {
+            return;
+        }
+        if let Some(wait) = last.and_then(|t| MIN_REFRESH_GAP.checked_sub(t.elapsed())) {
+            tokio::time::sleep(wait).await;
+        }
+        if let Err(e) = self.refresh(pool).await {
+            tracing::debug!(error = ?e, "key refresh failed");
         }
     }
 
@@ -155,7 +163,7 @@ impl Verifier {
             Credential::Jwt { kid } => {
                 let mut set = self.key_set();
                 if !set.keys.contains_key(&kid) {
-                    self.refresh_soon(pool).await;
+                    self.refresh_after(Instant::now(), pool).await;
                     set = self.key_set();
                 }
                 let entry = set

@@ -36,6 +36,11 @@ pub const UNAUTHORIZED: Mapped = m(
     "unauthorized",
     "missing, invalid or expired credential",
 );
+pub const FORBIDDEN: Mapped = m(
+    StatusCode::FORBIDDEN,
+    "forbidden",
+    "the credential does not allow this",
+);
 pub const NOT_FOUND: Mapped = m(StatusCode::NOT_FOUND, "not_found", "not found");
 pub const DATABASE_UNAVAILABLE: Mapped =
     retry("database_unavailable", "database unavailable, try again later", 2);
@@ -43,11 +48,10 @@ pub const DATABASE_UNAVAILABLE: Mapped =
 /// Exact SQLSTATEs first, then whole classes (the first two characters).
 const EXACT: &[(&str, Mapped)] = &[
     ("28P01", UNAUTHORIZED),
-    ("28000", UNAUTHORIZED),
-    (
-        "42501",
-        m(StatusCode::FORBIDDEN, "forbidden", "the credential does not allow this"),
-    ),
+    // Through the gateway every transaction authenticates first, so "no tenant context"
+    // means a verified credential that names no tenant (an admin token) on a tenant route.
+    ("28000", FORBIDDEN),
+    ("42501", FORBIDDEN),
     // A row of another tenant is indistinguishable from a missing one (the extension answers
     // both with the same SQLSTATE), so it is a 404 too.
     ("P0002", NOT_FOUND),

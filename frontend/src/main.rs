@@ -96,6 +96,12 @@ async fn run(config: Config) -> i32 {
         config,
     });
     limits::spawn_housekeeping(state.limits.clone());
+    // Keys first, so the first requests need no on-demand refresh; a database that is down
+    // now is not fatal (the refresh loop retries, requests meanwhile get 503).
+    let first = tokio::time::timeout(state.config.db_timeout, state.verifier.refresh(&state.pool));
+    if !matches!(first.await, Ok(Ok(()))) {
+        tracing::warn!("JWT verification keys not loaded yet: the database is unavailable");
+    }
     let refresher = spawn_key_refresh(state.clone());
     tracing::info!(
         addr = bound.to_string(),

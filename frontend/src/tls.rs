@@ -15,8 +15,12 @@ pub enum TlsError {
     Cert(String),
     #[error("key file {0}: no PEM private key could be read")]
     Key(String),
-    #[error("certificate and key do not form a usable TLS configuration: {0}")]
-    Config(rustls::Error),
+    #[error("certificate {cert} and key {key} do not form a usable TLS configuration: {error}")]
+    Config {
+        cert: String,
+        key: String,
+        error: rustls::Error,
+    },
 }
 
 pub fn acceptor(tls: &Tls) -> Result<TlsAcceptor, TlsError> {
@@ -31,13 +35,18 @@ pub fn acceptor(tls: &Tls) -> Result<TlsAcceptor, TlsError> {
     // Parse errors are not shown: they could quote key bytes.
     let key = PrivateKeyDer::from_pem_file(&tls.key_file)
         .map_err(|_| TlsError::Key(tls.key_file.display().to_string()))?;
+    let config_error = |error| TlsError::Config {
+        cert: tls.cert_file.display().to_string(),
+        key: tls.key_file.display().to_string(),
+        error,
+    };
     let mut config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(TlsError::Config)?
+            .map_err(config_error)?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(TlsError::Config)?;
+            .map_err(config_error)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -4,7 +4,7 @@ use super::*;
 fn the_table_answers_every_sqlstate_the_extension_raises() {
     let cases = [
         ("28P01", 401, "unauthorized"),
-        ("28000", 401, "unauthorized"),
+        ("28000", 403, "forbidden"),
         ("42501", 403, "forbidden"),
         ("P0002", 404, "not_found"),
         ("42704", 404, "not_found"),
