@@ -14,12 +14,16 @@ bench_settings() {
             | as_pg_user tee -a "$conf" >/dev/null
 }
 
-# `bench` runs all; `bench encryption`, `bench auth` or `bench vectors` runs one.
+# `bench` runs all; `bench encryption`, `bench auth`, `bench vectors` or `bench gateway` runs one.
 cmd_bench() {
     local which=$1
-    case "$which" in all|encryption|auth|vectors) ;; *) die "unknown benchmark '$which' (all, encryption, auth, vectors)" ;; esac
+    case "$which" in all|encryption|auth|vectors|gateway) ;; *) die "unknown benchmark '$which' (all, encryption, auth, vectors, gateway)" ;; esac
     setup_machine
     install_extension
+    if [ "$which" = all ] || [ "$which" = gateway ]; then
+        apt_install wrk
+        build_gateway
+    fi
     mkdir -p "$STATE/logs" "$REPO/tests/bench/results"
     trap 'cluster_stop "$BENCH_CLUSTER"' EXIT
     cluster_init "$BENCH_CLUSTER"
@@ -49,5 +53,14 @@ cmd_bench() {
         "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$REPO/tests/bench/results/vectors.md" \
         || die "the vector benchmark failed"
     fi
-    say "Results in tests/bench/results/ (encryption.md, auth.md, vectors.md)"
+    if [ "$which" = all ] || [ "$which" = gateway ]; then
+    say "Benchmark: the gateway against direct SQL (pgbench and wrk, about 4 minutes)"
+    cluster_psql "$BENCH_CLUSTER" sealstore_bench -v db=sealstore_bench \
+        -v gateway_password="$(gateway_password "$BENCH_CLUSTER")" -f "$REPO/sql/roles.sql" >/dev/null
+    "$STATE/venv/bin/python" "$REPO/tests/bench/gateway.py" \
+        "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$(gateway_url "$BENCH_CLUSTER" sealstore_bench)" \
+        "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$(command -v wrk)" "$REPO/tests/bench/results/gateway.md" \
+        || die "the gateway benchmark failed"
+    fi
+    say "Results in tests/bench/results/ (encryption.md, auth.md, vectors.md, gateway.md)"
 }

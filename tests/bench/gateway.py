@@ -1,0 +1,214 @@
+"""Gateway benchmark: throughput and latency through the gateway against the same SQL issued
+directly, in the same run.
+
+Operations, each authenticated with an API key (read scope) in its own transaction:
+- get-document: GET /v1/documents/{id} (a 200-byte document), and directly the statement the
+  gateway sends for it.
+- search: POST /v1/collections/bench/search, top-10 cosine over 1,000 plaintext 128-dimension
+  vectors, and directly the same statement.
+
+Direct SQL is pgbench (C, prepared statements) running the gateway's exact transaction as one
+pipeline (BEGIN READ ONLY; authenticate; the call; COMMIT), as the gateway's own login role.
+HTTP is wrk (C, keep-alive) against the real gateway binary (pool of 16 connections; limits
+raised so that the limiter runs but never refuses). Both load generators share the machine's
+two cores with PostgreSQL and the gateway, as a client on the same host would.
+At 1, 16 and 64 concurrent clients; ROUNDS interleaved rounds of SECONDS each, medians.
+Usage: gateway.py ADMIN_PG_URL APP_PG_URL GATEWAY_BIN PGBENCH WRK RESULTS_MD
+"""
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from harness import Gateway  # noqa: E402
+
+ROUNDS = int(os.environ.get("SEALSTORE_BENCH_ROUNDS", "3"))
+SECONDS = int(os.environ.get("SEALSTORE_BENCH_SECONDS", "5"))
+CLIENTS = [1, 16, 64]
+DIMS, DOCS = 128, 1000
+POSTGREST_GET = 2580  # req/s, PostgREST single-row GET on a 2-vCPU machine (the issue's figure)
+
+GET_SQL = ("SELECT json_build_object('id', id, 'collection', collection, 'content', content, "
+           "'metadata', metadata)::text FROM sealstore.get_document($1)")
+SEARCH_SQL = ("SELECT json_build_object('results', coalesce(json_agg(json_build_object("
+              "'id', id, 'distance', distance, 'metadata', metadata) ORDER BY distance, id), "
+              "'[]'::json))::text FROM sealstore.search($1, $2::real[]::sealstore.vector, $3, $4)")
+
+
+def setup(admin_url):
+    rng = random.Random(7)
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        t = su.execute("SELECT sealstore.create_tenant('gateway-bench')").fetchone()[0]
+        key = su.execute("SELECT sealstore.create_api_key(%s, 'bench', ARRAY['read','write'])", (t,)).fetchone()[0]
+    with psycopg.connect(admin_url) as conn:
+        conn.execute("SELECT sealstore.act_as_tenant(%s)", (t,))
+        conn.execute("SELECT sealstore.create_collection('bench', %s)", (DIMS,))
+        ids = []
+        with conn.cursor() as cur:
+            for n in range(DOCS):
+                v = "[" + ",".join(f"{rng.uniform(-1, 1):.6f}" for _ in range(DIMS)) + "]"
+                cur.execute("SELECT sealstore.put_document('bench', %s, %s::sealstore.vector, %s)",
+                            ("x" * 200, v, json.dumps({"n": n})))
+                ids.append(cur.fetchone()[0])
+        conn.commit()
+    query = [round(rng.uniform(-1, 1), 6) for _ in range(DIMS)]
+    return key, str(ids[DOCS // 2]), query
+
+
+def pgbench_script(op, query):
+    if op == "get":
+        call = GET_SQL.replace("$1", ":id")
+    else:
+        call = (SEARCH_SQL.replace("$1", "'bench'").replace("$2", ":vec").replace("$3", "10")
+                .replace("$4", "NULL"))
+    return ("\\startpipeline\nBEGIN READ ONLY;\nSELECT sealstore.authenticate(:token);\n"
+            f"{call};\nCOMMIT;\n\\endpipeline\n")
+
+
+def run_pgbench(pgbench, app_url, script, clients, variables, workdir):
+    logdir = Path(tempfile.mkdtemp(dir=workdir))
+    argv = [pgbench, "-n", "-M", "prepared", "-f", str(script), "-c", str(clients),
+            "-j", str(min(clients, 2)), "-T", str(SECONDS), "-l", "--log-prefix", str(logdir / "pgb")]
+    for k, v in variables.items():
+        argv += ["-D", f"{k}={v}"]
+    r = subprocess.run(argv + [app_url], capture_output=True, text=True, timeout=SECONDS * 10)
+    if r.returncode != 0 or "number of failed transactions: 0" not in r.stdout:
+        raise RuntimeError(f"pgbench failed: {r.stdout[-800:]}{r.stderr[-800:]}")
+    tps = float(re.search(r"tps = ([\d.]+)", r.stdout).group(1))
+    lat = []
+    for f in logdir.iterdir():
+        for line in f.read_text().splitlines():
+            lat.append(int(line.split()[2]) / 1000.0)
+    lat.sort()
+    return tps, lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(wrk, url, lua, clients):
+    argv = [wrk, "-t", str(min(clients, 2)), "-c", str(clients), "-d", f"{SECONDS}s", "--latency",
+            "-s", str(lua), url]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=SECONDS * 10)
+    out = r.stdout
+    if r.returncode != 0 or "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk failed or saw errors: {out[-1500:]}{r.stderr[-500:]}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return float(m.group(1)) * UNITS[m.group(2)]
+    return rps, pct(50), pct(99)
+
+
+def lua_script(path, token, method, body=None):
+    lines = [f'wrk.method = "{method}"', f'wrk.headers["Authorization"] = "Bearer {token}"']
+    if body is not None:
+        lines += ['wrk.headers["Content-Type"] = "application/json"',
+                  "wrk.body = [[" + json.dumps(body) + "]]"]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main():
+    admin_url, app_url, gateway_bin, pgbench, wrk, out = sys.argv[1:7]
+    os.environ["SEALSTORE_GATEWAY_BIN"] = gateway_bin
+    key, doc_id, query = setup(admin_url)
+    gw = Gateway(app_url, {"SEALSTORE_DB_POOL_SIZE": "16", "SEALSTORE_RATE_PER_IP": "1000000",
+                           "SEALSTORE_RATE_PER_KEY": "1000000",
+                           # Start-up events only: the per-request access log would be read by
+                           # this Python process, on the same two cores.
+                           "SEALSTORE_LOG": "warn,sealstore_gateway=info,sealstore_gateway::server=warn"})
+    results = {}
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        paths = {"get": f"/v1/documents/{doc_id}", "search": "/v1/collections/bench/search"}
+        search_body = {"vector": query, "k": 10}
+        lua_script(work / "get.lua", key, "GET")
+        lua_script(work / "search.lua", key, "POST", search_body)
+        for op in ("get", "search"):
+            (work / f"{op}.sql").write_text(pgbench_script(op, query))
+        variables = {"token": key, "id": doc_id, "vec": "{" + ",".join(map(str, query)) + "}"}
+        # Both paths give the same answer before anything is timed.
+        h = {"Authorization": f"Bearer {key}"}
+        via_gw = requests.get(gw.url + paths["get"], headers=h, timeout=10)
+        assert via_gw.status_code == 200 and via_gw.json()["id"] == doc_id, via_gw.text
+        via_gw_search = requests.post(gw.url + paths["search"], json=search_body, headers=h, timeout=10).json()
+        with psycopg.connect(app_url) as conn:
+            conn.execute("SELECT sealstore.authenticate(%s)", (key,))
+            sql = re.sub(r"\$\d", "%s", SEARCH_SQL)
+            direct = json.loads(conn.execute(sql, ("bench", query, 10, None)).fetchone()[0])
+        assert [r["id"] for r in direct["results"]] == [r["id"] for r in via_gw_search["results"]]
+        for rnd in range(ROUNDS):
+            for op in ("get", "search"):
+                for c in CLIENTS:
+                    d = run_pgbench(pgbench, app_url, work / f"{op}.sql", c, variables, work)
+                    g = run_wrk(wrk, gw.url + paths[op], work / f"{op}.lua", c)
+                    results.setdefault((op, c), []).append((d, g))
+                    print(f"round {rnd + 1} {op:6} c={c:2}: direct {d[0]:8.0f}/s  gateway {g[0]:8.0f}/s "
+                          f"({g[0] / d[0]:.0%})", flush=True)
+    gw.stop()
+    write(out, results)
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def write(out, results):
+    cpu = "unknown"
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [
+        "# Gateway benchmark", "",
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} on {platform.node()} ({os.cpu_count()} CPUs, {cpu}); "
+        f"{ROUNDS} interleaved rounds of {SECONDS} s per cell, medians. Written by `tests/bench/gateway.py` "
+        "(`bash .ci/sealstore bench gateway`).", "",
+        "Each request authenticates an API key and runs one statement in its own read-only transaction. "
+        "**Direct** is pgbench running the gateway's exact transaction (BEGIN READ ONLY; authenticate; the call; "
+        "COMMIT) as one pipeline over prepared statements, one connection per client, as the gateway's login role. "
+        "**Gateway** is wrk over HTTP/1.1 keep-alive against the gateway binary (16 database connections; "
+        "access log off, rate limiter on with limits above the load). "
+        "Load generator, gateway and PostgreSQL share the same 2 cores.", "",
+        "| operation | clients | direct SQL req/s | gateway req/s | gateway / direct | direct p50 / p99 ms | gateway p50 / p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (op, c), runs in sorted(results.items(), key=lambda kv: (kv[0][0] != "get", kv[0][1])):
+        d_tps = med([d[0] for d, _ in runs])
+        g_tps = med([g[0] for _, g in runs])
+        lines.append(
+            f"| {'get-document' if op == 'get' else 'search (1,000 x 128, top 10)'} | {c} | {d_tps:,.0f} | {g_tps:,.0f} | "
+            f"{g_tps / d_tps:.0%} | {med([d[1] for d, _ in runs]):.2f} / {med([d[2] for d, _ in runs]):.2f} | "
+            f"{med([g[1] for _, g in runs]):.2f} / {med([g[2] for _, g in runs]):.2f} |")
+    best_get = max(med([g[0] for _, g in runs]) for (op, _), runs in results.items() if op == "get")
+    ratios = [med([g[0] for _, g in runs]) / med([d[0] for d, _ in runs]) for runs in results.values()]
+    lines += [
+        "", "## Targets", "",
+        f"- Gateway throughput at least 80% of direct SQL: lowest ratio {min(ratios):.0%}, "
+        f"median {med(ratios):.0%} ({'met' if min(ratios) >= 0.8 else 'not met in every cell'}).",
+        f"- Authenticated get-document above {POSTGREST_GET:,} req/s (PostgREST's single-row GET on 2 vCPUs), "
+        f"aiming for 3x ({3 * POSTGREST_GET:,}): best {best_get:,.0f} req/s = {best_get / POSTGREST_GET:.1f}x "
+        f"({'met' if best_get > POSTGREST_GET else 'not met'}).",
+    ]
+    Path(out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
