@@ -95,6 +95,10 @@ pub struct Cli {
     #[arg(long, env = "SEALSTORE_AUTH_PENALTY_SECS", default_value = "60")]
     pub auth_penalty_secs: String,
 
+    /// Threads serving requests (default: one per CPU).
+    #[arg(long, env = "SEALSTORE_WORKER_THREADS")]
+    pub worker_threads: Option<String>,
+
     /// Seconds between refreshes of the JWT verification keys from the database.
     #[arg(long, env = "SEALSTORE_KEY_REFRESH_SECS", default_value = "5")]
     pub key_refresh_secs: String,
@@ -143,6 +147,7 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     pub auth_penalty: Duration,
     pub key_refresh: Duration,
+    pub worker_threads: Option<usize>,
 }
 
 /// Passwords shorter than this, or made of one repeated character, are weak in production.
@@ -328,6 +333,11 @@ impl Config {
                 1u64,
                 300,
             )?),
+            worker_threads: cli
+                .worker_threads
+                .as_deref()
+                .map(|n| bounded("SEALSTORE_WORKER_THREADS", n, 1usize, 256))
+                .transpose()?,
         };
         if config.production {
             config.check_production()?;

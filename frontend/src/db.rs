@@ -1,10 +1,10 @@
 //! The database side: one pool of connections for the gateway's login role, the one-transaction
 //! call every API request makes, readiness, and fail-fast while the database is unreachable.
 //!
-//! A call is `BEGIN [READ ONLY]; SELECT sealstore.authenticate($1); <one statement>; COMMIT`,
-//! sent as one pipeline: the four messages leave in one write and the answers come back in one
-//! read, so a request costs one network round trip (plus one-time statement preparation per
-//! connection). Values are always bind parameters.
+//! A call is one prepared statement that authenticates the token and then makes the route's one
+//! call (see `routes::prepare`), run as its own implicit transaction: one message out, one
+//! answer back, one round trip (plus one-time preparation per connection). Reads use a pool
+//! whose connections default to read-only transactions. Values are always bind parameters.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,16 +17,37 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::config::Config;
 
-pub fn pool(config: &Config) -> Result<Pool, deadpool_postgres::BuildError> {
+/// Connections for writes, and connections whose transactions are read-only by default
+/// (`default_transaction_read_only`), for the read routes. Each holds up to the pool size.
+#[derive(Clone)]
+pub struct Pools {
+    pub write: Pool,
+    pub read: Pool,
+}
+
+pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
+    Ok(Pools {
+        write: pool(config, false)?,
+        read: pool(config, true)?,
+    })
+}
+
+fn pool(config: &Config, read_only: bool) -> Result<Pool, deadpool_postgres::BuildError> {
     let mut pg = config.pg.config().clone();
     // The database enforces the bounds too: a statement cannot outlive the request, and a
     // connection cannot sit in an open transaction.
     pg.options(format!(
-        "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+        "-c statement_timeout={} -c idle_in_transaction_session_timeout={} \
+         -c default_transaction_read_only={}",
         config.statement_timeout_ms,
-        config.statement_timeout_ms.saturating_mul(2)
+        config.statement_timeout_ms.saturating_mul(2),
+        if read_only { "on" } else { "off" },
     ));
-    pg.application_name("sealstore-gateway");
+    pg.application_name(if read_only {
+        "sealstore-gateway-read"
+    } else {
+        "sealstore-gateway"
+    });
     pg.connect_timeout(config.db_timeout);
     let manager = Manager::from_config(
         pg,
@@ -129,47 +150,42 @@ impl Health {
     }
 }
 
-/// What one API request asks of the database.
+/// What one API request asks of the database: a statement whose `$1` is the token.
 pub struct Call<'a> {
     pub read_only: bool,
     pub sql: &'static str,
     pub params: &'a [&'a (dyn ToSql + Sync)],
 }
 
-const AUTHENTICATE: &str = "SELECT sealstore.authenticate($1)";
-
-/// The result of a call: the identity `authenticate` returned, and the statement's rows.
+/// The result of a call: the identity `authenticate` returned (column 0), and the rows.
 pub struct Answer {
     pub identity: serde_json::Value,
     pub rows: Vec<Row>,
 }
 
-/// Runs `call` in its own transaction after authenticating `token`, as one pipeline.
-pub async fn call(pool: &Pool, token: &str, call: Call<'_>) -> Result<Answer, DbError> {
-    let client = pool.get().await.map_err(DbError::from_pool)?;
-    let (auth, stmt) = tokio::join!(
-        client.prepare_cached(AUTHENTICATE),
-        client.prepare_cached(call.sql)
-    );
-    let (auth, stmt) = (auth.map_err(DbError::from_pg)?, stmt.map_err(DbError::from_pg)?);
-    let begin = if call.read_only {
-        "BEGIN READ ONLY"
+/// Authenticates `token` and makes the route's call, as one statement in its own transaction.
+pub async fn call(pools: &Pools, token: &str, call: Call<'_>) -> Result<Answer, DbError> {
+    let pool = if call.read_only {
+        &pools.read
     } else {
-        "BEGIN"
+        &pools.write
     };
-    let token_param: [&(dyn ToSql + Sync); 1] = [&token];
-    // join! polls in order, and each request is queued on its first poll: the server gets
-    // them in this order. A failed step aborts the transaction; COMMIT then rolls back.
-    let (begun, identity, rows, committed) = tokio::join!(
-        client.batch_execute(begin),
-        client.query_one(&auth, &token_param),
-        client.query(&stmt, call.params),
-        client.batch_execute("COMMIT"),
-    );
-    begun.map_err(DbError::from_pg)?;
-    let identity: serde_json::Value = identity.map_err(DbError::from_pg)?.get(0);
-    let rows = rows.map_err(DbError::from_pg)?;
-    committed.map_err(DbError::from_pg)?;
+    let client = pool.get().await.map_err(DbError::from_pool)?;
+    let stmt = client
+        .prepare_cached(call.sql)
+        .await
+        .map_err(DbError::from_pg)?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(call.params.len() + 1);
+    params.push(&token);
+    params.extend_from_slice(call.params);
+    let rows = client
+        .query(&stmt, &params)
+        .await
+        .map_err(DbError::from_pg)?;
+    let identity = rows
+        .first()
+        .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok())
+        .unwrap_or_default();
     Ok(Answer { identity, rows })
 }
 

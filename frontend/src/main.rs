@@ -49,7 +49,11 @@ fn main() {
         )
         .init();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.worker_threads {
+        builder.worker_threads(n);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -64,8 +68,8 @@ async fn run(config: Config) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let pool = match db::pool(&config) {
-        Ok(pool) => pool,
+    let pools = match db::pools(&config) {
+        Ok(pools) => pools,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the database pool");
             return EXIT_CONFIG;
@@ -80,7 +84,7 @@ async fn run(config: Config) -> i32 {
     };
     let bound = listener.local_addr().unwrap_or(config.listen);
     let metrics = Arc::new(metrics::Metrics::new());
-    let (audit, audit_task) = audit::spawn(pool.clone(), metrics.clone());
+    let (audit, audit_task) = audit::spawn(pools.write.clone(), metrics.clone());
     let state = Arc::new(server::AppState {
         allowed_hosts: config
             .allowed_hosts
@@ -92,13 +96,13 @@ async fn run(config: Config) -> i32 {
         health: Default::default(),
         metrics,
         audit,
-        pool,
+        pools,
         config,
     });
     limits::spawn_housekeeping(state.limits.clone());
     // Keys first, so the first requests need no on-demand refresh; a database that is down
     // now is not fatal (the refresh loop retries, requests meanwhile get 503).
-    let first = tokio::time::timeout(state.config.db_timeout, state.verifier.refresh(&state.pool));
+    let first = tokio::time::timeout(state.config.db_timeout, state.verifier.refresh(&state.pools.write));
     if !matches!(first.await, Ok(Ok(()))) {
         tracing::warn!("JWT verification keys not loaded yet: the database is unavailable");
     }
@@ -131,7 +135,7 @@ fn spawn_key_refresh(state: Arc<server::AppState>) -> tokio::task::JoinHandle<()
         let mut tick = tokio::time::interval(state.config.key_refresh);
         loop {
             tick.tick().await;
-            if let Err(e) = state.verifier.refresh(&state.pool).await {
+            if let Err(e) = state.verifier.refresh(&state.pools.write).await {
                 tracing::debug!(error = ?e, "JWT key refresh failed");
             }
         }

@@ -111,11 +111,11 @@ impl Metrics {
     }
 
     /// The text exposition format, with the pool gauges read now.
-    pub fn render(&self, pool: &deadpool_postgres::Pool) -> String {
-        let status = pool.status();
-        self.pool_size.set(status.size as i64);
-        self.pool_available.set(status.available as i64);
-        self.pool_waiting.set(status.waiting as i64);
+    pub fn render(&self, pools: &crate::db::Pools) -> String {
+        let (w, r) = (pools.write.status(), pools.read.status());
+        self.pool_size.set((w.size + r.size) as i64);
+        self.pool_available.set((w.available + r.available) as i64);
+        self.pool_waiting.set((w.waiting + r.waiting) as i64);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

@@ -161,7 +161,7 @@ pub async fn handle(
 
 async fn readyz(ctx: &Ctx<'_>) -> Response<Body> {
     let state = ctx.state;
-    match db::check_ready(&state.pool, state.config.db_timeout).await {
+    match db::check_ready(&state.pools.write, state.config.db_timeout).await {
         Ok(()) => response::json(StatusCode::OK, &json!({"status": "ready"})),
         Err(why) => {
             tracing::warn!(request_id = ctx.request_id, reason = %why, "not ready");
@@ -263,7 +263,7 @@ async fn api(
     let Some(token) = bearer(req.headers()).map(str::to_owned) else {
         return auth_failed(ctx, "missing_credential");
     };
-    let principal = match state.verifier.check(&token, &state.pool).await {
+    let principal = match state.verifier.check(&token, &state.pools.write).await {
         Ok(p) => p,
         Err(reason) => return auth_failed(ctx, reason),
     };
@@ -292,7 +292,7 @@ async fn api(
         sql: prepared.sql,
         params: &params,
     };
-    match db::call(&state.pool, &token, call).await {
+    match db::call(&state.pools, &token, call).await {
         Ok(answer) => {
             if !matches!(principal, Principal::Verified(_)) {
                 if let Some(subject) = answer.identity.get("subject").and_then(|s| s.as_str()) {
@@ -308,7 +308,7 @@ async fn api(
         Err(DbError::Unavailable(why)) => {
             tracing::warn!(request_id = rid, error = %why, "database unavailable");
             state.metrics.db_unavailable.inc();
-            state.health.mark_down(&state.pool, state.config.db_timeout);
+            state.health.mark_down(&state.pools.write, state.config.db_timeout);
             response::mapped(errors::DATABASE_UNAVAILABLE, rid)
         }
         Err(DbError::Sql {
@@ -334,7 +334,7 @@ async fn api(
 
 fn metrics_text(state: &AppState) -> Response<Body> {
     let mut resp = Response::new(http_body_util::Full::new(Bytes::from(
-        state.metrics.render(&state.pool),
+        state.metrics.render(&state.pools),
     )));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -529,21 +529,21 @@ impl Answer {
     fn respond(self, rows: Vec<tokio_postgres::Row>, rid: &str) -> Response<Body> {
         let first = rows.first();
         match self {
-            Self::Json(status) => match first.and_then(|r| r.try_get::<_, String>(0).ok()) {
+            Self::Json(status) => match first.and_then(|r| r.try_get::<_, String>(1).ok()) {
                 Some(text) => response::json_text(status, text),
                 None => response::mapped(errors::NOT_FOUND, rid),
             },
             Self::NoContent => response::no_content(),
-            Self::AdminOnly => match first.and_then(|r| r.try_get::<_, bool>(0).ok()) {
+            Self::AdminOnly => match first.and_then(|r| r.try_get::<_, bool>(1).ok()) {
                 Some(true) => response::no_content(),
                 _ => response::mapped(errors::for_sqlstate("42501"), rid),
             },
-            Self::Deleted => match first.and_then(|r| r.try_get::<_, bool>(0).ok()) {
+            Self::Deleted => match first.and_then(|r| r.try_get::<_, bool>(1).ok()) {
                 Some(true) => response::no_content(),
                 _ => response::mapped(errors::NOT_FOUND, rid),
             },
             Self::ApiKey { name, scopes } => {
-                let key: Option<String> = first.and_then(|r| r.try_get(0).ok());
+                let key: Option<String> = first.and_then(|r| r.try_get(1).ok());
                 let id = key
                     .as_deref()
                     .and_then(|k| sealstore_core::auth::ApiKey::parse(k).ok())
@@ -587,15 +587,39 @@ fn read(sql: &'static str, params: Vec<Param>, answer: Answer) -> Prepared {
     }
 }
 
-/// The one statement of each route, with its bind parameters.
+/// Every route's statement starts by authenticating `$1` (the token) in a materialized CTE,
+/// and makes the call's first argument depend on its result: PostgreSQL cannot run the call
+/// before `authenticate` has set the context, and the whole request is one statement, one
+/// implicit transaction, one round trip. Column 0 is the identity, column 1 the answer.
+macro_rules! authed {
+    ($($call:tt)*) => {
+        concat!(
+            "WITH auth AS MATERIALIZED (SELECT sealstore.authenticate($1) AS identity) ",
+            "SELECT auth.identity, ",
+            $($call)*
+        )
+    };
+}
+
+/// The first argument of each call, only once the credential is verified.
+macro_rules! after_auth {
+    ($param:tt) => {
+        concat!("CASE WHEN auth.identity IS NOT NULL THEN ", $param, " END")
+    };
+}
+
+/// The one statement of each route, with its bind parameters (from `$2`; `$1` is the token).
 fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal> {
     Ok(match route {
         Route::CreateCollection => {
             let b: NewCollection = parse(body)?;
             write(
-                "SELECT json_build_object('id', sealstore.create_collection($1, $2, $3, $4), \
-                 'name', $1::text, 'dims', $2::int, 'metric', $3::text, \
-                 'encrypt_embeddings', $4::bool)::text",
+                authed!(concat!(
+                    "json_build_object('id', sealstore.create_collection(",
+                    after_auth!("$2::text"),
+                    ", $3::int, $4::text, $5::bool), 'name', $2::text, 'dims', $3::int, ",
+                    "'metric', $4::text, 'encrypt_embeddings', $5::bool)::text FROM auth"
+                )),
                 vec![
                     Box::new(b.name),
                     Box::new(b.dims),
@@ -609,8 +633,11 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
             let b: NewDocument = parse(body)?;
             finite(&b.embedding)?;
             write(
-                "SELECT json_build_object('id', sealstore.put_document($1, $2, \
-                 $3::real[]::sealstore.vector, $4))::text",
+                authed!(concat!(
+                    "json_build_object('id', sealstore.put_document(",
+                    after_auth!("$2::text"),
+                    ", $3::text, $4::real[]::sealstore.vector, $5::jsonb))::text FROM auth"
+                )),
                 vec![
                     Box::new(param),
                     Box::new(b.content),
@@ -624,10 +651,14 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
             let b: SearchRequest = parse(body)?;
             finite(&b.vector)?;
             read(
-                "SELECT json_build_object('results', coalesce(json_agg(json_build_object(\
-                 'id', id, 'distance', distance, 'metadata', metadata) ORDER BY distance, id), \
-                 '[]'::json))::text \
-                 FROM sealstore.search($1, $2::real[]::sealstore.vector, $3, $4)",
+                authed!(concat!(
+                    "(SELECT json_build_object('results', coalesce(json_agg(json_build_object(",
+                    "'id', s.id, 'distance', s.distance, 'metadata', s.metadata) ",
+                    "ORDER BY s.distance, s.id), '[]'::json))::text ",
+                    "FROM sealstore.search(",
+                    after_auth!("$2::text"),
+                    ", $3::real[]::sealstore.vector, $4::int, $5::jsonb) s) FROM auth"
+                )),
                 vec![
                     Box::new(param),
                     Box::new(b.vector),
@@ -640,9 +671,13 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
         Route::GetDocument => {
             no_body(body)?;
             read(
-                "SELECT json_build_object('id', id, 'collection', collection, \
-                 'content', content, 'metadata', metadata)::text \
-                 FROM sealstore.get_document($1)",
+                authed!(concat!(
+                    "(SELECT json_build_object('id', d.id, 'collection', d.collection, ",
+                    "'content', d.content, 'metadata', d.metadata)::text ",
+                    "FROM sealstore.get_document(",
+                    after_auth!("$2::uuid"),
+                    ") d) FROM auth"
+                )),
                 vec![Box::new(uuid_param(&param)?)],
                 Answer::Json(StatusCode::OK),
             )
@@ -650,7 +685,11 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
         Route::DeleteDocument => {
             no_body(body)?;
             write(
-                "SELECT sealstore.delete_document($1)",
+                authed!(concat!(
+                    "sealstore.delete_document(",
+                    after_auth!("$2::uuid"),
+                    ") FROM auth"
+                )),
                 vec![Box::new(uuid_param(&param)?)],
                 Answer::Deleted,
             )
@@ -658,7 +697,11 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
         Route::PutSecret => {
             let b: SecretValue = parse(body)?;
             write(
-                "SELECT sealstore.put_secret($1, $2)",
+                authed!(concat!(
+                    "sealstore.put_secret(",
+                    after_auth!("$2::text"),
+                    ", $3::text) FROM auth"
+                )),
                 vec![Box::new(param), Box::new(b.value)],
                 Answer::NoContent,
             )
@@ -666,7 +709,11 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
         Route::GetSecret => {
             no_body(body)?;
             read(
-                "SELECT json_build_object('name', $1::text, 'value', sealstore.get_secret($1))::text",
+                authed!(concat!(
+                    "json_build_object('name', $2::text, 'value', sealstore.get_secret(",
+                    after_auth!("$2::text"),
+                    "))::text FROM auth"
+                )),
                 vec![Box::new(param)],
                 Answer::Json(StatusCode::OK),
             )
@@ -674,7 +721,11 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
         Route::DeleteSecret => {
             no_body(body)?;
             write(
-                "SELECT sealstore.delete_secret($1)",
+                authed!(concat!(
+                    "sealstore.delete_secret(",
+                    after_auth!("$2::text"),
+                    ") FROM auth"
+                )),
                 vec![Box::new(param)],
                 Answer::NoContent,
             )
@@ -682,8 +733,11 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
         Route::CreateTenant => {
             let b: NewTenant = parse(body)?;
             write(
-                "SELECT json_build_object('id', sealstore.create_tenant($1, $2), \
-                 'name', $1::text, 'algorithm', $2::text)::text",
+                authed!(concat!(
+                    "json_build_object('id', sealstore.create_tenant(",
+                    after_auth!("$2::text"),
+                    ", $3::text), 'name', $2::text, 'algorithm', $3::text)::text FROM auth"
+                )),
                 vec![Box::new(b.name), Box::new(b.algorithm)],
                 Answer::Json(StatusCode::CREATED),
             )
@@ -691,7 +745,11 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
         Route::RotateKey => {
             no_body(body)?;
             write(
-                "SELECT json_build_object('version', sealstore.rotate_tenant_key($1))::text",
+                authed!(concat!(
+                    "json_build_object('version', sealstore.rotate_tenant_key(",
+                    after_auth!("$2::uuid"),
+                    "))::text FROM auth"
+                )),
                 vec![Box::new(uuid_param(&param)?)],
                 Answer::Json(StatusCode::OK),
             )
@@ -699,7 +757,11 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
         Route::ShredTenant => {
             no_body(body)?;
             write(
-                "SELECT sealstore.shred_tenant($1)",
+                authed!(concat!(
+                    "sealstore.shred_tenant(",
+                    after_auth!("$2::uuid"),
+                    ") FROM auth"
+                )),
                 vec![Box::new(uuid_param(&param)?)],
                 Answer::NoContent,
             )
@@ -708,7 +770,11 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
             let b: NewApiKey = parse(body)?;
             let tenant = uuid_param(&param)?;
             write(
-                "SELECT sealstore.create_api_key($1, $2, $3)",
+                authed!(concat!(
+                    "sealstore.create_api_key(",
+                    after_auth!("$2::uuid"),
+                    ", $3::text, $4::text[]) FROM auth"
+                )),
                 vec![
                     Box::new(tenant),
                     Box::new(b.name.clone()),
@@ -723,13 +789,21 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
         Route::RevokeApiKey => {
             no_body(body)?;
             write(
-                "SELECT sealstore.revoke_api_key($1)",
+                authed!(concat!(
+                    "sealstore.revoke_api_key(",
+                    after_auth!("$2::uuid"),
+                    ") FROM auth"
+                )),
                 vec![Box::new(uuid_param(&param)?)],
                 Answer::NoContent,
             )
         }
         Route::Metrics => read(
-            "SELECT sealstore.has_scope('admin')",
+            authed!(concat!(
+                "sealstore.has_scope(",
+                after_auth!("'admin'"),
+                ") FROM auth"
+            )),
             Vec::new(),
             Answer::AdminOnly,
         ),

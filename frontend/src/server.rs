@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -37,7 +36,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AppState {
     pub config: Config,
-    pub pool: Pool,
+    pub pools: crate::db::Pools,
     pub verifier: Verifier,
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,

@@ -7,8 +7,9 @@ Operations, each authenticated with an API key (read scope) in its own transacti
 - search: POST /v1/collections/bench/search, top-10 cosine over 1,000 plaintext 128-dimension
   vectors, and directly the same statement.
 
-Direct SQL is pgbench (C, prepared statements) running the gateway's exact transaction as one
-pipeline (BEGIN READ ONLY; authenticate; the call; COMMIT), as the gateway's own login role.
+Direct SQL is pgbench (C, prepared statements) running the gateway's exact statement (it
+authenticates, then calls, in one statement and one read-only transaction), as the gateway's own
+login role.
 HTTP is wrk (C, keep-alive) against the real gateway binary (pool of 16 connections; limits
 raised so that the limiter runs but never refuses). Both load generators share the machine's
 two cores with PostgreSQL and the gateway, as a client on the same host would.
@@ -41,11 +42,19 @@ CLIENTS = [1, 16, 64]
 DIMS, DOCS = 128, 1000
 POSTGREST_GET = 2580  # req/s, PostgREST single-row GET on a 2-vCPU machine (the figure)
 
-GET_SQL = ("SELECT json_build_object('id', id, 'collection', collection, 'content', content, "
-           "'metadata', metadata)::text FROM sealstore.get_document($1)")
-SEARCH_SQL = ("SELECT json_build_object('results', coalesce(json_agg(json_build_object("
-              "'id', id, 'distance', distance, 'metadata', metadata) ORDER BY distance, id), "
-              "'[]'::json))::text FROM sealstore.search($1, $2::real[]::sealstore.vector, $3, $4)")
+# The gateway's statements for the two routes (frontend/src/routes.rs): authenticate $1, then
+# the call, as one statement in its own transaction.
+AUTHED = ("WITH auth AS MATERIALIZED (SELECT sealstore.authenticate($1) AS identity) "
+          "SELECT auth.identity, ")
+GET_SQL = AUTHED + ("(SELECT json_build_object('id', d.id, 'collection', d.collection, "
+                    "'content', d.content, 'metadata', d.metadata)::text "
+                    "FROM sealstore.get_document(CASE WHEN auth.identity IS NOT NULL THEN $2::uuid END) d) "
+                    "FROM auth")
+SEARCH_SQL = AUTHED + ("(SELECT json_build_object('results', coalesce(json_agg(json_build_object("
+                       "'id', s.id, 'distance', s.distance, 'metadata', s.metadata) "
+                       "ORDER BY s.distance, s.id), '[]'::json))::text "
+                       "FROM sealstore.search(CASE WHEN auth.identity IS NOT NULL THEN $2::text END, "
+                       "$3::real[]::sealstore.vector, $4::int, $5::jsonb) s) FROM auth")
 
 
 def setup(admin_url):
@@ -68,14 +77,13 @@ def setup(admin_url):
     return key, str(ids[DOCS // 2]), query
 
 
-def pgbench_script(op, query):
+def pgbench_script(op):
     if op == "get":
-        call = GET_SQL.replace("$1", ":id")
+        sql = GET_SQL.replace("$1", ":token").replace("$2", ":id")
     else:
-        call = (SEARCH_SQL.replace("$1", "'bench'").replace("$2", ":vec").replace("$3", "10")
-                .replace("$4", "NULL"))
-    return ("\\startpipeline\nBEGIN READ ONLY;\nSELECT sealstore.authenticate(:token);\n"
-            f"{call};\nCOMMIT;\n\\endpipeline\n")
+        sql = (SEARCH_SQL.replace("$1", ":token").replace("$2", "'bench'").replace("$3", ":vec")
+               .replace("$4", "10").replace("$5", "NULL"))
+    return sql + ";\n"
 
 
 def run_pgbench(pgbench, app_url, script, clients, variables, workdir):
@@ -84,7 +92,9 @@ def run_pgbench(pgbench, app_url, script, clients, variables, workdir):
             "-j", str(min(clients, 2)), "-T", str(SECONDS), "-l", "--log-prefix", str(logdir / "pgb")]
     for k, v in variables.items():
         argv += ["-D", f"{k}={v}"]
-    r = subprocess.run(argv + [app_url], capture_output=True, text=True, timeout=SECONDS * 10)
+    # Read-only transactions, as the gateway's read pool has them.
+    env = {**os.environ, "PGOPTIONS": "-c default_transaction_read_only=on"}
+    r = subprocess.run(argv + [app_url], capture_output=True, text=True, timeout=SECONDS * 10, env=env)
     if r.returncode != 0 or "number of failed transactions: 0" not in r.stdout:
         raise RuntimeError(f"pgbench failed: {r.stdout[-800:]}{r.stderr[-800:]}")
     tps = float(re.search(r"tps = ([\d.]+)", r.stdout).group(1))
@@ -141,7 +151,7 @@ def main():
         lua_script(work / "get.lua", key, "GET")
         lua_script(work / "search.lua", key, "POST", search_body)
         for op in ("get", "search"):
-            (work / f"{op}.sql").write_text(pgbench_script(op, query))
+            (work / f"{op}.sql").write_text(pgbench_script(op))
         variables = {"token": key, "id": doc_id, "vec": "{" + ",".join(map(str, query)) + "}"}
         # Both paths give the same answer before anything is timed.
         h = {"Authorization": f"Bearer {key}"}
@@ -149,9 +159,8 @@ def main():
         assert via_gw.status_code == 200 and via_gw.json()["id"] == doc_id, via_gw.text
         via_gw_search = requests.post(gw.url + paths["search"], json=search_body, headers=h, timeout=10).json()
         with psycopg.connect(app_url) as conn:
-            conn.execute("SELECT sealstore.authenticate(%s)", (key,))
             sql = re.sub(r"\$\d", "%s", SEARCH_SQL)
-            direct = json.loads(conn.execute(sql, ("bench", query, 10, None)).fetchone()[0])
+            direct = json.loads(conn.execute(sql, (key, "bench", query, 10, None)).fetchone()[1])
         assert [r["id"] for r in direct["results"]] == [r["id"] for r in via_gw_search["results"]]
         for rnd in range(ROUNDS):
             for op in ("get", "search"):
@@ -180,9 +189,9 @@ def write(out, results):
         f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} on {platform.node()} ({os.cpu_count()} CPUs, {cpu}); "
         f"{ROUNDS} interleaved rounds of {SECONDS} s per cell, medians. Written by `tests/bench/gateway.py` "
         "(`bash .ci/sealstore bench gateway`).", "",
-        "Each request authenticates an API key and runs one statement in its own read-only transaction. "
-        "**Direct** is pgbench running the gateway's exact transaction (BEGIN READ ONLY; authenticate; the call; "
-        "COMMIT) as one pipeline over prepared statements, one connection per client, as the gateway's login role. "
+        "Each request authenticates an API key and makes one call, in one statement and one read-only transaction. "
+        "**Direct** is pgbench running the gateway's exact statement (prepared), one connection per client, "
+        "as the gateway's login role. "
         "**Gateway** is wrk over HTTP/1.1 keep-alive against the gateway binary (16 database connections; "
         "access log off, rate limiter on with limits above the load). "
         "Load generator, gateway and PostgreSQL share the same 2 cores.", "",
