@@ -78,6 +78,9 @@ Try it:
   set -a; . .sealstore/dev.env; set +a
   psql "\$SEALSTORE_APP_PG_URL" -c 'SELECT sealstore.version(), sealstore.master_key_fingerprint()'
   curl -s "\$SEALSTORE_GATEWAY_URL/readyz"
+  curl -s -H "Authorization: Bearer \$SEALSTORE_DEV_ADMIN_TOKEN" -H 'Content-Type: application/json' \\
+       -d '{"name": "acme"}' "\$SEALSTORE_GATEWAY_URL/v1/tenants"
+  (then create an API key for it; the README's section "The gateway" continues the example)
 
 EXAMPLES
 }

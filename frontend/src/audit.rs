@@ -36,7 +36,10 @@ impl AuditSink {
 }
 
 /// Starts the flushing task; it ends, after a last flush, when every sink is dropped.
-pub fn spawn(pool: Pool, metrics: std::sync::Arc<Metrics>) -> (AuditSink, tokio::task::JoinHandle<()>) {
+pub fn spawn(
+    pool: Pool,
+    metrics: std::sync::Arc<Metrics>,
+) -> (AuditSink, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel(CHANNEL);
     let sink = AuditSink {
         tx,
@@ -82,8 +85,16 @@ async fn flush(pool: &Pool, pending: &mut HashMap<(IpAddr, &'static str), u64>) 
         })
         .collect();
     let report = serde_json::Value::Array(report);
-    match db::query_plain(pool, "SELECT sealstore.record_auth_failures($1)", &[&report]).await {
+    match db::query_plain(
+        pool,
+        "SELECT sealstore.record_auth_failures($1)",
+        &[&report],
+    )
+    .await
+    {
         Ok(_) => pending.clear(),
-        Err(e) => tracing::warn!(error = ?e, pending = pending.len(), "audit report not written yet"),
+        Err(e) => {
+            tracing::warn!(error = ?e, pending = pending.len(), "audit report not written yet")
+        }
     }
 }

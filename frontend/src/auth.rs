@@ -50,7 +50,10 @@ struct KeySet {
 
 #[derive(Clone)]
 enum Verdict {
-    Accepted { principal: Arc<str>, exp: Option<u64> },
+    Accepted {
+        principal: Arc<str>,
+        exp: Option<u64>,
+    },
     Rejected(&'static str),
 }
 
@@ -118,7 +121,8 @@ impl Verifier {
         let set = parse_config(&config, raw);
         tracing::info!(keys = set.keys.len(), "JWT verification keys loaded");
         *self.keys.write().expect("key set lock") = Arc::new(set);
-        self.loaded.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.verdicts
             .invalidate_entries_if(|_, v| matches!(v, Verdict::Rejected(_)))
             .ok();
@@ -166,10 +170,7 @@ impl Verifier {
                     self.refresh_after(Instant::now(), pool).await;
                     set = self.key_set();
                 }
-                let entry = set
-                    .keys
-                    .get(&kid)
-                    .ok_or(AuthError::UnknownKey.code())?;
+                let entry = set.keys.get(&kid).ok_or(AuthError::UnknownKey.code())?;
                 match &entry.public {
                     Some(key) => {
                         let identity =
@@ -239,12 +240,13 @@ fn parse_config(config: &serde_json::Value, raw: String) -> KeySet {
             continue;
         };
         let public = match k.get("public_key").and_then(|v| v.as_str()) {
-            Some(pem) if !algorithm.is_hmac() => match VerificationKey::new(algorithm, pem.as_bytes())
-            {
-                Ok(key) => Some(key),
-                // The database accepted it; leave the verdict to the database.
-                Err(_) => None,
-            },
+            Some(pem) if !algorithm.is_hmac() => {
+                match VerificationKey::new(algorithm, pem.as_bytes()) {
+                    Ok(key) => Some(key),
+                    // The database accepted it; leave the verdict to the database.
+                    Err(_) => None,
+                }
+            }
             _ => None,
         };
         keys.insert(kid.to_owned(), KeyEntry { algorithm, public });

@@ -196,10 +196,7 @@ pub async fn query_plain(
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, DbError> {
     let client = pool.get().await.map_err(DbError::from_pool)?;
-    let stmt = client
-        .prepare_cached(sql)
-        .await
-        .map_err(DbError::from_pg)?;
+    let stmt = client.prepare_cached(sql).await.map_err(DbError::from_pg)?;
     client.query(&stmt, params).await.map_err(DbError::from_pg)
 }
 

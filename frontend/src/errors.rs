@@ -42,8 +42,11 @@ pub const FORBIDDEN: Mapped = m(
     "the credential does not allow this",
 );
 pub const NOT_FOUND: Mapped = m(StatusCode::NOT_FOUND, "not_found", "not found");
-pub const DATABASE_UNAVAILABLE: Mapped =
-    retry("database_unavailable", "database unavailable, try again later", 2);
+pub const DATABASE_UNAVAILABLE: Mapped = retry(
+    "database_unavailable",
+    "database unavailable, try again later",
+    2,
+);
 
 /// Exact SQLSTATEs first, then whole classes (the first two characters).
 const EXACT: &[(&str, Mapped)] = &[
@@ -56,9 +59,22 @@ const EXACT: &[(&str, Mapped)] = &[
     // both with the same SQLSTATE), so it is a 404 too.
     ("P0002", NOT_FOUND),
     ("42704", NOT_FOUND),
-    ("23505", m(StatusCode::CONFLICT, "conflict", "already exists")),
-    ("42710", m(StatusCode::CONFLICT, "conflict", "already exists")),
-    ("54000", m(StatusCode::BAD_REQUEST, "invalid_request", "input exceeds a limit")),
+    (
+        "23505",
+        m(StatusCode::CONFLICT, "conflict", "already exists"),
+    ),
+    (
+        "42710",
+        m(StatusCode::CONFLICT, "conflict", "already exists"),
+    ),
+    (
+        "54000",
+        m(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "input exceeds a limit",
+        ),
+    ),
     (
         "XX001",
         m(
@@ -69,13 +85,32 @@ const EXACT: &[(&str, Mapped)] = &[
     ),
     (
         "57014",
-        m(StatusCode::GATEWAY_TIMEOUT, "timeout", "the request took too long"),
+        m(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the request took too long",
+        ),
     ),
-    ("40001", retry("conflict_retry", "concurrent update, try again", 1)),
-    ("40P01", retry("conflict_retry", "concurrent update, try again", 1)),
-    ("55000", retry("service_unavailable", "service unavailable", 5)),
-    ("58P01", retry("service_unavailable", "service unavailable", 5)),
-    ("F0000", retry("service_unavailable", "service unavailable", 5)),
+    (
+        "40001",
+        retry("conflict_retry", "concurrent update, try again", 1),
+    ),
+    (
+        "40P01",
+        retry("conflict_retry", "concurrent update, try again", 1),
+    ),
+    (
+        "55000",
+        retry("service_unavailable", "service unavailable", 5),
+    ),
+    (
+        "58P01",
+        retry("service_unavailable", "service unavailable", 5),
+    ),
+    (
+        "F0000",
+        retry("service_unavailable", "service unavailable", 5),
+    ),
     (
         "0A000",
         m(StatusCode::BAD_REQUEST, "invalid_request", "not supported"),
@@ -83,10 +118,23 @@ const EXACT: &[(&str, Mapped)] = &[
 ];
 
 const CLASSES: &[(&str, Mapped)] = &[
-    ("22", m(StatusCode::BAD_REQUEST, "invalid_request", "invalid input")),
-    ("23", m(StatusCode::CONFLICT, "conflict", "conflicts with existing data")),
+    (
+        "22",
+        m(StatusCode::BAD_REQUEST, "invalid_request", "invalid input"),
+    ),
+    (
+        "23",
+        m(
+            StatusCode::CONFLICT,
+            "conflict",
+            "conflicts with existing data",
+        ),
+    ),
     ("08", DATABASE_UNAVAILABLE),
-    ("53", retry("service_unavailable", "service overloaded, try again", 2)),
+    (
+        "53",
+        retry("service_unavailable", "service overloaded, try again", 2),
+    ),
     ("57", DATABASE_UNAVAILABLE),
 ];
 

@@ -53,10 +53,7 @@ fn main() {
     if let Some(n) = config.worker_threads {
         builder.worker_threads(n);
     }
-    let runtime = builder
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     std::process::exit(runtime.block_on(run(config)));
 }
 
@@ -102,7 +99,10 @@ async fn run(config: Config) -> i32 {
     limits::spawn_housekeeping(state.limits.clone());
     // Keys first, so the first requests need no on-demand refresh; a database that is down
     // now is not fatal (the refresh loop retries, requests meanwhile get 503).
-    let first = tokio::time::timeout(state.config.db_timeout, state.verifier.refresh(&state.pools.write));
+    let first = tokio::time::timeout(
+        state.config.db_timeout,
+        state.verifier.refresh(&state.pools.write),
+    );
     if !matches!(first.await, Ok(Ok(()))) {
         tracing::warn!("JWT verification keys not loaded yet: the database is unavailable");
     }

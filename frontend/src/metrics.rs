@@ -74,7 +74,11 @@ impl Metrics {
             "Refused credentials, by reason",
             auth_failures.clone(),
         );
-        registry.register("rate_limited", "Requests refused with 429", rate_limited.clone());
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429",
+            rate_limited.clone(),
+        );
         registry.register(
             "db_unavailable",
             "Requests answered 503 because the database was unreachable",
@@ -85,7 +89,11 @@ impl Metrics {
             "Failed-authentication events not audited (backlog full)",
             audit_dropped.clone(),
         );
-        registry.register("db_pool_size", "Open database connections", pool_size.clone());
+        registry.register(
+            "db_pool_size",
+            "Open database connections",
+            pool_size.clone(),
+        );
         registry.register(
             "db_pool_available",
             "Idle database connections",

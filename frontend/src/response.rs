@@ -63,7 +63,13 @@ pub fn retry_after(
 
 /// 503 with a Retry-After, for a dependency that is down.
 pub fn unavailable(code: &str, message: &str, request_id: &str) -> Response<Body> {
-    retry_after(StatusCode::SERVICE_UNAVAILABLE, code, message, 5, request_id)
+    retry_after(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        message,
+        5,
+        request_id,
+    )
 }
 
 /// 429 with the seconds until the limit lets the client in again.

@@ -31,7 +31,11 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/openapi.json", Route::OpenApi),
     ("GET", "/metrics", Route::Metrics),
     ("POST", "/v1/collections", Route::CreateCollection),
-    ("POST", "/v1/collections/{name}/documents", Route::PutDocument),
+    (
+        "POST",
+        "/v1/collections/{name}/documents",
+        Route::PutDocument,
+    ),
     ("POST", "/v1/collections/{name}/search", Route::Search),
     ("GET", "/v1/documents/{id}", Route::GetDocument),
     ("DELETE", "/v1/documents/{id}", Route::DeleteDocument),
@@ -123,11 +127,7 @@ pub struct Ctx<'a> {
     pub peer: IpAddr,
 }
 
-pub async fn handle(
-    ctx: &Ctx<'_>,
-    req: Request<Incoming>,
-    resolved: Resolved,
-) -> Response<Body> {
+pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>, resolved: Resolved) -> Response<Body> {
     let rid = ctx.request_id;
     let (route, param) = match resolved {
         Resolved::Found(route, _, param) => (route, param),
@@ -238,12 +238,7 @@ fn limited(ctx: &Ctx<'_>, limit: &'static str, secs: u64) -> Response<Body> {
     response::too_many(secs, ctx.request_id)
 }
 
-async fn api(
-    ctx: &Ctx<'_>,
-    req: Request<Incoming>,
-    route: Route,
-    param: String,
-) -> Response<Body> {
+async fn api(ctx: &Ctx<'_>, req: Request<Incoming>, route: Route, param: String) -> Response<Body> {
     let state = ctx.state;
     let rid = ctx.request_id;
     if credential_in_query(req.uri().query()) {
@@ -308,7 +303,9 @@ async fn api(
         Err(DbError::Unavailable(why)) => {
             tracing::warn!(request_id = rid, error = %why, "database unavailable");
             state.metrics.db_unavailable.inc();
-            state.health.mark_down(&state.pools.write, state.config.db_timeout);
+            state
+                .health
+                .mark_down(&state.pools.write, state.config.db_timeout);
             response::mapped(errors::DATABASE_UNAVAILABLE, rid)
         }
         Err(DbError::Sql {
@@ -323,9 +320,19 @@ async fn api(
             }
             let mapped = errors::for_sqlstate(code.code());
             if mapped.status.is_server_error() {
-                tracing::error!(request_id = rid, sqlstate = code.code(), message, "database error");
+                tracing::error!(
+                    request_id = rid,
+                    sqlstate = code.code(),
+                    message,
+                    "database error"
+                );
             } else {
-                tracing::info!(request_id = rid, sqlstate = code.code(), message, "request refused by the database");
+                tracing::info!(
+                    request_id = rid,
+                    sqlstate = code.code(),
+                    message,
+                    "request refused by the database"
+                );
             }
             response::mapped(mapped, rid)
         }
@@ -368,7 +375,13 @@ async fn read_body(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<Bytes, Respo
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
         .is_some_and(|v| v == "application/json");
     let bytes = match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => collected.to_bytes(),

@@ -6,9 +6,9 @@ use pgrx::prelude::*;
 use sealstore_core::crypto::{self, Algorithm, TenantId};
 
 use crate::errors::{self, spi};
-use crate::{context, keycache};
 use crate::master_key;
 use crate::owner::as_owner;
+use crate::{context, keycache};
 
 pub fn new_uuid() -> TenantId {
     let mut id =

@@ -32,7 +32,10 @@ async fn local_checks_refuse_without_the_database() {
     let pool = dead_pool();
     let now = now_unix();
     let claims = serde_json::json!({"sub": "a", "tenant": "6f1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f", "exp": now + 60});
-    let good = unsigned(serde_json::json!({"alg": "HS256", "kid": "hs"}), claims.clone());
+    let good = unsigned(
+        serde_json::json!({"alg": "HS256", "kid": "hs"}),
+        claims.clone(),
+    );
     assert_eq!(
         v.check(&good, &pool).await,
         Ok(Principal::Unverified(token_hash(&good)))
@@ -46,11 +49,17 @@ async fn local_checks_refuse_without_the_database() {
             "missing_kid",
         ),
         (
-            &unsigned(serde_json::json!({"alg": "HS256", "kid": "other"}), claims.clone()),
+            &unsigned(
+                serde_json::json!({"alg": "HS256", "kid": "other"}),
+                claims.clone(),
+            ),
             "unknown_key",
         ),
         (
-            &unsigned(serde_json::json!({"alg": "RS256", "kid": "hs"}), claims.clone()),
+            &unsigned(
+                serde_json::json!({"alg": "RS256", "kid": "hs"}),
+                claims.clone(),
+            ),
             "algorithm_not_allowed",
         ),
         (
@@ -78,7 +87,10 @@ async fn database_verdicts_are_remembered_by_hash() {
     let v = verifier_with(serde_json::json!({"keys": []}));
     let pool = dead_pool();
     let key = "sst_0123456789abcdef0123456789abcdef_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    assert!(matches!(v.check(key, &pool).await, Ok(Principal::Unverified(_))));
+    assert!(matches!(
+        v.check(key, &pool).await,
+        Ok(Principal::Unverified(_))
+    ));
     v.rejected(key, "bad_api_key");
     assert_eq!(v.check(key, &pool).await, Err("bad_api_key"));
     v.accepted(key, "api-key:x");

@@ -124,7 +124,10 @@ fn hardening_defaults() {
         default_hosts("[::1]:9".parse().unwrap()),
         ["[::1]", "[::1]:9", "localhost", "localhost:9"]
     );
-    assert_eq!(default_hosts("10.1.2.3:80".parse().unwrap()), ["10.1.2.3", "10.1.2.3:80"]);
+    assert_eq!(
+        default_hosts("10.1.2.3:80".parse().unwrap()),
+        ["10.1.2.3", "10.1.2.3:80"]
+    );
     assert!(default_hosts("0.0.0.0:80".parse().unwrap()).is_empty());
 }
 
@@ -139,18 +142,32 @@ fn lists_are_checked() {
         "api.example.com,api.example.com:443",
     ])
     .unwrap();
-    assert_eq!(c.cors_origins, ["https://app.example.com", "http://localhost:3000"]);
+    assert_eq!(
+        c.cors_origins,
+        ["https://app.example.com", "http://localhost:3000"]
+    );
     assert_eq!(
         c.allowed_hosts.as_deref(),
-        Some(&["api.example.com".to_owned(), "api.example.com:443".to_owned()][..])
+        Some(
+            &[
+                "api.example.com".to_owned(),
+                "api.example.com:443".to_owned()
+            ][..]
+        )
     );
     for bad in ["*", "app.example.com", "ftp://x", "https://"] {
         let err = parse(&["--app-pg-url", URL, "--cors-origins", bad]).unwrap_err();
-        assert!(err.to_string().starts_with("SEALSTORE_CORS_ORIGINS"), "{err}");
+        assert!(
+            err.to_string().starts_with("SEALSTORE_CORS_ORIGINS"),
+            "{err}"
+        );
     }
     for bad in [",", "a b", "host/path"] {
         let err = parse(&["--app-pg-url", URL, "--allowed-hosts", bad]).unwrap_err();
-        assert!(err.to_string().starts_with("SEALSTORE_ALLOWED_HOSTS"), "{err}");
+        assert!(
+            err.to_string().starts_with("SEALSTORE_ALLOWED_HOSTS"),
+            "{err}"
+        );
     }
     let err = parse(&["--app-pg-url", URL, "--tls-cert-file", "/c"]).unwrap_err();
     assert!(err.to_string().contains("both"), "{err}");
@@ -160,7 +177,10 @@ fn lists_are_checked() {
         ("--statement-timeout-ms", "abc"),
         ("--production", "maybe"),
     ] {
-        assert!(parse(&["--app-pg-url", URL, flag, value]).is_err(), "{flag} {value}");
+        assert!(
+            parse(&["--app-pg-url", URL, flag, value]).is_err(),
+            "{flag} {value}"
+        );
     }
 }
 
@@ -177,7 +197,10 @@ fn production_refuses_weak_or_missing_secrets() {
     for (url, why) in [
         ("postgres://gw@db.internal/app", "has no password"),
         ("postgres://gw:short@db.internal/app", "under 16 bytes"),
-        ("postgres://gw:aaaaaaaaaaaaaaaaaaaa@db.internal/app", "repetitive"),
+        (
+            "postgres://gw:aaaaaaaaaaaaaaaaaaaa@db.internal/app",
+            "repetitive",
+        ),
     ] {
         let err = prod(url, &tls).unwrap_err().to_string();
         assert!(err.contains(why), "{err}");

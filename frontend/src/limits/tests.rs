@@ -18,7 +18,10 @@ fn per_ip_allows_a_burst_of_twice_the_rate_then_refuses() {
     }
     let wait = l.check_ip(ip).unwrap_err();
     assert!((1..=1).contains(&wait), "{wait}");
-    assert!(l.check_ip(other).is_ok(), "another address has its own allowance");
+    assert!(
+        l.check_ip(other).is_ok(),
+        "another address has its own allowance"
+    );
 }
 
 #[test]
@@ -34,7 +37,12 @@ fn per_credential_keys_are_separate() {
 
 #[test]
 fn repeated_failures_throttle_the_address_for_the_penalty() {
-    let l = limits(&["--auth-failures-per-minute", "3", "--auth-penalty-secs", "120"]);
+    let l = limits(&[
+        "--auth-failures-per-minute",
+        "3",
+        "--auth-penalty-secs",
+        "120",
+    ]);
     let ip: IpAddr = "192.0.2.7".parse().unwrap();
     assert!(l.check_throttled(ip).is_ok());
     assert!(!l.record_failure(ip));

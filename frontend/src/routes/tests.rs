@@ -40,13 +40,26 @@ fn resolve_matches_templates_methods_and_decodes_parameters() {
         )
     );
     assert_eq!(found(Method::HEAD, "/healthz").0, Route::Healthz);
-    assert_eq!(found(Method::DELETE, "/v1/documents/x").0, Route::DeleteDocument);
+    assert_eq!(
+        found(Method::DELETE, "/v1/documents/x").0,
+        Route::DeleteDocument
+    );
     assert_eq!(
         resolve(&Method::PATCH, "/v1/documents/x"),
         Resolved::MethodNotAllowed("/v1/documents/{id}")
     );
-    for missing in ["/v1/documents/", "/v1/documents", "/v1/documents/a/b", "/", "/V1/tenants"] {
-        assert_eq!(resolve(&Method::GET, missing), Resolved::NotFound, "{missing}");
+    for missing in [
+        "/v1/documents/",
+        "/v1/documents",
+        "/v1/documents/a/b",
+        "/",
+        "/V1/tenants",
+    ] {
+        assert_eq!(
+            resolve(&Method::GET, missing),
+            Resolved::NotFound,
+            "{missing}"
+        );
     }
     assert_eq!(resolve(&Method::GET, "/v1/secrets/%ff"), Resolved::BadPath);
 }
@@ -77,7 +90,13 @@ fn bearer_tokens_only_from_one_well_formed_header() {
 
 #[test]
 fn credentials_in_the_query_string_are_spotted() {
-    for q in ["access_token=x", "a=1&token=x", "API_KEY=x", "%6Bey=x", "jwt"] {
+    for q in [
+        "access_token=x",
+        "a=1&token=x",
+        "API_KEY=x",
+        "%6Bey=x",
+        "jwt",
+    ] {
         assert!(credential_in_query(Some(q)), "{q}");
     }
     for q in ["a=1", "tokens=2", ""] {
@@ -100,25 +119,63 @@ fn refused(route: Route, param: &str, body: &[u8]) {
 #[test]
 fn bodies_are_strict() {
     let ok = br#"{"name": "c", "dims": 3}"#;
-    let p = prepare(Route::CreateCollection, String::new(), ok).ok().unwrap();
+    let p = prepare(Route::CreateCollection, String::new(), ok)
+        .ok()
+        .unwrap();
     assert!(!p.read_only);
     assert_eq!(p.params.len(), 4);
-    refused(Route::CreateCollection, "", br#"{"name": "c", "dims": 3, "x": 1}"#);
-    refused(Route::CreateCollection, "", br#"{"name": "c", "dims": "3"}"#);
+    refused(
+        Route::CreateCollection,
+        "",
+        br#"{"name": "c", "dims": 3, "x": 1}"#,
+    );
+    refused(
+        Route::CreateCollection,
+        "",
+        br#"{"name": "c", "dims": "3"}"#,
+    );
     refused(Route::CreateCollection, "", br#"{"name": "c"}"#);
-    refused(Route::CreateCollection, "", br#"{"name": "c", "dims": 3.5}"#);
-    refused(Route::CreateCollection, "", br#"{"name": "c", "dims": 99999999999}"#);
+    refused(
+        Route::CreateCollection,
+        "",
+        br#"{"name": "c", "dims": 3.5}"#,
+    );
+    refused(
+        Route::CreateCollection,
+        "",
+        br#"{"name": "c", "dims": 99999999999}"#,
+    );
     refused(Route::CreateCollection, "", b"[]");
     refused(Route::CreateCollection, "", b"{");
     refused(Route::CreateCollection, "", b"");
-    refused(Route::PutSecret, "n", br#"{"value": "s3cret", "value2": 1}"#);
+    refused(
+        Route::PutSecret,
+        "n",
+        br#"{"value": "s3cret", "value2": 1}"#,
+    );
     refused(Route::PutSecret, "n", br#"{"value": 7}"#);
-    refused(Route::PutDocument, "c", br#"{"content": "s3cret", "embedding": [1e39]}"#);
-    refused(Route::PutDocument, "c", br#"{"content": "x", "embedding": ["1"]}"#);
+    refused(
+        Route::PutDocument,
+        "c",
+        br#"{"content": "s3cret", "embedding": [1e39]}"#,
+    );
+    refused(
+        Route::PutDocument,
+        "c",
+        br#"{"content": "x", "embedding": ["1"]}"#,
+    );
     refused(Route::Search, "c", br#"{"vector": [1, 2], "k": null}"#);
     refused(Route::GetDocument, "not-a-uuid", b"");
-    refused(Route::GetDocument, "6F1C2A4E-8D3B-4C1A-9E2F-0A1B2C3D4E5F0", b"");
-    refused(Route::GetDocument, "6f1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f", b"{}");
+    refused(
+        Route::GetDocument,
+        "6F1C2A4E-8D3B-4C1A-9E2F-0A1B2C3D4E5F0",
+        b"",
+    );
+    refused(
+        Route::GetDocument,
+        "6f1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f",
+        b"{}",
+    );
     refused(
         Route::CreateApiKey,
         "6f1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f",
@@ -129,7 +186,12 @@ fn bodies_are_strict() {
 #[test]
 fn reads_are_read_only_transactions() {
     let id = "6f1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f";
-    let ro = |route, param: &str, body: &[u8]| prepare(route, param.to_owned(), body).ok().unwrap().read_only;
+    let ro = |route, param: &str, body: &[u8]| {
+        prepare(route, param.to_owned(), body)
+            .ok()
+            .unwrap()
+            .read_only
+    };
     assert!(ro(Route::GetDocument, id, b""));
     assert!(ro(Route::Search, "c", br#"{"vector": [1]}"#));
     assert!(ro(Route::GetSecret, "n", b""));

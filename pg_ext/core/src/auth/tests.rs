@@ -622,7 +622,10 @@ fn auth_failure_reports_are_strict() {
         one(json!({"client": "127.0.0.1", "reason": "x", "count": 1, "token": "t"})),
         one(json!({"client": "127.0.0.1", "reason": "x"})),
         one(json!("127.0.0.1")),
-        Value::Array(vec![json!({"client": "127.0.0.1", "reason": "x", "count": 1}); 1001]),
+        Value::Array(vec![
+            json!({"client": "127.0.0.1", "reason": "x", "count": 1});
+            1001
+        ]),
     ] {
         assert!(parse_auth_failures(&bad).is_err(), "{bad}");
     }
