@@ -239,13 +239,11 @@ fn parse_config(config: &serde_json::Value, raw: String) -> KeySet {
         let Ok(algorithm) = JwtAlgorithm::from_name(alg) else {
             continue;
         };
+        // A public key this side cannot parse (the database accepted it) leaves the verdict on
+        // its tokens to the database: the kid is still known, its signatures unchecked here.
         let public = match k.get("public_key").and_then(|v| v.as_str()) {
             Some(pem) if !algorithm.is_hmac() => {
-                match VerificationKey::new(algorithm, pem.as_bytes()) {
-                    Ok(key) => Some(key),
-                    // The database accepted it; leave the verdict to the database.
-                    Err(_) => None,
-                }
+                VerificationKey::new(algorithm, pem.as_bytes()).ok()
             }
             _ => None,
         };

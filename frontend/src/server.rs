@@ -151,7 +151,7 @@ fn host_allowed(state: &AppState, req: &Request<Incoming>) -> bool {
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
     host.is_some_and(|h| {
         let h = h.to_ascii_lowercase();
-        state.allowed_hosts.iter().any(|a| *a == h)
+        state.allowed_hosts.contains(&h)
     })
 }
 
