@@ -116,6 +116,7 @@ fn hardening_defaults() {
     assert!(c.cors_origins.is_empty());
     assert_eq!(c.max_body_bytes, 1 << 20);
     assert_eq!(c.allowed_hosts, None);
+    assert_eq!(c.worker_threads, None);
     assert_eq!(
         default_hosts("127.0.0.1:8080".parse().unwrap()),
         ["127.0.0.1", "127.0.0.1:8080", "localhost", "localhost:8080"]
@@ -176,6 +177,7 @@ fn lists_are_checked() {
         ("--rate-per-ip", "0"),
         ("--statement-timeout-ms", "abc"),
         ("--production", "maybe"),
+        ("--worker-threads", "0"),
     ] {
         assert!(
             parse(&["--app-pg-url", URL, flag, value]).is_err(),
