@@ -120,6 +120,29 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
     template_matched.map_or(Resolved::NotFound, Resolved::MethodNotAllowed)
 }
 
+/// The methods a path template answers (the `Allow` header of a 405), GET implying HEAD.
+pub fn allowed_methods(template: &str) -> String {
+    let mut methods: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, t, _)| *t == template)
+        .map(|(m, _, _)| *m)
+        .collect();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.join(", ")
+}
+
+/// JSON Schema's `integer` includes numbers such as `4.0`: accepted when integral and in range.
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    let n = f64::deserialize(d)?;
+    if n.fract() == 0.0 && n >= f64::from(i32::MIN) && n <= f64::from(i32::MAX) {
+        Ok(n as i32)
+    } else {
+        Err(serde::de::Error::custom("expected an integer"))
+    }
+}
+
 /// What the request carries besides the body.
 pub struct Ctx<'a> {
     pub state: &'a AppState,
@@ -131,13 +154,17 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>, resolved: Resolved) -
     let rid = ctx.request_id;
     let (route, param) = match resolved {
         Resolved::Found(route, _, param) => (route, param),
-        Resolved::MethodNotAllowed(_) => {
-            return response::error(
+        Resolved::MethodNotAllowed(template) => {
+            let mut resp = response::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "method not allowed",
                 rid,
-            )
+            );
+            if let Ok(allow) = hyper::header::HeaderValue::from_str(&allowed_methods(template)) {
+                resp.headers_mut().insert(header::ALLOW, allow);
+            }
+            return resp;
         }
         Resolved::NotFound => {
             return response::error(StatusCode::NOT_FOUND, "not_found", "no such route", rid)
@@ -461,6 +488,7 @@ fn finite(v: &[f32]) -> Result<(), Refusal> {
 #[serde(deny_unknown_fields)]
 struct NewCollection {
     name: String,
+    #[serde(deserialize_with = "integral")]
     dims: i32,
     #[serde(default = "default_metric")]
     metric: String,
@@ -489,7 +517,7 @@ fn empty_object() -> serde_json::Value {
 #[serde(deny_unknown_fields)]
 struct SearchRequest {
     vector: Vec<f32>,
-    #[serde(default = "default_k")]
+    #[serde(default = "default_k", deserialize_with = "integral")]
     k: i32,
     #[serde(default)]
     filter: Option<serde_json::Value>,
@@ -666,7 +694,8 @@ fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Refusal
             read(
                 authed!(concat!(
                     "(SELECT json_build_object('results', coalesce(json_agg(json_build_object(",
-                    "'id', s.id, 'distance', s.distance, 'metadata', s.metadata) ",
+                    // JSON has no NaN: an undefined distance (cosine with a zero vector) is null.
+                    "'id', s.id, 'distance', nullif(s.distance, 'NaN'), 'metadata', s.metadata) ",
                     "ORDER BY s.distance, s.id), '[]'::json))::text ",
                     "FROM sealstore.search(",
                     after_auth!("$2::text"),

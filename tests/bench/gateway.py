@@ -51,7 +51,7 @@ GET_SQL = AUTHED + ("(SELECT json_build_object('id', d.id, 'collection', d.colle
                     "FROM sealstore.get_document(CASE WHEN auth.identity IS NOT NULL THEN $2::uuid END) d) "
                     "FROM auth")
 SEARCH_SQL = AUTHED + ("(SELECT json_build_object('results', coalesce(json_agg(json_build_object("
-                       "'id', s.id, 'distance', s.distance, 'metadata', s.metadata) "
+                       "'id', s.id, 'distance', nullif(s.distance, 'NaN'), 'metadata', s.metadata) "
                        "ORDER BY s.distance, s.id), '[]'::json))::text "
                        "FROM sealstore.search(CASE WHEN auth.identity IS NOT NULL THEN $2::text END, "
                        "$3::real[]::sealstore.vector, $4::int, $5::jsonb) s) FROM auth")

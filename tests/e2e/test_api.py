@@ -119,6 +119,12 @@ def test_every_tenant_route_round_trips(tenants):
     assert res[0]["distance"] == pytest.approx(0.2, abs=1e-6)
     r = a("POST", f"/v1/collections/{coll}/search", {"vector": [2.2, 0, 0, 0], "filter": {"odd": True}})
     assert [x["id"] for x in r.json()["results"]] == [ids[3], ids[1]]
+    # Cosine with a zero vector is undefined: null, never the string "NaN".
+    zero = f"zero-{secrets.token_hex(3)}"
+    assert a("POST", "/v1/collections", {"name": zero, "dims": 2}).status_code == 201
+    a("POST", f"/v1/collections/{zero}/documents", {"content": "z", "embedding": [0, 0]})
+    r = a("POST", f"/v1/collections/{zero}/search", {"vector": [1, 0]})
+    assert r.status_code == 200 and [x["distance"] for x in r.json()["results"]] == [None], r.text
     # Default k (10), and an empty result set is a list.
     r = a("POST", f"/v1/collections/{coll}/search", {"vector": [0, 0, 0, 0], "filter": {"n": 99}})
     assert r.json() == {"results": []}

@@ -62,6 +62,11 @@ fn resolve_matches_templates_methods_and_decodes_parameters() {
         );
     }
     assert_eq!(resolve(&Method::GET, "/v1/secrets/%ff"), Resolved::BadPath);
+    assert_eq!(
+        allowed_methods("/v1/secrets/{name}"),
+        "PUT, GET, DELETE, HEAD"
+    );
+    assert_eq!(allowed_methods("/v1/tenants"), "POST");
 }
 
 #[test]
