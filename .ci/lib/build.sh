@@ -16,6 +16,18 @@ installed_so_hash() {
         && sha256sum "$so" | cut -d' ' -f1
 }
 
+# A running server has the installed library mapped: overwriting the file in place (as a plain
+# copy does) changes the code under its processes, which then crash (SIGSEGV, seen with a dev
+# cluster running during `test`). Renaming it away first keeps the old inode for them; new
+# backends load the new file.
+retire_installed_library() {
+    local so
+    so="$("$PG_CONFIG" --pkglibdir)/sealstore.so"
+    if [ -f "$so" ]; then
+        as_root mv -f "$so" "$so.replaced" && as_root rm -f "$so.replaced"
+    fi
+}
+
 # Builds (release) and installs the extension into the server's directories, unless the files
 # installed there are exactly what these sources built last time. `cargo pgrx test` installs its
 # own test build into the same directories, which the .so hash in the stamp detects.
@@ -29,6 +41,11 @@ install_extension() {
     fi
     say "Building and installing the sealstore extension (release, PostgreSQL $PG_MAJOR)"
     is_root || sudo=(--sudo)
+    # Build first (pgrx install then finds it done), so the library is missing only briefly.
+    # shellcheck disable=SC2046
+    (cd "$REPO/pg_ext" && cargo build --quiet --lib --release $(pg_feature_args)) \
+        || die "building the extension failed"
+    retire_installed_library
     # shellcheck disable=SC2046
     (cd "$REPO/pg_ext" && cargo pgrx install --release --pg-config "$PG_CONFIG" "${sudo[@]}" $(pg_feature_args)) \
         || die "cargo pgrx install failed"

@@ -72,6 +72,9 @@ fn pool(config: &Config, read_only: bool) -> Result<Pool, deadpool_postgres::Bui
 pub enum DbError {
     /// No connection could be had, or it broke: the database is down or restarting.
     Unavailable(String),
+    /// Every pooled connection stayed busy for the whole wait, or the server refused more
+    /// connections: overload, not an outage (no fail-fast mode).
+    Busy,
     /// The database answered with an error. `detail` is logged, never sent to clients.
     Sql {
         code: SqlState,
@@ -83,6 +86,7 @@ pub enum DbError {
 impl DbError {
     fn from_pg(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
+            Some(db) if db.code() == &SqlState::TOO_MANY_CONNECTIONS => Self::Busy,
             Some(db) if !is_unavailable(db.code()) => Self::Sql {
                 code: db.code().clone(),
                 message: db.message().to_owned(),
@@ -94,8 +98,10 @@ impl DbError {
     }
 
     fn from_pool(e: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::{PoolError, TimeoutType};
         match e {
-            deadpool_postgres::PoolError::Backend(e) => Self::from_pg(e),
+            PoolError::Backend(e) => Self::from_pg(e),
+            PoolError::Timeout(TimeoutType::Wait) => Self::Busy,
             other => Self::Unavailable(other.to_string()),
         }
     }
@@ -104,7 +110,7 @@ impl DbError {
 /// SQLSTATEs that mean "the server is going away or not there yet", not "your request is bad".
 fn is_unavailable(code: &SqlState) -> bool {
     let c = code.code();
-    c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300")
+    c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
 }
 
 /// Whether the database is believed down. While it is, calls fail at once (503) instead of
@@ -198,6 +204,34 @@ pub async fn query_plain(
     let client = pool.get().await.map_err(DbError::from_pool)?;
     let stmt = client.prepare_cached(sql).await.map_err(DbError::from_pg)?;
     client.query(&stmt, params).await.map_err(DbError::from_pg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deadpool_postgres::{PoolError, TimeoutType};
+
+    #[test]
+    fn a_busy_pool_is_overload_and_a_failed_connect_an_outage() {
+        assert!(matches!(
+            DbError::from_pool(PoolError::Timeout(TimeoutType::Wait)),
+            DbError::Busy
+        ));
+        assert!(matches!(
+            DbError::from_pool(PoolError::Timeout(TimeoutType::Create)),
+            DbError::Unavailable(_)
+        ));
+        assert!(matches!(
+            DbError::from_pool(PoolError::Closed),
+            DbError::Unavailable(_)
+        ));
+        for code in ["08006", "57P01", "57P03"] {
+            assert!(is_unavailable(&SqlState::from_code(code)), "{code}");
+        }
+        for code in ["53300", "57014", "28P01", "XX000"] {
+            assert!(!is_unavailable(&SqlState::from_code(code)), "{code}");
+        }
+    }
 }
 
 /// Why the service is not ready.

@@ -48,6 +48,9 @@ pub const DATABASE_UNAVAILABLE: Mapped = retry(
     2,
 );
 
+/// Every database connection busy for the whole pool wait: try again shortly.
+pub const OVERLOADED: Mapped = retry("overloaded", "server busy, try again", 1);
+
 /// Exact SQLSTATEs first, then whole classes (the first two characters).
 const EXACT: &[(&str, Mapped)] = &[
     ("28P01", UNAUTHORIZED),

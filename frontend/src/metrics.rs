@@ -37,6 +37,7 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabels, Counter>,
     pub rate_limited: Family<LimitLabels, Counter>,
     pub db_unavailable: Counter,
+    pub db_busy: Counter,
     pub audit_dropped: Counter,
     pub pool_size: Gauge,
     pub pool_available: Gauge,
@@ -59,6 +60,7 @@ impl Metrics {
         let auth_failures = Family::<ReasonLabels, Counter>::default();
         let rate_limited = Family::<LimitLabels, Counter>::default();
         let db_unavailable = Counter::default();
+        let db_busy = Counter::default();
         let audit_dropped = Counter::default();
         let pool_size = Gauge::default();
         let pool_available = Gauge::default();
@@ -83,6 +85,11 @@ impl Metrics {
             "db_unavailable",
             "Requests answered 503 because the database was unreachable",
             db_unavailable.clone(),
+        );
+        registry.register(
+            "db_busy",
+            "Requests answered 503 because no database connection came free in time",
+            db_busy.clone(),
         );
         registry.register(
             "audit_dropped",
@@ -111,6 +118,7 @@ impl Metrics {
             auth_failures,
             rate_limited,
             db_unavailable,
+            db_busy,
             audit_dropped,
             pool_size,
             pool_available,

@@ -327,6 +327,14 @@ async fn api(ctx: &Ctx<'_>, req: Request<Incoming>, route: Route, param: String)
             }
             resp
         }
+        Err(DbError::Busy) => {
+            tracing::warn!(
+                request_id = rid,
+                "no database connection free within the wait"
+            );
+            state.metrics.db_busy.inc();
+            response::mapped(errors::OVERLOADED, rid)
+        }
         Err(DbError::Unavailable(why)) => {
             tracing::warn!(request_id = rid, error = %why, "database unavailable");
             state.metrics.db_unavailable.inc();

@@ -396,6 +396,32 @@ def test_the_application_role_cannot_forge_audit_rows_beyond_its_name(app_url):
         assert info.value.sqlstate == "42501"
 
 
+def test_a_busy_pool_is_overload_not_an_outage(app_url, admin_url, tenants):
+    """All connections busy: 503 `overloaded` after the pool wait, and the next request is
+    served at once (no fail-fast mode, which is for an unreachable database)."""
+    g = Gateway(app_url, {"SEALSTORE_DB_POOL_SIZE": "1", "SEALSTORE_DB_TIMEOUT_SECS": "1"})
+    try:
+        api = Api(g.url, tenants[0]["keys"]["rw"]["key"])
+        assert api("PUT", "/v1/secrets/busy", {"value": "v0"}).status_code == 204
+        done = []
+        with psycopg.connect(admin_url) as su:
+            su.execute("SELECT 1 FROM sealstore.secrets WHERE name = 'busy' AND tenant_id = %s FOR UPDATE",
+                       (tenants[0]["id"],))
+            t = threading.Thread(target=lambda: done.append(api("PUT", "/v1/secrets/busy", {"value": "v1"}).status_code))
+            t.start()
+            time.sleep(0.5)  # the only write connection now waits on the lock
+            r = api("PUT", "/v1/secrets/other", {"value": "x"})
+            assert_error(r, 503, "overloaded")
+            assert r.headers["Retry-After"] == "1"
+            su.rollback()
+        t.join(10)
+        assert done == [204]
+        assert api("PUT", "/v1/secrets/other", {"value": "x"}).status_code == 204
+        assert api("GET", "/v1/secrets/busy").json()["value"] == "v1"
+    finally:
+        g.stop()
+
+
 def test_cors_allow_list_and_host_check(app_url, tenants):
     g = Gateway(app_url, {"SEALSTORE_CORS_ORIGINS": "https://app.example.com"})
     try:
