@@ -16,9 +16,9 @@ installed_so_hash() {
         && sha256sum "$so" | cut -d' ' -f1
 }
 
-# A running server has the installed library mapped: overwriting the file in place (as a plain
-# copy does) changes the code under its processes, which then crash (SIGSEGV, seen with a dev
-# cluster running during `test`). Renaming it away first keeps the old inode for them; new
+# A running server has the installed library mapped: overwriting the file in place (as
+# `cargo pgrx install` and `cargo pgrx test` do) changes the code under its processes, which
+# then crash (SIGSEGV in the autovacuum launcher, seen with a cluster running during `test`). Renaming it away first keeps the old inode for them; new
 # backends load the new file.
 retire_installed_library() {
     local so

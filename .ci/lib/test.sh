@@ -80,6 +80,9 @@ pgrx_tests() {
     is_root && chown "$(pg_os_user)" "$pgdata"
     # RUNAS makes pgrx install with sudo and run the server as that user (root is refused by
     # initdb; a normal user cannot write the server's directories).
+    # pgrx test installs its own build over the library in place: move the installed one away
+    # first, so a cluster running meanwhile (a dev `run`) keeps its mapped code.
+    retire_installed_library
     (cd "$REPO/pg_ext" && CARGO_PGRX_TEST_RUNAS=$(pg_os_user) CARGO_PGRX_TEST_PGDATA=$pgdata \
         cargo pgrx test "pg$PG_MAJOR")
 }

@@ -275,3 +275,63 @@ def test_api_key_use_is_recorded_coarsely_and_never_fails_read_only(setup, admin
             app2.execute("SELECT sealstore.authenticate(%s)", (key,))
             app2.commit()
         assert su.execute("SELECT xmin::text FROM sealstore.api_keys WHERE id = %s", (key_id,)).fetchone()[0] == xmin
+
+
+def sqlstate(conn, sql, params=()):
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(sql, params)
+    conn.rollback()
+    return info.value.sqlstate
+
+
+def test_administration_through_a_token_is_confined(setup, admin_url):
+    """The app role reaches the tenant and key functions only with an admin credential in the
+    same transaction; a tenant's admin API key reaches its own tenant only (raw SQL, as a
+    client holding the application role could try)."""
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        mine = su.execute("SELECT sealstore.create_tenant('admin-scope-mine')").fetchone()[0]
+        theirs = su.execute("SELECT sealstore.create_tenant('admin-scope-theirs')").fetchone()[0]
+        tenant_admin = su.execute("SELECT sealstore.create_api_key(%s, 'adm', ARRAY['admin'])", (mine,)).fetchone()[0]
+        rw = su.execute("SELECT sealstore.create_api_key(%s, 'rw', ARRAY['read', 'write'])", (mine,)).fetchone()[0]
+        their_key = su.execute("SELECT sealstore.create_api_key(%s, 'k', ARRAY['read'])", (theirs,)).fetchone()[0]
+    their_key_id = str(uuid.UUID(their_key.split("_")[1]))
+    calls = {
+        "create_tenant": ("SELECT sealstore.create_tenant('x')", ()),
+        "add_jwt_key": ("SELECT sealstore.add_jwt_key('x-kid', 'HS256', %s)", ("k" * 40,)),
+        "retire_jwt_key": ("SELECT sealstore.retire_jwt_key('x-kid')", ()),
+        "rotate_theirs": ("SELECT sealstore.rotate_tenant_key(%s)", (theirs,)),
+        "shred_theirs": ("SELECT sealstore.shred_tenant(%s)", (theirs,)),
+        "versions_theirs": ("SELECT * FROM sealstore.key_versions(%s)", (theirs,)),
+        "api_key_theirs": ("SELECT sealstore.create_api_key(%s, 'x', ARRAY['read'])", (theirs,)),
+        "revoke_theirs": ("SELECT sealstore.revoke_api_key(%s)", (their_key_id,)),
+    }
+    with psycopg.connect(setup["url"]) as conn:
+        # No credential, and a read/write credential: 42501 for every one of them.
+        for token in (None, rw):
+            for name, (sql, params) in calls.items():
+                if token:
+                    conn.execute("SELECT sealstore.authenticate(%s)", (token,))
+                assert sqlstate(conn, sql, params) == "42501", (name, token and "rw")
+        # The tenant's admin key: system-wide ones are 42501, another tenant looks absent.
+        expected = {"create_tenant": "42501", "add_jwt_key": "42501", "retire_jwt_key": "42501"}
+        for name, (sql, params) in calls.items():
+            conn.execute("SELECT sealstore.authenticate(%s)", (tenant_admin,))
+            assert sqlstate(conn, sql, params) == expected.get(name, "42704"), name
+        # Its own tenant it may administer.
+        conn.execute("SELECT sealstore.authenticate(%s)", (tenant_admin,))
+        assert conn.execute("SELECT sealstore.rotate_tenant_key(%s)", (mine,)).fetchone()[0] == 2
+        conn.commit()
+    # Their key survived every attempt.
+    summary, tenant = authenticate(setup["url"], their_key)
+    assert str(tenant) == str(theirs)
+
+
+def test_verification_config_carries_no_secret(setup):
+    with psycopg.connect(setup["url"]) as conn:
+        config = conn.execute("SELECT sealstore.jwt_verification_config()").fetchone()[0]
+    by_kid = {k["kid"]: k for k in config["keys"]}
+    keys = setup["keys"]
+    assert by_kid[keys.kids["HS256"]] == {"kid": keys.kids["HS256"], "algorithm": "HS256", "public_key": None}
+    assert by_kid[keys.kids["EdDSA"]]["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
+    assert keys.hs_secret not in json.dumps(config)
+    assert config["audience"] == AUD and config["issuer"] == ISS and config["leeway_secs"] == 5
