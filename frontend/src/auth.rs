@@ -72,7 +72,6 @@ pub struct Verifier {
     last_refresh: Mutex<Option<Instant>>,
     /// One on-demand refresh at a time; the others wait for its result.
     refresh_turn: tokio::sync::Mutex<()>,
-    loaded: std::sync::atomic::AtomicBool,
 }
 
 fn now_unix() -> u64 {
@@ -98,7 +97,6 @@ impl Verifier {
                 .build(),
             last_refresh: Mutex::new(None),
             refresh_turn: tokio::sync::Mutex::new(()),
-            loaded: Default::default(),
         }
     }
 
@@ -115,14 +113,13 @@ impl Verifier {
         let rows = rows?;
         let config: serde_json::Value = rows.first().map(|r| r.get(0)).unwrap_or_default();
         let raw = config.to_string();
-        if self.loaded.load(std::sync::atomic::Ordering::Relaxed) && self.key_set().raw == raw {
+        // The initial (empty) set's text is "", which no configuration reads as.
+        if self.key_set().raw == raw {
             return Ok(());
         }
         let set = parse_config(&config, raw);
         tracing::info!(keys = set.keys.len(), "JWT verification keys loaded");
         *self.keys.write().expect("key set lock") = Arc::new(set);
-        self.loaded
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.verdicts
             .invalidate_entries_if(|_, v| matches!(v, Verdict::Rejected(_)))
             .ok();
@@ -210,16 +207,7 @@ fn jwt_exp(token: &str) -> Option<u64> {
     if token.starts_with(auth::API_KEY_PREFIX) {
         return None;
     }
-    jsonwebtoken_claims(token)?.get("exp")?.as_u64()
-}
-
-fn jsonwebtoken_claims(token: &str) -> Option<serde_json::Value> {
-    let payload = token.split('.').nth(1)?;
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
+    auth::unverified_exp(token)
 }
 
 fn parse_config(config: &serde_json::Value, raw: String) -> KeySet {
@@ -274,32 +262,9 @@ fn parse_config(config: &serde_json::Value, raw: String) -> KeySet {
 /// The reason code for a refusal the database reported, read from its DETAIL (the extension
 /// puts the failed check there); "rejected" when it is not one of the known checks.
 pub fn reason_from_detail(detail: Option<&str>) -> &'static str {
-    const CLAIMS: [&str; 7] = ["exp", "nbf", "aud", "iss", "sub", "tenant", "scope"];
-    let Some(detail) = detail else {
-        return "rejected";
-    };
-    let mut all = vec![
-        AuthError::TooLarge,
-        AuthError::Malformed,
-        AuthError::MissingKid,
-        AuthError::UnknownKey,
-        AuthError::AlgorithmNotAllowed,
-        AuthError::BadSignature,
-        AuthError::Expired,
-        AuthError::NotYetValid,
-        AuthError::WrongAudience,
-        AuthError::WrongIssuer,
-        AuthError::NoTenant,
-        AuthError::UnknownTenant,
-        AuthError::BadApiKey,
-    ];
-    for c in CLAIMS {
-        all.push(AuthError::MissingClaim(c));
-        all.push(AuthError::BadClaim(c));
-    }
-    all.iter()
-        .find(|e| e.to_string() == detail)
-        .map_or("rejected", AuthError::code)
+    detail
+        .and_then(AuthError::from_message)
+        .map_or("rejected", |e| e.code())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 mod audit;
 mod auth;
+mod calls;
 mod config;
 mod db;
 mod errors;

@@ -401,7 +401,8 @@ fn revoke_api_key(id: pgrx::Uuid) {
 /// kids with their algorithms, the PEM of public keys (never an HMAC secret: HS256 signatures
 /// are checked here, in `authenticate`), and the claim policy. Public information only, so the
 /// application role may read it.
-#[pg_extern(stable, parallel_safe)]
+/// PARALLEL RESTRICTED: it reads as the owner, which switches the user and search_path.
+#[pg_extern(stable, parallel_restricted)]
 fn jwt_verification_config() -> pgrx::JsonB {
     let keys = as_owner(|| {
         spi(Spi::connect(|client| {

@@ -42,7 +42,7 @@ CLIENTS = [1, 16, 64]
 DIMS, DOCS = 128, 1000
 POSTGREST_GET = 2580  # req/s, PostgREST single-row GET on a 2-vCPU machine (the figure)
 
-# The gateway's statements for the two routes (frontend/src/routes.rs): authenticate $1, then
+# The gateway's statements for the two routes (frontend/src/calls.rs): authenticate $1, then
 # the call, as one statement in its own transaction.
 AUTHED = ("WITH auth AS MATERIALIZED (SELECT sealstore.authenticate($1) AS identity) "
           "SELECT auth.identity, ")

@@ -19,7 +19,6 @@ fn unsigned(header: serde_json::Value, claims: serde_json::Value) -> String {
 fn verifier_with(config: serde_json::Value) -> Verifier {
     let v = Verifier::new();
     *v.keys.write().unwrap() = Arc::new(parse_config(&config, config.to_string()));
-    v.loaded.store(true, std::sync::atomic::Ordering::Relaxed);
     v
 }
 

@@ -58,7 +58,40 @@ pub enum AuthError {
     BadApiKey,
 }
 
+/// The claim names the checks can report as missing or malformed.
+const REPORTED_CLAIMS: [&str; 9] = [
+    "exp", "nbf", "iat", "aud", "iss", "sub", "tenant", "scope", "?",
+];
+
 impl AuthError {
+    /// Every rejection the checks can produce.
+    pub fn all() -> Vec<AuthError> {
+        let mut all = vec![
+            Self::TooLarge,
+            Self::Malformed,
+            Self::MissingKid,
+            Self::UnknownKey,
+            Self::AlgorithmNotAllowed,
+            Self::BadSignature,
+            Self::Expired,
+            Self::NotYetValid,
+            Self::WrongAudience,
+            Self::WrongIssuer,
+            Self::NoTenant,
+            Self::UnknownTenant,
+            Self::BadApiKey,
+        ];
+        for claim in REPORTED_CLAIMS {
+            all.extend([Self::MissingClaim(claim), Self::BadClaim(claim)]);
+        }
+        all
+    }
+
+    /// The rejection whose message is `message` (what `authenticate` puts in DETAIL).
+    pub fn from_message(message: &str) -> Option<AuthError> {
+        Self::all().into_iter().find(|e| e.to_string() == message)
+    }
+
     /// A short stable name for logs and audit rows (never anything of the credential).
     pub fn code(&self) -> &'static str {
         match self {
@@ -323,6 +356,15 @@ pub fn verify_jwt(
         _ => AuthError::Malformed,
     })?;
     identity_from_claims(data.claims)
+}
+
+/// The `exp` of a JWT, read without verifying anything (for caching a verdict the database
+/// gave, never for deciding one).
+pub fn unverified_exp(token: &str) -> Option<u64> {
+    jsonwebtoken::dangerous::insecure_decode_claims::<Value>(token)
+        .ok()?
+        .get("exp")?
+        .as_u64()
 }
 
 /// The checks a verifier without the key can make on a JWT whose key is `algorithm` (an HS256
