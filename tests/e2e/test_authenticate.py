@@ -297,7 +297,7 @@ def test_administration_through_a_token_is_confined(setup, admin_url):
     their_key_id = str(uuid.UUID(their_key.split("_")[1]))
     calls = {
         "create_tenant": ("SELECT sealstore.create_tenant('x')", ()),
-        "add_jwt_key": ("SELECT sealstore.add_jwt_key('x-kid', 'HS256', %s)", ("k" * 40,)),
+        "add_jwt_key": ("SELECT sealstore.add_jwt_key('x-kid', 'HS256', %s)", (secrets.token_hex(32),)),
         "retire_jwt_key": ("SELECT sealstore.retire_jwt_key('x-kid')", ()),
         "rotate_theirs": ("SELECT sealstore.rotate_tenant_key(%s)", (theirs,)),
         "shred_theirs": ("SELECT sealstore.shred_tenant(%s)", (theirs,)),
