@@ -13,6 +13,10 @@ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sealstore_gateway') \gex
 ALTER ROLE sealstore_gateway LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
     NOBYPASSRLS INHERIT CONNECTION LIMIT 200 PASSWORD :'gateway_password';
 GRANT sealstore_app TO sealstore_gateway;
+-- The gateway's bind parameters carry tokens and plaintext: they never reach the server log,
+-- even where log_statement or log_min_duration_statement log its statements.
+ALTER ROLE sealstore_gateway SET log_parameter_max_length = 0;
+ALTER ROLE sealstore_gateway SET log_parameter_max_length_on_error = 0;
 
 REVOKE CONNECT, TEMPORARY ON DATABASE :"db" FROM PUBLIC;
 GRANT CONNECT ON DATABASE :"db" TO sealstore_app, sealstore_admin;

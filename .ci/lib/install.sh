@@ -69,13 +69,20 @@ ensure_pgrx_config() {
 }
 
 # A virtualenv for the end-to-end tests and dev tooling, rebuilt only when requirements change.
+# Schemathesis has its own (it pins another pytest and registers pytest plugins).
 ensure_venv() {
-    local req="$REPO/tests/requirements.txt" venv="$STATE/venv"
+    python_venv "$REPO/tests/requirements.txt" "$STATE/venv"
+    python_venv "$REPO/tests/schemathesis/requirements.txt" "$STATE/st-venv"
+}
+
+# python_venv REQUIREMENTS DIR
+python_venv() {
+    local req=$1 venv=$2
     if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
     if [ -x "$venv/bin/python" ] && cmp -s "$req" "$venv/.requirements"; then return 0; fi
-    say "Preparing the Python virtualenv for tests ($venv)"
+    say "Preparing a Python virtualenv ($venv)"
     python3 -m venv "$venv" || die "python3 -m venv failed"
-    "$venv/bin/pip" install -q -r "$req" || die "pip install -r tests/requirements.txt failed"
+    "$venv/bin/pip" install -q -r "$req" || die "pip install -r $req failed"
     cp "$req" "$venv/.requirements"
 }
 

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tokio::net::TcpListener;
+use tracing_subscriber::filter::{filter_fn, FilterExt};
+use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
 mod audit;
@@ -41,12 +43,15 @@ fn main() {
             std::process::exit(EXIT_CONFIG);
         }
     };
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(
-            EnvFilter::try_from_env("SEALSTORE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+    let level =
+        EnvFilter::try_from_env("SEALSTORE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_filter(level.and(filter_fn(never_logs_bind_parameters))),
         )
         .init();
 
@@ -152,4 +157,10 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
         _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
     }
+}
+
+/// tokio-postgres logs every statement's bind parameters (tokens, plaintext) at DEBUG, so its
+/// DEBUG and TRACE events are dropped whatever SEALSTORE_LOG asks for.
+fn never_logs_bind_parameters(meta: &tracing::Metadata<'_>) -> bool {
+    !(meta.target().starts_with("tokio_postgres") && *meta.level() > tracing::Level::INFO)
 }

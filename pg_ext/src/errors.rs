@@ -49,6 +49,24 @@ pub fn key_unavailable(why: &Unavailable) -> ErrorReport {
         .set_hint(hint)
 }
 
+/// Keys wrapped by a master key this server did not load. Not corruption: the server was
+/// started with another key (or without the previous one during a rotation). Fingerprints are
+/// not secret (the server log shows the loaded ones).
+pub fn foreign_master_key(stored: &str, loaded: &[String]) -> ErrorReport {
+    plain(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "the loaded master key did not wrap this database's keys",
+    )
+    .set_detail(format!(
+        "Keys here are wrapped by the master key with fingerprint {stored}; this server loaded {}.",
+        loaded.join(" and ")
+    ))
+    .set_hint(
+        "Start the server with the master key that wrapped them (during a master key rotation, \
+         also set sealstore.previous_master_key_file).",
+    )
+}
+
 /// An error with a code and a fixed message.
 pub fn plain(code: PgSqlErrorCode, message: &'static str) -> ErrorReport {
     ErrorReport::new(code, message, "sealstore")
@@ -162,8 +180,8 @@ pub fn crypto(e: &sealstore_core::crypto::CryptoError) -> ErrorReport {
     let report = ErrorReport::new(code, e.to_string(), "sealstore");
     match e {
         Unwrap => report.set_hint(
-            "The server's master key is not the one that wrapped this tenant's keys: compare \
-             sealstore.master_key_fingerprint() with sealstore.key_versions().",
+            "The stored key does not open under the master key its fingerprint names: the \
+             stored wrapped key was modified or damaged.",
         ),
         _ => report,
     }

@@ -73,8 +73,19 @@ fn load_previous() -> Option<Result<MasterKey, Unavailable>> {
     }
 }
 
+/// Fingerprints of the master keys this server holds: the current one, and the previous one
+/// during a rotation.
+pub fn loaded_fingerprints() -> Vec<String> {
+    let mut out = vec![get().fingerprint()];
+    if let Some(Some(Ok(previous))) = PREVIOUS.get() {
+        out.push(previous.fingerprint());
+    }
+    out
+}
+
 /// The master key with this fingerprint: the current one, or the previous one during a
-/// rotation. Falls back to the current key, whose unwrap then fails cleanly (XX001).
+/// rotation. Any other fingerprint is a key this server does not hold: 55000, never an attempt
+/// to unwrap with the wrong key.
 pub fn for_fingerprint(fingerprint: &str) -> &'static MasterKey {
     let current = get();
     if current.fingerprint() == fingerprint {
@@ -83,7 +94,10 @@ pub fn for_fingerprint(fingerprint: &str) -> &'static MasterKey {
     match PREVIOUS.get() {
         Some(Some(Ok(previous))) if previous.fingerprint() == fingerprint => previous,
         Some(Some(Err(why))) => errors::raise(errors::key_unavailable(why)),
-        _ => current,
+        _ => errors::raise(errors::foreign_master_key(
+            fingerprint,
+            &loaded_fingerprints(),
+        )),
     }
 }
 

@@ -56,6 +56,25 @@ fn store_new_key(tenant: &TenantId, version: u32, algorithm: Algorithm) {
     ));
 }
 
+/// A server started with another master key than the one that wrapped the existing tenants'
+/// keys must not start a second key hierarchy beside them: new tenants would be lost when the
+/// right key comes back.
+fn refuse_foreign_master_key() {
+    let loaded = master_key::loaded_fingerprints();
+    let foreign = match Spi::get_one_with_args::<String>(
+        "SELECT master_fingerprint FROM sealstore.tenant_keys \
+         WHERE master_fingerprint <> ALL($1) LIMIT 1",
+        &[loaded.clone().into()],
+    ) {
+        Ok(found) => found,
+        Err(pgrx::spi::Error::InvalidPosition) => None, // no such row
+        Err(e) => errors::raise(errors::internal(&e)),
+    };
+    if let Some(foreign) = foreign {
+        errors::raise(errors::foreign_master_key(&foreign, &loaded));
+    }
+}
+
 /// Creates a tenant with a fresh data key (version 1) and returns its id.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn create_tenant(name: &str, algorithm: default!(&str, "'xchacha20-poly1305'")) -> pgrx::Uuid {
@@ -70,6 +89,7 @@ fn create_tenant(name: &str, algorithm: default!(&str, "'xchacha20-poly1305'")) 
     let tenant = new_uuid();
     let id = pgrx::Uuid::from_bytes(tenant);
     as_owner(|| {
+        refuse_foreign_master_key();
         spi(Spi::run_with_args(
             "INSERT INTO sealstore.tenants (id, name, algorithm) VALUES ($1, $2, $3)",
             &[id.into(), name.into(), algorithm.name().into()],

@@ -156,9 +156,30 @@ class Cluster:
         if r.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed: {r.stdout}{r.stderr}\n{self.server_log()}")
 
-    def stop(self):
-        self.as_user([self.bindir / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"],
+    def stop(self, mode: str = "fast"):
+        self.as_user([self.bindir / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop"],
                      check=False)
+
+    def append_conf(self, text: str):
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write("\n" + text + "\n")
+
+    def prepare_database(self, db: str = "sealstore") -> tuple[str, str]:
+        """Creates DB with the extension and the gateway's login role from sql/roles.sql, as
+        `.ci/sealstore` does. Returns (superuser URL, gateway URL)."""
+        gateway_password = secrets.token_hex(16)
+        with psycopg.connect(self.url(), autocommit=True) as su:
+            su.execute(f'CREATE DATABASE "{db}"')
+        with psycopg.connect(self.url(db=db), autocommit=True) as su:
+            su.execute("CREATE EXTENSION sealstore")
+        roles = Path(__file__).resolve().parents[2] / "sql" / "roles.sql"
+        subprocess.run([str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                        "-v", f"db={db}", "-v", f"gateway_password={gateway_password}",
+                        "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
+                        "-f", str(roles)],
+                       env={**os.environ, "PGPASSWORD": self.password}, check=True,
+                       capture_output=True, timeout=60)
+        return self.url(db=db), self.url("sealstore_gateway", gateway_password, db)
 
     def destroy(self):
         self.stop()
