@@ -57,6 +57,14 @@ ensure_cargo_pgrx() {
         || die "cargo install cargo-pgrx $PGRX_VERSION failed"
 }
 
+CARGO_FUZZ_VERSION=0.13.1
+ensure_cargo_fuzz() {
+    if [ "$(cargo fuzz --version 2>/dev/null)" = "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then return 0; fi
+    say "Installing cargo-fuzz $CARGO_FUZZ_VERSION (once; about 2 minutes)"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --quiet \
+        || die "cargo install cargo-fuzz $CARGO_FUZZ_VERSION failed"
+}
+
 # PGRX_HOME points pgrx at the installed server. Never `cargo pgrx init` without a pg_config:
 # it would try to download PostgreSQL sources.
 ensure_pgrx_config() {

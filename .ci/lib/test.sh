@@ -53,6 +53,17 @@ regress_summary() {
     fi
 }
 
+# run_fuzzers ends with "fuzz result: N passed; M failed".
+fuzz_summary() {
+    local log=$1 mode=$2
+    if [ "$mode" = counts ]; then
+        { grep -aE '^fuzz result:' "$log" || echo 'fuzz result: 0 passed; 0 failed'; } | tail -n 1 \
+            | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/'
+    else
+        grep -aE '^fuzz: ' "$log" | sed 's/^/    /' || echo "    the fuzzers printed no summary"
+    fi
+}
+
 # pytest's last line: "===== 12 passed, 1 failed in 3.2s =====".
 pytest_summary() {
     local log=$1 mode=$2 line p f e
@@ -118,6 +129,7 @@ e2e_tests() {
     SEALSTORE_PG_BINDIR=$PG_BINDIR \
     SEALSTORE_CLUSTER_ROOT="$(cluster_root)" \
     SEALSTORE_PG_OS_USER=$(pg_os_user) \
+    SEALSTORE_SCHEMATHESIS_BIN="$STATE/st-venv/bin/schemathesis" \
         "$STATE/venv/bin/python" -m pytest -p no:cacheprovider -ra "$REPO/tests/e2e"
 }
 
@@ -128,6 +140,10 @@ cmd_test() {
     trap 'cluster_stop "$TEST_CLUSTER"' EXIT
 
     run_tier unit cargo_summary unit_tests
+    # A short fuzzing pass in every run (`.ci/sealstore fuzz` runs long ones).
+    ensure_cargo_fuzz
+    mkdir -p "$STATE/fuzz"
+    run_tier fuzz fuzz_summary run_fuzzers "${SEALSTORE_TEST_FUZZ_SECONDS:-20}"
     run_tier pgrx cargo_summary pgrx_tests
 
     # The SQL and HTTP tiers use the release build, as `run` does (pgrx test installed its own).

@@ -6,6 +6,7 @@ use hyper::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 
 use crate::errors;
@@ -94,12 +95,14 @@ fn default_metric() -> String {
 struct NewDocument {
     content: String,
     embedding: Vec<f32>,
+    /// Passed to PostgreSQL as written: jsonb keeps numbers exactly, serde_json's f64 would not.
+    /// Anything but an object (null included) is the extension's 22023, a 400.
     #[serde(default = "empty_object")]
-    metadata: serde_json::Value,
+    metadata: Box<RawValue>,
 }
 
-fn empty_object() -> serde_json::Value {
-    json!({})
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("valid JSON")
 }
 
 #[derive(Deserialize)]
@@ -109,7 +112,7 @@ struct SearchRequest {
     #[serde(default = "default_k", deserialize_with = "integral")]
     k: i32,
     #[serde(default)]
-    filter: Option<serde_json::Value>,
+    filter: Option<Box<RawValue>>,
 }
 
 fn default_k() -> i32 {
@@ -283,13 +286,13 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
                 authed!(concat!(
                     "json_build_object('id', sealstore.put_document(",
                     after_auth!("$2::text"),
-                    ", $3::text, $4::real[]::sealstore.vector, $5::jsonb))::text FROM auth"
+                    ", $3::text, $4::real[]::sealstore.vector, $5::text::jsonb))::text FROM auth"
                 )),
                 vec![
                     Box::new(param),
                     Box::new(b.content),
                     Box::new(b.embedding),
-                    Box::new(b.metadata),
+                    Box::new(b.metadata.get().to_owned()),
                 ],
                 Answer::Json(StatusCode::CREATED),
             )
@@ -305,13 +308,13 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
                     "ORDER BY s.distance, s.id), '[]'::json))::text ",
                     "FROM sealstore.search(",
                     after_auth!("$2::text"),
-                    ", $3::real[]::sealstore.vector, $4::int, $5::jsonb) s) FROM auth"
+                    ", $3::real[]::sealstore.vector, $4::int, $5::text::jsonb) s) FROM auth"
                 )),
                 vec![
                     Box::new(param),
                     Box::new(b.vector),
                     Box::new(b.k),
-                    Box::new(b.filter),
+                    Box::new(b.filter.map(|f| f.get().to_owned())),
                 ],
                 Answer::Json(StatusCode::OK),
             )

@@ -627,3 +627,39 @@ def test_gateway_log_carries_no_credentials_or_plaintext(gw, tenants, hs):
     for plaintext in ["hunter2", "A's secret", "tenant A only", "ünïcode"]:
         assert plaintext not in log
     assert "Authorization" not in log and "Bearer" not in log
+
+
+def test_metadata_numbers_pass_through_exactly(tenants):
+    """Found by schemathesis: metadata holding -1.7976931348623157e308 made the extension fail
+    (500), because jsonb prints it with 309 digits and an f64 parser refused them. jsonb holds
+    any JSON number exactly; the gateway and the extension now pass metadata and filters
+    through without rounding them."""
+    a = tenants[0]["api"]
+    coll = f"exact-{secrets.token_hex(3)}"
+    assert a("POST", "/v1/collections", {"name": coll, "dims": DIMS}).status_code == 201
+    raw = ('{"content": "exact", "embedding": [1, 2, 3, 4], "metadata": {"min": -1.7976931348623157e308, '
+           '"big": 1e400, "precise": 0.1000000000000000055511151231257827, '
+           '"int": 123456789012345678901234567890, "tiny": -1.913967336840789e-287}}')
+    r = a("POST", f"/v1/collections/{coll}/documents", data=raw.encode(),
+          headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    doc = r.json()["id"]
+    text = a("GET", f"/v1/documents/{doc}").text
+    assert '"precise": 0.1000000000000000055511151231257827' in text
+    assert '"int": 123456789012345678901234567890' in text
+    assert '"big": 1' + "0" * 400 in text
+    r = a("POST", f"/v1/collections/{coll}/search", data=b'{"vector": [1, 2, 3, 4], '
+          b'"filter": {"int": 123456789012345678901234567890}}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 200 and [x["id"] for x in r.json()["results"]] == [doc]
+    r = a("POST", f"/v1/collections/{coll}/search", data=b'{"vector": [1, 2, 3, 4], '
+          b'"filter": {"int": 123456789012345678901234567891}}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["results"] == []
+    # Not an object, or text PostgreSQL cannot hold: 400, never 500.
+    for body in ['{"content": "x", "embedding": [1, 2, 3, 4], "metadata": null}',
+                 '{"content": "x", "embedding": [1, 2, 3, 4], "metadata": [1]}',
+                 '{"content": "x", "embedding": [1, 2, 3, 4], "metadata": {"k": "\\u0000"}}',
+                 '{"content": "\\u0000", "embedding": [1, 2, 3, 4]}']:
+        r = a("POST", f"/v1/collections/{coll}/documents", data=body.encode(),
+              headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, (body, r.status_code, r.text)
+    assert a("PUT", "/v1/secrets/nul", {"value": "a\u0000b"}).status_code == 400

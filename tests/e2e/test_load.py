@@ -58,13 +58,19 @@ def start_cluster(name: str, verbose: bool) -> tuple[Cluster, str, str, Path]:
     return c, admin, app, key_file
 
 
-def report(stats: workload.Stats, summary: dict, label: str):
+def report(stats: workload.Stats, summary: dict, label: str) -> dict:
+    """Prints the run's figures; with SEALSTORE_LOAD_REPORT set (`.ci/sealstore load`), also
+    writes them there as Markdown and beside it as JSON (for BENCHMARKS.md)."""
     figures = {"label": label, "seconds": round(stats.seconds, 1), "requests": stats.requests(),
                "per_second": round(stats.requests() / stats.seconds),
                "statuses": {f"{op} {st}": n for (op, st), n in sorted(stats.statuses.items(), key=str)},
                "attacker": {str(k): v for k, v in stats.attacker.items()},
                "latency_ms": stats.percentiles(), **summary}
     print(json.dumps(figures, indent=1))
+    target = os.environ.get("SEALSTORE_LOAD_REPORT")
+    if target and label == "load":
+        Path(target).with_suffix(".json").write_text(json.dumps(figures, indent=1))
+        Path(target).write_text(workload.markdown(figures))
     return figures
 
 

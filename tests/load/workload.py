@@ -12,6 +12,7 @@ Used by tests/e2e/test_load.py (bounded runs in CI) and by tests/load/run.py (lo
 import asyncio
 import hashlib
 import json
+import os
 import random
 import secrets
 import statistics
@@ -394,3 +395,32 @@ def plaintext_needles() -> dict:
         b = base64.b64encode(b"\0" * shift + raw).decode()
         out[f"plaintext as base64 ({shift})"] = b[4:-4] if shift else b[:-4]
     return out
+
+
+def markdown(figures: dict) -> str:
+    """The results file of a load run."""
+    import datetime
+    import platform
+    lines = [
+        "# Load through the gateway",
+        "",
+        f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on "
+        f"{platform.node()} ({os.cpu_count()} CPUs) by `.ci/sealstore load {round(figures['seconds'])}`: "
+        "64 clients (asyncio, one connection each) and the gateway and PostgreSQL on the same "
+        "machine, over loopback; 24 tenants with API keys and JWTs; PostgreSQL with "
+        "`log_statement = 'all'` and the gateway at TRACE. About 5% of requests carry bad tokens "
+        f"from another address ({ATTACKER_ADDRESS}).",
+        "",
+        f"- {figures['requests']:,} requests in {figures['seconds']} s: {figures['per_second']:,} per second",
+        f"- server errors: 0; acknowledged documents checked afterwards: {figures['acked_documents']:,} "
+        f"(all present, same checksum); secrets: {figures['secrets']:,}; rows of another tenant seen: 0",
+        f"- bad tokens: {', '.join(f'{n:,} × {s}' for s, n in sorted(figures['attacker'].items()))} "
+        "(401, then 429 once the address is throttled)",
+        "- nothing protected in either log (tokens, API keys, HMAC secret, master key, plaintext)",
+        "",
+        "| operation | requests | p50 ms | p90 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for op, p in figures["latency_ms"].items():
+        lines.append(f"| {op} | {p['n']:,} | {p['p50']:.1f} | {p['p90']:.1f} | {p['p99']:.1f} | {p['max']:.0f} |")
+    return "\n".join(lines) + "\n"

@@ -6,6 +6,8 @@
 pub mod auth;
 pub mod crypto;
 pub mod distance;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod master_key;
 pub mod vector;
 
