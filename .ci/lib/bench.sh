@@ -14,13 +14,14 @@ bench_settings() {
             | as_pg_user tee -a "$conf" >/dev/null
 }
 
-# `bench` runs all; `bench encryption`, `bench auth`, `bench vectors` or `bench gateway` runs one.
+# `bench` runs all and writes BENCHMARKS.md; `bench encryption`, `bench auth`, `bench vectors`,
+# `bench gateway` or `bench load` runs one (and rewrites BENCHMARKS.md with the others' last figures).
 cmd_bench() {
     local which=$1
-    case "$which" in all|encryption|auth|vectors|gateway) ;; *) die "unknown benchmark '$which' (all, encryption, auth, vectors, gateway)" ;; esac
+    case "$which" in all|encryption|auth|vectors|gateway|load) ;; *) die "unknown benchmark '$which' (all, encryption, auth, vectors, gateway, load)" ;; esac
     setup_machine
     install_extension
-    if [ "$which" = all ] || [ "$which" = gateway ]; then
+    if [ "$which" = all ] || [ "$which" = gateway ] || [ "$which" = load ]; then
         apt_install wrk
         build_gateway
     fi
@@ -53,6 +54,12 @@ cmd_bench() {
         "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$REPO/tests/bench/results/vectors.md" \
         || die "the vector benchmark failed"
     fi
+    if [ "$which" = all ] || [ "$which" = load ]; then
+    cluster_stop "$BENCH_CLUSTER"   # the load run makes its own clusters; leave it the cores
+    . "$REPO/.ci/lib/load.sh"
+    run_load "${SEALSTORE_BENCH_LOAD_SECONDS:-120}"
+    cluster_start "$BENCH_CLUSTER" "${SEALSTORE_BENCH_PG_PORT:-54349}"
+    fi
     if [ "$which" = all ] || [ "$which" = gateway ]; then
     say "Benchmark: the gateway against direct SQL (pgbench and wrk, about 4 minutes)"
     cluster_psql "$BENCH_CLUSTER" sealstore_bench -v db=sealstore_bench \
@@ -62,5 +69,8 @@ cmd_bench() {
         "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$(command -v wrk)" "$REPO/tests/bench/results/gateway.md" \
         || die "the gateway benchmark failed"
     fi
-    say "Results in tests/bench/results/ (encryption.md, auth.md, vectors.md, gateway.md)"
+    say "Writing BENCHMARKS.md"
+    "$STATE/venv/bin/python" "$REPO/tests/bench/report.py" "$REPO/tests/bench/results" \
+        "$REPO/BENCHMARKS.md" "$("$PG_BINDIR/postgres" --version)" || die "writing BENCHMARKS.md failed"
+    say "Results in BENCHMARKS.md and tests/bench/results/ (encryption, auth, vectors, gateway, load)"
 }

@@ -5,11 +5,15 @@
 # shellcheck shell=bash
 
 cmd_load() {
-    local seconds=$1
-    [[ $seconds =~ ^[0-9]+$ ]] && [ "$seconds" -ge 5 ] || die "usage: .ci/sealstore load [seconds, at least 5]"
     setup_machine
     install_extension
     build_gateway
+    run_load "$1"
+}
+
+run_load() {
+    local seconds=$1
+    [[ $seconds =~ ^[0-9]+$ ]] && [ "$seconds" -ge 5 ] || die "usage: .ci/sealstore load [seconds, at least 5]"
     mkdir -p "$STATE/logs" "$REPO/tests/bench/results"
     say "Load: 64 clients for $seconds s through the gateway, verbose logging on"
     SEALSTORE_LOAD_SECONDS=$seconds \

@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 
 import psycopg
 
+from figures import figure, save
+
 SIZES = [64, 1024, 16 * 1024]
 ROWS = {64: 20000, 1024: 20000, 16 * 1024: 4000}
 RUNS = 7
@@ -134,6 +136,24 @@ def main():
         lines.append(f"| {name} | {value:.2f}× | {'met' if value >= goal else 'MISSED'} |")
     open(out, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    figs = []
+    for alg in ("xchacha20-poly1305", "aes-256-gcm"):
+        us = kib[f"{alg}_encrypt"]
+        figs.append(figure(f"encrypt 1 KiB, {alg}", us, "µs/row", "pgp_sym_encrypt (pgcrypto)",
+                           kib["pgp_sym_encrypt"], kib["pgp_sym_encrypt"] / us, "x faster",
+                           "≥ 20x", kib["pgp_sym_encrypt"] / us >= 20))
+        figs.append(figure(f"encrypt 1 KiB, {alg}", us, "µs/row", "encrypt(…, 'aes') (pgcrypto, CBC)",
+                           kib["pgcrypto_encrypt_aes"], kib["pgcrypto_encrypt_aes"] / us, "x faster",
+                           "≥ 1x (aes-256-gcm)" if alg == "aes-256-gcm" else "",
+                           kib["pgcrypto_encrypt_aes"] / us >= 1 if alg == "aes-256-gcm" else None))
+        d = kib[f"{alg}_decrypt"]
+        figs.append(figure(f"decrypt 1 KiB, {alg}", d, "µs/row", "decrypt(…, 'aes') (pgcrypto, CBC)",
+                           kib["pgcrypto_decrypt_aes"], kib["pgcrypto_decrypt_aes"] / d, "x faster"))
+        b = bare[(alg, 16384, "bare_encrypt")]
+        db = results[16384][f"{alg}_encrypt"]
+        figs.append(figure(f"encrypt 16 KiB in the database, {alg}", db, "µs/row",
+                           f"the bare {alg} crate", b, b / db, "of the crate's speed", "≥ 0.5x", b / db >= 0.5))
+    save(out, "Column encryption against pgcrypto and the bare crates", figs)
 
 
 def cpu_model():

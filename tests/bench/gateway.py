@@ -36,6 +36,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from harness import Gateway  # noqa: E402
 
+from figures import figure, save
+
 ROUNDS = int(os.environ.get("SEALSTORE_BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("SEALSTORE_BENCH_SECONDS", "5"))
 CLIENTS = [1, 16, 64]
@@ -217,6 +219,16 @@ def write(out, results):
     ]
     Path(out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    figs = []
+    for (op, c), runs in sorted(results.items(), key=lambda kv: (kv[0][0] != "get", kv[0][1])):
+        d_tps, g_tps = med([d[0] for d, _ in runs]), med([g[0] for _, g in runs])
+        figs.append(figure(f"{'get-document' if op == 'get' else 'search'} through the gateway, {c} clients",
+                           g_tps, "req/s", "the same statement over SQL (pgbench)", d_tps, g_tps / d_tps,
+                           "of direct SQL", "≥ 0.8", g_tps / d_tps >= 0.8))
+    figs.append(figure("best authenticated get-document", best_get, "req/s",
+                       "PostgREST single-row GET, 2 vCPUs (published, not measured here)", POSTGREST_GET,
+                       best_get / POSTGREST_GET, "x", "> 1x (aim 3x)", best_get > POSTGREST_GET))
+    save(out, "The gateway against direct SQL", figs)
 
 
 if __name__ == "__main__":
