@@ -17,7 +17,11 @@ fuzz_cargo() {
 # "fuzz result: N passed; M failed"; non-zero when any target found a failing input.
 run_fuzzers() {
     local seconds=$1 target corpus log passed=0 failed=0
-    fuzz_cargo build || die "building the fuzz targets failed"
+    if ! fuzz_cargo build; then
+        echo "fuzz: building the targets failed"
+        echo "fuzz result: 0 passed; ${#FUZZ_TARGETS[@]} failed"
+        return 1
+    fi
     for target in "${FUZZ_TARGETS[@]}"; do
         corpus="$STATE/fuzz/corpus/$target"
         log="$STATE/fuzz/$target.log"

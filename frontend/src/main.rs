@@ -4,8 +4,6 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tokio::net::TcpListener;
-use tracing_subscriber::filter::{filter_fn, FilterExt};
-use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
 mod audit;
@@ -43,16 +41,11 @@ fn main() {
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let level =
-        EnvFilter::try_from_env("SEALSTORE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_filter(level.and(filter_fn(never_logs_bind_parameters))),
-        )
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(log_filter(std::env::var("SEALSTORE_LOG").ok().as_deref()))
         .init();
 
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -159,8 +152,54 @@ async fn shutdown_signal() {
     }
 }
 
-/// tokio-postgres logs every statement's bind parameters (tokens, plaintext) at DEBUG, so its
-/// DEBUG and TRACE events are dropped whatever SEALSTORE_LOG asks for.
-fn never_logs_bind_parameters(meta: &tracing::Metadata<'_>) -> bool {
-    !(meta.target().starts_with("tokio_postgres") && *meta.level() > tracing::Level::INFO)
+/// SEALSTORE_LOG's directives (default `info`), except that tokio-postgres never logs below
+/// INFO: at DEBUG it writes every statement's bind parameters (tokens, plaintext). Its own
+/// directives are dropped and `tokio_postgres=info` added, so the filter stays static (disabled
+/// call sites cost nothing) and the parameters are never even formatted.
+fn log_filter(setting: Option<&str>) -> EnvFilter {
+    let mut directives: Vec<&str> = setting
+        .unwrap_or("info")
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.starts_with("tokio_postgres"))
+        .collect();
+    if directives.is_empty() {
+        directives.push("info");
+    }
+    directives.push("tokio_postgres=info");
+    EnvFilter::try_new(directives.join(","))
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=info"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::level_filters::LevelFilter;
+
+    #[test]
+    fn tokio_postgres_never_logs_below_info() {
+        for setting in [
+            None,
+            Some("trace"),
+            Some("debug,tokio_postgres=trace"),
+            Some("tokio_postgres::query=debug"),
+            Some("warn"),
+            Some(""),
+        ] {
+            let filter = log_filter(setting).to_string();
+            assert!(
+                filter.contains("tokio_postgres=info"),
+                "{setting:?}: {filter}"
+            );
+            assert!(
+                !filter.contains("tokio_postgres=trace") && !filter.contains("query=debug"),
+                "{setting:?}: {filter}"
+            );
+        }
+        assert_eq!(log_filter(None).max_level_hint(), Some(LevelFilter::INFO));
+        assert_eq!(
+            log_filter(Some("warn")).max_level_hint(),
+            Some(LevelFilter::INFO)
+        );
+    }
 }

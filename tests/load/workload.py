@@ -117,7 +117,7 @@ class Workload:
                     su.execute("SELECT sealstore.act_as_tenant(%s)", (t,))
                     su.execute("SELECT sealstore.create_collection(%s, %s, 'cosine', %s)",
                                (coll, DIMS, encrypted))
-                token = mint(self.hmac, self.kid, 3600, tenant=t, scope="read write")
+                token = mint(self.hmac, self.kid, 86400, tenant=t, scope="read write")
                 self.tenants.append(Tenant(t, key, token, coll, encrypted))
         self.stats = Stats()
 

@@ -49,7 +49,10 @@ pub fn envelope(data: &[u8]) {
     };
     let _ = crypto::parse_header(body);
     for key in &k.data {
-        assert!(crypto::open(key, &TENANT, context, body).is_err(), "forged envelope opened");
+        assert!(
+            crypto::open(key, &TENANT, context, body).is_err(),
+            "forged envelope opened"
+        );
         let mut out = Vec::new();
         let _ = crypto::open_f32_into(key, &TENANT, context, body, &mut out);
         let sealed = crypto::seal(key, &TENANT, context, body).expect("seal");
@@ -58,8 +61,14 @@ pub fn envelope(data: &[u8]) {
         let mut tampered = sealed.clone();
         let at = body.len().wrapping_mul(31) % tampered.len();
         tampered[at] ^= 1 << (body.len() % 8);
-        assert!(crypto::open(key, &TENANT, context, &tampered).is_err(), "tampered envelope opened");
-        assert!(crypto::open(key, &[8; 16], context, &sealed).is_err(), "other tenant opened it");
+        assert!(
+            crypto::open(key, &TENANT, context, &tampered).is_err(),
+            "tampered envelope opened"
+        );
+        assert!(
+            crypto::open(key, &[8; 16], context, &sealed).is_err(),
+            "other tenant opened it"
+        );
     }
     for algorithm in [Algorithm::XChaCha20Poly1305, Algorithm::Aes256Gcm] {
         assert!(crypto::unwrap_key(&k.master, &TENANT, 1, algorithm, body).is_err());
@@ -81,7 +90,11 @@ pub fn vector_text(data: &[u8]) {
     let printed = vector::format(&values);
     let again = vector::parse(&printed).expect("the printed form parses");
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&values), bits(&again), "text round trip changed a value");
+    assert_eq!(
+        bits(&values),
+        bits(&again),
+        "text round trip changed a value"
+    );
     assert_eq!(vector::format(&again), printed);
     let binary = vector::from_binary(&vector::to_binary(&values)).expect("binary round trip");
     assert_eq!(bits(&values), bits(&binary));
@@ -128,7 +141,11 @@ pub fn token(data: &[u8]) {
         let full = auth::verify_jwt(token, &k.hs256, &policy);
         let pre = auth::precheck_unsigned(token, JwtAlgorithm::Hs256, &policy, now);
         if let Ok(identity) = &full {
-            assert!(pre.is_ok(), "precheck refused a valid token: {:?}", pre.err());
+            assert!(
+                pre.is_ok(),
+                "precheck refused a valid token: {:?}",
+                pre.err()
+            );
             assert_eq!(pre.as_ref().ok(), Some(identity));
         }
     }
@@ -172,7 +189,10 @@ mod tests {
                 replayed += 1;
             }
         }
-        assert!(replayed >= 3, "the regression inputs are missing ({replayed})");
+        assert!(
+            replayed >= 3,
+            "the regression inputs are missing ({replayed})"
+        );
     }
 
     #[test]
@@ -190,7 +210,8 @@ mod tests {
         // The newline form yields tokens that full verification accepts, so the precheck
         // property is exercised, not vacuous.
         let header = r#"{"alg":"HS256","kid":"k"}"#;
-        let claims = r#"{"sub":"s","exp":99999999999,"tenant":"00000000-0000-4000-8000-000000000001"}"#;
+        let claims =
+            r#"{"sub":"s","exp":99999999999,"tenant":"00000000-0000-4000-8000-000000000001"}"#;
         let policy = Policy {
             audience: None,
             issuer: None,
