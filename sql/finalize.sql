@@ -299,8 +299,7 @@ GRANT EXECUTE ON FUNCTION
 TO sealstore_app, sealstore_admin;
 
 -- The vector type's functions are pure arithmetic on their arguments, usable by every role that
--- may use the schema (as with pgvector). _sealed_distance is not among them: only search()
--- calls it, as the owner.
+-- may use the schema (as with pgvector).
 GRANT EXECUTE ON FUNCTION
     @extschema@.vector_in(cstring, oid, integer),
     @extschema@.vector_out(@extschema@.vector),

@@ -2,10 +2,10 @@
 //!
 //! Content is always encrypted with the tenant's data key, bound to the document's id. An
 //! embedding is stored as a `vector`, or, in a collection created with `encrypt_embeddings`,
-//! only as an envelope bound to the document's id. Search is exact: the executor scans the
-//! collection's rows (through the `collection_id` index, never the other tenants' rows), the
+//! only as an envelope bound to the document's id. Search is exact: `scan.rs` reads the
+//! collection's rows through the `collection_id` index (never the other tenants' rows), the
 //! distance is computed per row (decrypting in this backend with the cached key when the
-//! embeddings are encrypted), and a bounded top-k sort keeps the k nearest.
+//! embeddings are encrypted), and a bounded top-k keeps the k nearest.
 
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, TenantId};
@@ -15,7 +15,8 @@ use sealstore_core::vector::{self as core_vector, VectorError};
 use crate::context;
 use crate::errors::{self, spi};
 use crate::keycache;
-use crate::owner::{as_owner, as_owner_with, owner_row};
+use crate::owner::{as_owner, owner_row};
+use crate::scan::{self, Column};
 use crate::tenants::new_uuid;
 use crate::vector::{Vector, VectorArg};
 
@@ -270,67 +271,56 @@ fn delete_document(id: pgrx::Uuid) -> bool {
     .unwrap_or(false)
 }
 
-fn metric_code(m: Metric) -> i32 {
-    match m {
-        Metric::L2 => 0,
-        Metric::Cosine => 1,
-        Metric::InnerProduct => 2,
-        Metric::L1 => 3,
-    }
-}
-
 thread_local! {
-    /// Reused for every decrypted embedding of a search, zeroed after each use.
+    /// The decrypted embedding of the row being scored, reused row after row (each row's
+    /// plaintext overwrites the last) and wiped when the search ends, however it ends.
     static PLAIN: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The distance between `query` and an encrypted embedding, decrypted in this backend with the
-/// current tenant's cached key. Internal to `search` (no role may EXECUTE it): a tampered,
-/// swapped or foreign envelope fails authentication (XX001) and stops the search.
-#[pg_extern(stable, parallel_restricted, strict, requires = ["documents_schema"])]
-fn _sealed_distance(sealed: &[u8], id: pgrx::Uuid, query: VectorArg<'_>, metric: i32) -> f64 {
-    let metric = match metric {
-        0 => Metric::L2,
-        1 => Metric::Cosine,
-        2 => Metric::InnerProduct,
-        3 => Metric::L1,
-        _ => errors::raise(errors::invalid_argument("unknown metric")),
-    };
-    let tenant = context::tenant();
-    let header = crypto::parse_header(sealed).unwrap_or_else(|e| crypto_fail(e));
-    let keys = keycache::tenant_keys(&tenant);
-    let mut context = [0u8; EMBEDDING_CONTEXT.len() + 16];
-    context[..EMBEDDING_CONTEXT.len()].copy_from_slice(EMBEDDING_CONTEXT);
-    context[EMBEDDING_CONTEXT.len()..].copy_from_slice(id.as_bytes());
-    PLAIN.with_borrow_mut(|plain| {
-        crypto::open_f32_into(
-            keys.key(header.key_version),
-            &tenant,
-            &context,
-            sealed,
-            plain,
-        )
-        .unwrap_or_else(|e| crypto_fail(e));
-        let result =
-            core_vector::check_same(plain, query.0).map(|()| metric.distance(plain, query.0));
-        zeroize::Zeroize::zeroize(plain);
-        result.unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)))
-    })
+/// Wipes [`PLAIN`] when dropped: at the end of a search, and while unwinding from an error.
+struct WipePlain;
+
+impl Drop for WipePlain {
+    fn drop(&mut self) {
+        PLAIN.with_borrow_mut(zeroize::Zeroize::zeroize);
+    }
 }
 
-/// Planner settings for the search query: the collection's rows only, through its index, in
-/// index (= heap) order (a sequential scan would read, and take time proportional to, every
-/// tenant's rows; a bitmap would first collect every row id), and no JIT compilation in the
-/// middle of a request.
-const SEARCH_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
-    (c"enable_seqscan", c"off"),
-    (c"enable_bitmapscan", c"off"),
-    (c"jit", c"off"),
-];
+/// A stored vector's elements from its bytes after the varlena header (dims, unused, f32s),
+/// borrowed when they are f32-aligned (a value in the row is), copied into `scratch` otherwise.
+fn stored_vector<'a>(bytes: &'a [u8], scratch: &'a mut Vec<f32>) -> &'a [f32] {
+    let damaged = || -> ! {
+        errors::raise(errors::plain(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            "stored vector value is damaged",
+        ))
+    };
+    let Some((head, body)) = bytes.split_first_chunk::<4>() else {
+        damaged()
+    };
+    let dims = usize::try_from(i16::from_ne_bytes([head[0], head[1]])).unwrap_or(0);
+    if dims == 0 || body.len() != 4 * dims {
+        damaged();
+    }
+    match bytemuck::try_cast_slice::<u8, f32>(body) {
+        Ok(v) => v,
+        Err(_) => {
+            scratch.clear();
+            scratch.extend(
+                body.chunks_exact(4)
+                    .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
+            );
+            scratch
+        }
+    }
+}
 
 /// The `k` documents of the current tenant's collection nearest to `query` by the collection's
 /// metric, nearest first (ties by id), optionally only those whose metadata contains `filter`
-/// (jsonb `@>`). Exact: every document of the collection that passes the filter is scored.
+/// (jsonb `@>`). Exact: every document of the collection that passes the filter is scored, by
+/// a scan of the collection's rows and nothing else (see `scan.rs`). With encrypted embeddings
+/// each row is decrypted in this backend with the cached key; a tampered, swapped or foreign
+/// envelope fails authentication (XX001) and stops the search.
 #[pg_extern(stable, parallel_restricted, requires = ["documents_schema"])]
 fn search(
     collection: Option<&str>,
@@ -362,52 +352,80 @@ fn search(
     if let Some(f) = &filter {
         require_object(&f.0, "filter must be a JSON object");
     }
-    let distance = if coll.encrypted {
-        format!(
-            "sealstore._sealed_distance(sealed_embedding, id, $1, {})",
-            metric_code(coll.metric)
+    let filter = filter.map(|f| {
+        f.into_datum().unwrap_or_else(|| {
+            errors::raise(errors::invalid_argument("filter must be a JSON object"))
+        })
+    });
+    let query = query.0;
+    let metric = coll.metric;
+    let k = usize::try_from(k).expect("k is from 1 to 1000");
+    let collection_id = *coll.id.as_bytes();
+    let hits = if coll.encrypted {
+        let keys = keycache::tenant_keys(&tenant);
+        let mut context = [0u8; EMBEDDING_CONTEXT.len() + 16];
+        context[..EMBEDDING_CONTEXT.len()].copy_from_slice(EMBEDDING_CONTEXT);
+        let _wipe = WipePlain;
+        scan::top_k(
+            &tenant,
+            &collection_id,
+            Column::SealedEmbedding,
+            filter,
+            k,
+            |row| {
+                let sealed = row.value.bytes;
+                let header = crypto::parse_header(sealed).unwrap_or_else(|e| crypto_fail(e));
+                context[EMBEDDING_CONTEXT.len()..].copy_from_slice(row.id);
+                PLAIN.with_borrow_mut(|plain| {
+                    crypto::open_f32_into(
+                        keys.key(header.key_version),
+                        &tenant,
+                        &context,
+                        sealed,
+                        plain,
+                    )
+                    .unwrap_or_else(|e| crypto_fail(e));
+                    core_vector::check_same(plain, query)
+                        .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
+                    metric.distance(plain, query)
+                })
+            },
         )
     } else {
-        let op = match coll.metric {
-            Metric::L2 => "<->",
-            Metric::Cosine => "<=>",
-            Metric::InnerProduct => "<#>",
-            Metric::L1 => "<+>",
-        };
-        format!("embedding OPERATOR(sealstore.{op}) $1")
+        let mut scratch = Vec::new();
+        scan::top_k(
+            &tenant,
+            &collection_id,
+            Column::Embedding,
+            filter,
+            k,
+            |row| {
+                let stored = stored_vector(row.value.bytes, &mut scratch);
+                core_vector::check_same(stored, query)
+                    .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
+                metric.distance(stored, query)
+            },
+        )
     };
-    // Only fixed text is formatted in: the metric's operator or code.
-    let sql = format!(
-        "SELECT id, {distance} AS distance, metadata FROM sealstore.documents \
-         WHERE collection_id = $2 AND tenant_id = $3 AND ($4::jsonb IS NULL OR metadata @> $4) \
-         ORDER BY distance, id LIMIT $5"
-    );
-    let rows = spi(as_owner_with(SEARCH_SETTINGS, || {
-        Spi::connect(|client| {
-            let rows = client.select(
-                &sql,
-                None,
-                &[
-                    Vector(query.0.to_vec()).into(),
-                    coll.id.into(),
-                    pgrx::Uuid::from_bytes(tenant).into(),
-                    filter.into(),
-                    i64::from(k).into(),
-                ],
-            )?;
-            let mut out = Vec::with_capacity(k as usize);
-            for row in rows {
-                if let (Some(id), Some(d), Some(m)) = (
-                    row.get::<pgrx::Uuid>(1)?,
-                    row.get::<f64>(2)?,
-                    row.get::<pgrx::JsonB>(3)?,
-                ) {
-                    out.push((id, d as f32, m));
-                }
-            }
-            Ok::<_, pgrx::spi::Error>(out)
+    let rows: Vec<_> = hits
+        .into_iter()
+        .map(|hit| {
+            // SAFETY: the datum is a detoasted jsonb copy made by the scan in this call's
+            // memory context.
+            let metadata =
+                unsafe { pgrx::JsonB::from_datum(hit.metadata, false) }.unwrap_or_else(|| {
+                    errors::raise(errors::plain(
+                        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                        "a documents row is damaged",
+                    ))
+                });
+            (
+                pgrx::Uuid::from_bytes(hit.rank.id),
+                hit.rank.distance as f32,
+                metadata,
+            )
         })
-    }));
+        .collect();
     TableIterator::new(rows)
 }
 

@@ -15,6 +15,7 @@ mod keycache;
 mod master_key;
 mod master_rotation;
 mod owner;
+mod scan;
 mod secrets;
 mod tenants;
 mod vector;

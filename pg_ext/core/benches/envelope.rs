@@ -1,6 +1,8 @@
 //! Bare-crate reference for the encryption benchmark (`.ci/sealstore bench`): AEAD encryption
-//! straight through `aes-gcm` / `chacha20poly1305`, and Sealstore's envelope (`seal`/`open`,
-//! which adds the header, a random nonce from the OS and one allocation).
+//! straight through the crates Sealstore runs, `ring` (AES-256-GCM) and `chacha20poly1305`,
+//! and Sealstore's envelope (`seal`/`open`, which adds the header, a random nonce from the OS
+//! and one allocation). `aes-gcm` 0.11 is measured too (op `rustcrypto_encrypt`), for the
+//! record of why AES-256-GCM runs on ring.
 //! Prints one JSON object per line: {"algorithm", "size", "op", "ns"} with ns the median of
 //! 11 samples. A measurement harness only: run with `cargo bench -p sealstore-core`.
 
@@ -69,12 +71,31 @@ fn main() {
                 );
             }),
         );
-        let aes = Aes256Gcm::new((&key).into());
         let nonce12 = [3u8; 12];
+        let ring_key = ring::aead::LessSafeKey::new(
+            ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &key).unwrap(),
+        );
         report(
             Algorithm::Aes256Gcm,
             size,
             "bare_encrypt",
+            median_ns(|| {
+                let _tag = black_box(
+                    ring_key
+                        .seal_in_place_separate_tag(
+                            ring::aead::Nonce::assume_unique_for_key(nonce12),
+                            ring::aead::Aad::empty(),
+                            buf.as_mut_slice(),
+                        )
+                        .unwrap(),
+                );
+            }),
+        );
+        let aes = Aes256Gcm::new((&key).into());
+        report(
+            Algorithm::Aes256Gcm,
+            size,
+            "rustcrypto_encrypt",
             median_ns(|| {
                 black_box(
                     aes.encrypt_inout_detached((&nonce12).into(), b"", buf.as_mut_slice().into())

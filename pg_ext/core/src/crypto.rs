@@ -10,8 +10,15 @@
 //! Nonces are random, from the operating system (`getrandom`) on every call. A user-space
 //! generator would be cheaper, but PostgreSQL forks every backend from the postmaster: a
 //! generator state copied into each backend would repeat nonces across backends.
+//!
+//! AES-256-GCM runs on `ring` (BoringSSL's stitched AES-GCM: VAES and VPCLMULQDQ over 256-bit
+//! registers where the CPU has them), about three times the speed of `aes-gcm` 0.11 here, which
+//! computes GHASH and the CTR keystream in two passes. XChaCha20-Poly1305 runs on
+//! `chacha20poly1305` (ring has no extended-nonce ChaCha). The tests check the two AES-GCM
+//! implementations against each other and both against Wycheproof.
 
-use aes_gcm::Aes256Gcm;
+use std::mem::ManuallyDrop;
+
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::XChaCha20Poly1305;
 use hkdf::Hkdf;
@@ -104,7 +111,60 @@ pub enum CryptoError {
 
 enum Cipher {
     XChaCha(Box<XChaCha20Poly1305>),
-    Aes(Box<Aes256Gcm>),
+    Aes(Box<RingAes>),
+}
+
+/// ring's AES-256-GCM key (the expanded AES key schedule and the GHASH table), wiped when it is
+/// dropped: ring does not zeroize on drop, the `chacha20poly1305` crate does.
+struct RingAes(ManuallyDrop<ring::aead::LessSafeKey>);
+
+impl RingAes {
+    fn new(key: &[u8; KEY_LEN]) -> Self {
+        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key)
+            .expect("AES-256-GCM takes a 32-byte key");
+        Self(ManuallyDrop::new(ring::aead::LessSafeKey::new(unbound)))
+    }
+
+    fn nonce(nonce: &[u8]) -> Result<ring::aead::Nonce, CryptoError> {
+        ring::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Truncated)
+    }
+
+    fn seal(&self, nonce: &[u8], ad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(Self::nonce(nonce)?, ring::aead::Aad::from(ad), buf)
+            .map_err(|_| CryptoError::TooLarge)?;
+        tag.as_ref().try_into().map_err(|_| CryptoError::TooLarge)
+    }
+
+    /// Decrypts `buf` in place. On failure ring has already overwritten `buf` with zeros.
+    fn open(&self, nonce: &[u8], ad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<(), CryptoError> {
+        let tag = ring::aead::Tag::try_from(tag).map_err(|_| CryptoError::Truncated)?;
+        self.0
+            .open_in_place_separate_tag(
+                Self::nonce(nonce)?,
+                ring::aead::Aad::from(ad),
+                tag,
+                buf,
+                0..,
+            )
+            .map(|_| ())
+            .map_err(|_| CryptoError::Authentication)
+    }
+}
+
+impl Drop for RingAes {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: the key is dropped exactly once, here, and never used again. LessSafeKey is
+        // plain data (an AES key schedule, a GHASH table and a `&'static` algorithm; no heap
+        // pointers), so after its drop its bytes are ours to overwrite, and zeros are written
+        // only to memory this struct owns.
+        unsafe {
+            ManuallyDrop::drop(&mut self.0);
+            zeroize::zeroize_flat_type(&raw mut self.0);
+        }
+    }
 }
 
 /// One version of a tenant's data key, ready to use: the AEAD instance (zeroized on drop by the
@@ -140,7 +200,7 @@ impl DataKey {
             Algorithm::XChaCha20Poly1305 => {
                 Cipher::XChaCha(Box::new(XChaCha20Poly1305::new(key.into())))
             }
-            Algorithm::Aes256Gcm => Cipher::Aes(Box::new(Aes256Gcm::new(key.into()))),
+            Algorithm::Aes256Gcm => Cipher::Aes(Box::new(RingAes::new(key))),
         };
         let mut blind_key = Zeroizing::new([0u8; KEY_LEN]);
         Hkdf::<Sha256>::new(None, key)
@@ -175,7 +235,7 @@ impl DataKey {
     ) -> Result<[u8; TAG_LEN], CryptoError> {
         match &self.cipher {
             Cipher::XChaCha(c) => seal_with(c.as_ref(), nonce, ad, buf),
-            Cipher::Aes(c) => seal_with(c.as_ref(), nonce, ad, buf),
+            Cipher::Aes(c) => c.seal(nonce, ad, buf),
         }
     }
 
@@ -188,7 +248,7 @@ impl DataKey {
     ) -> Result<(), CryptoError> {
         match &self.cipher {
             Cipher::XChaCha(c) => open_with(c.as_ref(), nonce, ad, buf, tag),
-            Cipher::Aes(c) => open_with(c.as_ref(), nonce, ad, buf, tag),
+            Cipher::Aes(c) => c.open(nonce, ad, buf, tag),
         }
     }
 
@@ -402,8 +462,13 @@ pub fn open_f32_into(
     if parts.ciphertext.len() % 4 != 0 {
         return Err(CryptoError::Truncated);
     }
-    out.clear();
-    out.resize(parts.ciphertext.len() / 4, 0.0);
+    // Row after row of a search has the same length: the buffer is then overwritten as it is,
+    // with no zero fill first.
+    let len = parts.ciphertext.len() / 4;
+    if out.len() != len {
+        out.clear();
+        out.resize(len, 0.0);
+    }
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(out.as_mut_slice());
     bytes.copy_from_slice(parts.ciphertext);
     if let Err(e) = parts.open_in_place(key, tenant, context, bytes) {

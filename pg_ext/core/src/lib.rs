@@ -9,6 +9,7 @@ pub mod distance;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod master_key;
+pub mod topk;
 pub mod vector;
 
 pub use master_key::{MasterKey, MasterKeyError, MasterKeySource};
