@@ -1,6 +1,12 @@
 //! Column encryption for the current tenant: encrypt, decrypt, reencrypt, blind_index.
 //! Envelope and associated data are defined in `sealstore_core::crypto`.
 
+use pgrx::callconv::{BoxRet, FcInfo};
+use pgrx::datum::Datum;
+use pgrx::pg_sys;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, CryptoError};
 
@@ -33,21 +39,87 @@ pub fn open_for_current(ciphertext: &[u8], context: &str) -> Vec<u8> {
     std::mem::take(&mut *plain)
 }
 
+/// A bytea built in palloc'd memory: `encrypt` seals and `decrypt` opens straight into it, so
+/// the result is written once (a `Vec<u8>` return would be copied again into a bytea).
+pub struct Bytea(pg_sys::Datum);
+
+// SAFETY: maps to the built-in bytea, which the datum is.
+unsafe impl SqlTranslatable for Bytea {
+    const TYPE_IDENT: &'static str = "sealstore::encryption::Bytea";
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("bytea"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("bytea")));
+}
+
+// SAFETY: returns the bytea datum built by `sealed_bytea`.
+unsafe impl BoxRet for Bytea {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        // SAFETY: a valid bytea datum in the function's memory context.
+        unsafe { fcinfo.return_raw_datum(self.0) }
+    }
+}
+
+/// Seals `plaintext` for the current tenant into a new bytea.
+fn sealed_bytea(plaintext: &[u8], context: &str) -> Bytea {
+    let tenant = context::tenant();
+    let keys = keycache::tenant_keys(&tenant);
+    let key = keys.active_key();
+    let (ptr, body) = new_bytea(crypto::sealed_len(key.algorithm(), plaintext.len()));
+    if let Err(e) = crypto::seal_into(key, &tenant, context.as_bytes(), plaintext, body) {
+        // SAFETY: the bytea allocated just above, not handed out.
+        unsafe { pg_sys::pfree(ptr.cast()) };
+        fail(e);
+    }
+    Bytea(pg_sys::Datum::from(ptr))
+}
+
+/// A new bytea of `len` bytes in the current memory context: its pointer, and its body for
+/// the caller to fill completely before the datum is used.
+fn new_bytea<'a>(len: usize) -> (*mut u8, &'a mut [u8]) {
+    let total = i32::try_from(len + pg_sys::VARHDRSZ)
+        .ok()
+        .filter(|t| *t <= 0x3fff_ffff)
+        .unwrap_or_else(|| fail(CryptoError::TooLarge));
+    // SAFETY: a fresh palloc of the whole bytea (at most MaxAllocSize, checked above), its
+    // header set, its body handed out as a slice of exactly `len` bytes that lives as long as
+    // the memory context (the call).
+    unsafe {
+        let ptr = pg_sys::palloc(total as usize).cast::<u8>();
+        pgrx::set_varsize_4b(ptr.cast(), total);
+        (
+            ptr,
+            std::slice::from_raw_parts_mut(ptr.add(pg_sys::VARHDRSZ), len),
+        )
+    }
+}
+
 /// Encrypts a value for the current tenant, bound to `context` (for example table, column
 /// and row id): decrypting needs the same tenant and the same context.
 #[pg_extern(volatile, parallel_restricted, strict)]
-fn encrypt(plaintext: &[u8], context: default!(&str, "''")) -> Vec<u8> {
-    seal_for_current(plaintext, context)
+fn encrypt(plaintext: &[u8], context: default!(&str, "''")) -> Bytea {
+    sealed_bytea(plaintext, context)
 }
 
 #[pg_extern(stable, parallel_restricted, strict)]
-fn decrypt(ciphertext: &[u8], context: default!(&str, "''")) -> Vec<u8> {
-    open_for_current(ciphertext, context)
+fn decrypt(ciphertext: &[u8], context: default!(&str, "''")) -> Bytea {
+    let tenant = context::tenant();
+    let header = crypto::parse_header(ciphertext).unwrap_or_else(|e| fail(e));
+    let keys = keycache::tenant_keys(&tenant);
+    let len = crypto::opened_len(ciphertext).unwrap_or_else(|e| fail(e));
+    let (ptr, body) = new_bytea(len);
+    let key = keys.key(header.key_version);
+    if let Err(e) = crypto::open_into(key, &tenant, context.as_bytes(), ciphertext, body) {
+        // SAFETY: the bytea allocated just above, not handed out.
+        unsafe { pg_sys::pfree(ptr.cast()) };
+        fail(e);
+    }
+    Bytea(pg_sys::Datum::from(ptr))
 }
 
 #[pg_extern(volatile, parallel_restricted, strict)]
-fn encrypt_text(plaintext: &str, context: default!(&str, "''")) -> Vec<u8> {
-    seal_for_current(plaintext.as_bytes(), context)
+fn encrypt_text(plaintext: &str, context: default!(&str, "''")) -> Bytea {
+    sealed_bytea(plaintext.as_bytes(), context)
 }
 
 #[pg_extern(stable, parallel_restricted, strict)]

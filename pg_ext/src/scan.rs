@@ -231,11 +231,11 @@ pub fn top_k(
                     continue;
                 }
             }
-            let bytes = varlena_bytes(value, &mut copied);
-            prefetch(bytes);
             let row = Row {
                 id,
-                value: Value { bytes },
+                value: Value {
+                    bytes: varlena_bytes(value, &mut copied),
+                },
             };
             let distance = score(&row);
             pg_sys::MemoryContextSwitchTo(old);
@@ -283,22 +283,4 @@ unsafe fn deform_to(slot: *mut pg_sys::TupleTableSlot, att: i16) {
             pg_sys::slot_getsomeattrs_int(slot, i32::from(att));
         }
     }
-}
-
-/// Asks the CPU to start loading every cache line of `bytes` at once. A value is read front to
-/// back by the kernel; without this, its 48 lines (a 768-dimension vector) arrive one miss
-/// after another until the hardware prefetcher catches on, and each row starts cold.
-#[inline]
-fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        for line in bytes.chunks(64) {
-            // SAFETY: a prefetch is a hint; it never faults and changes no state, and the
-            // address is inside a live slice.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
 }

@@ -132,12 +132,21 @@ def main():
          kib["pgcrypto_encrypt_aes"] / kib["aes-256-gcm_encrypt"], 1),
         ("16 KiB encrypt, in-DB ≥ 0.5× bare crate (xchacha20-poly1305)",
          bare[("xchacha20-poly1305", 16384, "bare_encrypt")] / results[16384]["xchacha20-poly1305_encrypt"], 0.5),
-        ("16 KiB encrypt, in-DB ≥ 0.5× bare crate (aes-256-gcm)",
+        ("16 KiB encrypt, in-DB ≥ 0.5× bare crate (aes-256-gcm, on ring)",
          bare[("aes-256-gcm", 16384, "bare_encrypt")] / results[16384]["aes-256-gcm_encrypt"], 0.5),
     ]
+    # The issue named aes-gcm 0.11 as the AES crate; Sealstore runs ring, about 3x faster alone,
+    # so the ratio above compares against a faster reference. For the record, the in-database
+    # figure against aes-gcm 0.11 alone (not a target):
+    rc = bare.get(("aes-256-gcm", 16384, "rustcrypto_encrypt"))
     lines += ["", "## Targets", "", "| target | measured | |", "|---|---:|---|"]
     for name, value, goal in targets:
         lines.append(f"| {name} | {value:.2f}× | {'met' if value >= goal else 'MISSED'} |")
+    if rc:
+        lines += ["", f"For the record (not a target): in-database AES-256-GCM encryption of 16 KiB"
+                      f" runs at {rc / results[16384]['aes-256-gcm_encrypt']:.2f}× the speed of `aes-gcm` 0.11"
+                      f" alone ({rc:.2f} µs), the crate the issue named; Sealstore runs `ring`, which is"
+                      f" {rc / bare[('aes-256-gcm', 16384, 'bare_encrypt')]:.1f}× faster than `aes-gcm` alone here."]
     open(out, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
     figs = []

@@ -371,6 +371,11 @@ fn associated_data(header: &[u8], tenant: &TenantId, context: &[u8]) -> Vec<u8> 
     ad
 }
 
+/// The length of the envelope [`seal`] makes of `plaintext_len` bytes under `algorithm`.
+pub fn sealed_len(algorithm: Algorithm, plaintext_len: usize) -> usize {
+    HEADER_LEN + algorithm.nonce_len() + plaintext_len + TAG_LEN
+}
+
 /// Encrypts `plaintext` for `tenant` and `context` under `key`, in one allocation.
 pub fn seal(
     key: &DataKey,
@@ -378,20 +383,44 @@ pub fn seal(
     context: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    let nonce_len = key.algorithm.nonce_len();
-    let body = HEADER_LEN + nonce_len;
-    let mut out = Vec::with_capacity(body + plaintext.len() + TAG_LEN);
-    out.push(FORMAT_V1);
-    out.push(key.algorithm.id());
-    out.extend_from_slice(&key.version.to_be_bytes());
-    out.resize(body, 0);
-    getrandom::fill(&mut out[HEADER_LEN..body]).map_err(|_| CryptoError::Random)?;
-    out.extend_from_slice(plaintext);
-    let ad = associated_data(&out[..HEADER_LEN], tenant, context);
-    let (head, msg) = out.split_at_mut(body);
-    let tag = key.seal_in_place(&head[HEADER_LEN..], &ad, msg)?;
-    out.extend_from_slice(&tag);
+    let mut out = vec![0u8; sealed_len(key.algorithm, plaintext.len())];
+    seal_into(key, tenant, context, plaintext, &mut out)?;
     Ok(out)
+}
+
+/// As [`seal`], into `out`, a buffer the caller owns (the extension builds a bytea in place),
+/// which must be exactly [`sealed_len`] long. On error `out` holds no plaintext.
+pub fn seal_into(
+    key: &DataKey,
+    tenant: &TenantId,
+    context: &[u8],
+    plaintext: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    assert_eq!(
+        out.len(),
+        sealed_len(key.algorithm, plaintext.len()),
+        "seal_into needs a buffer of exactly sealed_len bytes"
+    );
+    let body = HEADER_LEN + key.algorithm.nonce_len();
+    out[0] = FORMAT_V1;
+    out[1] = key.algorithm.id();
+    out[2..HEADER_LEN].copy_from_slice(&key.version.to_be_bytes());
+    getrandom::fill(&mut out[HEADER_LEN..body]).map_err(|_| CryptoError::Random)?;
+    let (head, rest) = out.split_at_mut(body);
+    let (msg, tag_out) = rest.split_at_mut(plaintext.len());
+    msg.copy_from_slice(plaintext);
+    let ad = associated_data(&head[..HEADER_LEN], tenant, context);
+    match key.seal_in_place(&head[HEADER_LEN..], &ad, msg) {
+        Ok(tag) => {
+            tag_out.copy_from_slice(&tag);
+            Ok(())
+        }
+        Err(e) => {
+            msg.zeroize();
+            Err(e)
+        }
+    }
 }
 
 /// Decrypts an envelope made by [`seal`] with the same key, tenant and context. The caller
@@ -406,6 +435,34 @@ pub fn open(
     let mut plaintext = Zeroizing::new(parts.ciphertext.to_vec());
     parts.open_in_place(key, tenant, context, &mut plaintext)?;
     Ok(plaintext)
+}
+
+/// The length of the plaintext in `envelope`, after checking its header and length (no key
+/// needed, nothing authenticated yet).
+pub fn opened_len(envelope: &[u8]) -> Result<usize, CryptoError> {
+    let header = parse_header(envelope)?;
+    Ok(envelope.len() - HEADER_LEN - header.algorithm.nonce_len() - TAG_LEN)
+}
+
+/// As [`open`], into `out`, a buffer the caller owns (the extension builds a bytea in place),
+/// which must be exactly [`opened_len`] long. On error `out` is all zeros.
+pub fn open_into(
+    key: &DataKey,
+    tenant: &TenantId,
+    context: &[u8],
+    envelope: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    let parts = Parts::of(key, envelope)?;
+    assert_eq!(
+        out.len(),
+        parts.ciphertext.len(),
+        "open_into needs a buffer of exactly opened_len bytes"
+    );
+    out.copy_from_slice(parts.ciphertext);
+    parts
+        .open_in_place(key, tenant, context, out)
+        .inspect_err(|_| out.zeroize())
 }
 
 /// An envelope checked against the key that is to open it, split into its parts.

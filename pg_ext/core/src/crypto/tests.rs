@@ -423,3 +423,51 @@ fn f32_envelopes_open_in_place_and_keep_their_bindings() {
         );
     }
 }
+
+#[test]
+fn seal_into_a_callers_buffer_matches_sealed_len_and_opens() {
+    let t = tenant();
+    for alg in ALGS {
+        let k = key(alg, 3);
+        for len in [0usize, 1, 15, 16, 17, 1000, 16 * 1024] {
+            let pt: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            assert_eq!(seal(&k, &t, b"c", &pt).unwrap().len(), sealed_len(alg, len));
+            let mut buf = vec![0xeeu8; sealed_len(alg, len)];
+            seal_into(&k, &t, b"c", &pt, &mut buf).unwrap();
+            assert_eq!(&*open(&k, &t, b"c", &buf).unwrap(), pt.as_slice());
+            assert_eq!(parse_header(&buf).unwrap().key_version, 3);
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "exactly sealed_len")]
+fn seal_into_refuses_a_buffer_of_the_wrong_length() {
+    let k = key(Algorithm::Aes256Gcm, 1);
+    let mut buf = vec![0u8; sealed_len(Algorithm::Aes256Gcm, 4) + 1];
+    let _ = seal_into(&k, &tenant(), b"c", b"four", &mut buf);
+}
+
+#[test]
+fn open_into_a_callers_buffer_opens_and_fails_closed() {
+    let t = tenant();
+    for alg in ALGS {
+        let k = key(alg, 1);
+        for len in [0usize, 1, 17, 16 * 1024] {
+            let pt: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
+            let env = seal(&k, &t, b"c", &pt).unwrap();
+            assert_eq!(opened_len(&env).unwrap(), len);
+            let mut out = vec![0x55u8; len];
+            open_into(&k, &t, b"c", &env, &mut out).unwrap();
+            assert_eq!(out, pt);
+            // Wrong context: refused, and the buffer holds zeros, not plaintext.
+            let mut out = vec![0x55u8; len];
+            assert_eq!(
+                open_into(&k, &t, b"d", &env, &mut out),
+                Err(CryptoError::Authentication)
+            );
+            assert!(out.iter().all(|&b| b == 0));
+        }
+    }
+    assert_eq!(opened_len(b"\x01\x02"), Err(CryptoError::Truncated));
+}
