@@ -271,43 +271,17 @@ fn delete_document(id: pgrx::Uuid) -> bool {
     .unwrap_or(false)
 }
 
-thread_local! {
-    /// The decrypted embedding of the row being scored, reused row after row (each row's
-    /// plaintext overwrites the last) and wiped when the search ends, however it ends.
-    static PLAIN: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Wipes [`PLAIN`] when dropped: at the end of a search, and while unwinding from an error.
-struct WipePlain;
-
-impl Drop for WipePlain {
-    fn drop(&mut self) {
-        PLAIN.with_borrow_mut(zeroize::Zeroize::zeroize);
-    }
-}
-
 /// A stored vector's elements from its bytes after the varlena header (dims, unused, f32s),
 /// borrowed when they are f32-aligned (a value in the row is), copied into `scratch` otherwise.
-fn stored_vector<'a>(bytes: &'a [u8], scratch: &'a mut Vec<f32>) -> &'a [f32] {
-    let damaged = || -> ! {
-        errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            "stored vector value is damaged",
-        ))
-    };
-    let Some((head, body)) = bytes.split_first_chunk::<4>() else {
-        damaged()
-    };
-    let dims = usize::try_from(i16::from_ne_bytes([head[0], head[1]])).unwrap_or(0);
-    if dims == 0 || body.len() != 4 * dims {
-        damaged();
-    }
-    match bytemuck::try_cast_slice::<u8, f32>(body) {
+fn stored_vector<'a>(body: &'a [u8], scratch: &'a mut Vec<f32>) -> &'a [f32] {
+    let elements = &body[body.len() - 4 * crate::vector::stored_dims(body)..];
+    match bytemuck::try_cast_slice::<u8, f32>(elements) {
         Ok(v) => v,
         Err(_) => {
             scratch.clear();
             scratch.extend(
-                body.chunks_exact(4)
+                elements
+                    .chunks_exact(4)
                     .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
             );
             scratch
@@ -349,13 +323,9 @@ fn search(
     if !(1..=MAX_K).contains(&k) {
         errors::raise(errors::invalid_argument("k must be from 1 to 1000"));
     }
-    if let Some(f) = &filter {
-        require_object(&f.0, "filter must be a JSON object");
-    }
     let filter = filter.map(|f| {
-        f.into_datum().unwrap_or_else(|| {
-            errors::raise(errors::invalid_argument("filter must be a JSON object"))
-        })
+        require_object(&f.0, "filter must be a JSON object");
+        f.into_datum().expect("a jsonb value is a datum")
     });
     let query = query.0;
     let metric = coll.metric;
@@ -363,9 +333,11 @@ fn search(
     let collection_id = *coll.id.as_bytes();
     let hits = if coll.encrypted {
         let keys = keycache::tenant_keys(&tenant);
-        let mut context = [0u8; EMBEDDING_CONTEXT.len() + 16];
-        context[..EMBEDDING_CONTEXT.len()].copy_from_slice(EMBEDDING_CONTEXT);
-        let _wipe = WipePlain;
+        // Each row's id is written into the context's tail before its envelope is opened.
+        let mut context = bound_context(EMBEDDING_CONTEXT, &[0; 16]);
+        // The decrypted embedding of the row being scored: each row's plaintext overwrites the
+        // last, and the buffer is wiped when it is dropped, also when an error unwinds.
+        let mut plain = zeroize::Zeroizing::new(Vec::<f32>::new());
         scan::top_k(
             &tenant,
             &collection_id,
@@ -373,22 +345,20 @@ fn search(
             filter,
             k,
             |row| {
-                let sealed = row.value.bytes;
+                let sealed = row.bytes;
                 let header = crypto::parse_header(sealed).unwrap_or_else(|e| crypto_fail(e));
                 context[EMBEDDING_CONTEXT.len()..].copy_from_slice(row.id);
-                PLAIN.with_borrow_mut(|plain| {
-                    crypto::open_f32_into(
-                        keys.key(header.key_version),
-                        &tenant,
-                        &context,
-                        sealed,
-                        plain,
-                    )
-                    .unwrap_or_else(|e| crypto_fail(e));
-                    core_vector::check_same(plain, query)
-                        .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
-                    metric.distance(plain, query)
-                })
+                crypto::open_f32_into(
+                    keys.key(header.key_version),
+                    &tenant,
+                    &context,
+                    sealed,
+                    &mut plain,
+                )
+                .unwrap_or_else(|e| crypto_fail(e));
+                core_vector::check_same(&plain, query)
+                    .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
+                metric.distance(&plain, query)
             },
         )
     } else {
@@ -400,7 +370,7 @@ fn search(
             filter,
             k,
             |row| {
-                let stored = stored_vector(row.value.bytes, &mut scratch);
+                let stored = stored_vector(row.bytes, &mut scratch);
                 core_vector::check_same(stored, query)
                     .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
                 metric.distance(stored, query)

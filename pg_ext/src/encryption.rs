@@ -1,6 +1,8 @@
 //! Column encryption for the current tenant: encrypt, decrypt, reencrypt, blind_index.
 //! Envelope and associated data are defined in `sealstore_core::crypto`.
 
+use std::rc::Rc;
+
 use pgrx::callconv::{BoxRet, FcInfo};
 use pgrx::datum::Datum;
 use pgrx::pg_sys;
@@ -8,11 +10,11 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
 use pgrx::prelude::*;
-use sealstore_core::crypto::{self, CryptoError};
+use sealstore_core::crypto::{self, CryptoError, TenantId};
 
 use crate::context;
 use crate::errors;
-use crate::keycache;
+use crate::keycache::{self, TenantKeys};
 
 fn fail(e: CryptoError) -> ! {
     errors::raise(errors::crypto(&e))
@@ -25,17 +27,18 @@ pub fn seal_for_current(plaintext: &[u8], context: &str) -> Vec<u8> {
         .unwrap_or_else(|e| fail(e))
 }
 
-pub fn open_for_current(ciphertext: &[u8], context: &str) -> Vec<u8> {
+/// The current tenant, its keys, and the key version `ciphertext` names (its header checked):
+/// what every decrypting function starts with.
+fn opening_keys(ciphertext: &[u8]) -> (TenantId, Rc<TenantKeys>, u32) {
     let tenant = context::tenant();
     let header = crypto::parse_header(ciphertext).unwrap_or_else(|e| fail(e));
-    let keys = keycache::tenant_keys(&tenant);
-    let mut plain = crypto::open(
-        keys.key(header.key_version),
-        &tenant,
-        context.as_bytes(),
-        ciphertext,
-    )
-    .unwrap_or_else(|e| fail(e));
+    (tenant, keycache::tenant_keys(&tenant), header.key_version)
+}
+
+pub fn open_for_current(ciphertext: &[u8], context: &str) -> Vec<u8> {
+    let (tenant, keys, version) = opening_keys(ciphertext);
+    let mut plain = crypto::open(keys.key(version), &tenant, context.as_bytes(), ciphertext)
+        .unwrap_or_else(|e| fail(e));
     std::mem::take(&mut *plain)
 }
 
@@ -52,7 +55,7 @@ unsafe impl SqlTranslatable for Bytea {
         Ok(ReturnsRef::One(SqlMappingRef::literal("bytea")));
 }
 
-// SAFETY: returns the bytea datum built by `sealed_bytea`.
+// SAFETY: returns the bytea datum built by `filled_bytea`.
 unsafe impl BoxRet for Bytea {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
         // SAFETY: a valid bytea datum in the function's memory context.
@@ -65,32 +68,31 @@ fn sealed_bytea(plaintext: &[u8], context: &str) -> Bytea {
     let tenant = context::tenant();
     let keys = keycache::tenant_keys(&tenant);
     let key = keys.active_key();
-    let (ptr, body) = new_bytea(crypto::sealed_len(key.algorithm(), plaintext.len()));
-    if let Err(e) = crypto::seal_into(key, &tenant, context.as_bytes(), plaintext, body) {
-        // SAFETY: the bytea allocated just above, not handed out.
-        unsafe { pg_sys::pfree(ptr.cast()) };
-        fail(e);
-    }
-    Bytea(pg_sys::Datum::from(ptr))
+    filled_bytea(
+        crypto::sealed_len(key.algorithm(), plaintext.len()),
+        |body| crypto::seal_into(key, &tenant, context.as_bytes(), plaintext, body),
+    )
 }
 
-/// A new bytea of `len` bytes in the current memory context: its pointer, and its body for
-/// the caller to fill completely before the datum is used.
-fn new_bytea<'a>(len: usize) -> (*mut u8, &'a mut [u8]) {
+/// A new bytea of `len` bytes in the current memory context, its body filled completely by
+/// `fill`; if `fill` fails, the bytea is freed and the error raised.
+fn filled_bytea(len: usize, fill: impl FnOnce(&mut [u8]) -> Result<(), CryptoError>) -> Bytea {
     let total = i32::try_from(len + pg_sys::VARHDRSZ)
         .ok()
         .filter(|t| *t <= 0x3fff_ffff)
         .unwrap_or_else(|| fail(CryptoError::TooLarge));
     // SAFETY: a fresh palloc of the whole bytea (at most MaxAllocSize, checked above), its
-    // header set, its body handed out as a slice of exactly `len` bytes that lives as long as
-    // the memory context (the call).
+    // header set, its body handed to `fill` as a slice of exactly `len` bytes; on failure it is
+    // freed before anything else sees it.
     unsafe {
         let ptr = pg_sys::palloc(total as usize).cast::<u8>();
         pgrx::set_varsize_4b(ptr.cast(), total);
-        (
-            ptr,
-            std::slice::from_raw_parts_mut(ptr.add(pg_sys::VARHDRSZ), len),
-        )
+        let body = std::slice::from_raw_parts_mut(ptr.add(pg_sys::VARHDRSZ), len);
+        if let Err(e) = fill(body) {
+            pg_sys::pfree(ptr.cast());
+            fail(e);
+        }
+        Bytea(pg_sys::Datum::from(ptr))
     }
 }
 
@@ -103,18 +105,17 @@ fn encrypt(plaintext: &[u8], context: default!(&str, "''")) -> Bytea {
 
 #[pg_extern(stable, parallel_restricted, strict)]
 fn decrypt(ciphertext: &[u8], context: default!(&str, "''")) -> Bytea {
-    let tenant = context::tenant();
-    let header = crypto::parse_header(ciphertext).unwrap_or_else(|e| fail(e));
-    let keys = keycache::tenant_keys(&tenant);
+    let (tenant, keys, version) = opening_keys(ciphertext);
     let len = crypto::opened_len(ciphertext).unwrap_or_else(|e| fail(e));
-    let (ptr, body) = new_bytea(len);
-    let key = keys.key(header.key_version);
-    if let Err(e) = crypto::open_into(key, &tenant, context.as_bytes(), ciphertext, body) {
-        // SAFETY: the bytea allocated just above, not handed out.
-        unsafe { pg_sys::pfree(ptr.cast()) };
-        fail(e);
-    }
-    Bytea(pg_sys::Datum::from(ptr))
+    filled_bytea(len, |body| {
+        crypto::open_into(
+            keys.key(version),
+            &tenant,
+            context.as_bytes(),
+            ciphertext,
+            body,
+        )
+    })
 }
 
 #[pg_extern(volatile, parallel_restricted, strict)]
@@ -136,16 +137,9 @@ fn decrypt_text(ciphertext: &[u8], context: default!(&str, "''")) -> String {
 /// active version (values already on the active version are re-encrypted too, with a new nonce).
 #[pg_extern(volatile, parallel_restricted, strict)]
 fn reencrypt(ciphertext: &[u8], context: default!(&str, "''")) -> Vec<u8> {
-    let tenant = context::tenant();
-    let header = crypto::parse_header(ciphertext).unwrap_or_else(|e| fail(e));
-    let keys = keycache::tenant_keys(&tenant);
-    let plain = crypto::open(
-        keys.key(header.key_version),
-        &tenant,
-        context.as_bytes(),
-        ciphertext,
-    )
-    .unwrap_or_else(|e| fail(e));
+    let (tenant, keys, version) = opening_keys(ciphertext);
+    let plain = crypto::open(keys.key(version), &tenant, context.as_bytes(), ciphertext)
+        .unwrap_or_else(|e| fail(e));
     crypto::seal(keys.active_key(), &tenant, context.as_bytes(), &plain).unwrap_or_else(|e| fail(e))
 }
 

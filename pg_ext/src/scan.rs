@@ -20,18 +20,13 @@ use sealstore_core::topk::{Offered, Rank, TopK};
 
 use crate::errors;
 
-/// A column value of the row being scored: its bytes after the varlena header, either where
-/// they lie in the buffer or, for a value that is out of line, compressed or short-headed,
-/// a copy in the scan's per-row memory (a 4-byte-aligned one).
-pub struct Value<'a> {
-    pub bytes: &'a [u8],
-}
-
 /// One row as the scorer sees it.
 pub struct Row<'a> {
     pub id: &'a [u8; 16],
-    /// The scored column (the embedding, or the sealed embedding).
-    pub value: Value<'a>,
+    /// The scored column's bytes after the varlena header (the embedding, or the sealed
+    /// embedding): where they lie in the buffer or, for a value that is out of line,
+    /// compressed or short-headed, a copy in the scan's per-row memory (a 4-byte-aligned one).
+    pub bytes: &'a [u8],
 }
 
 /// The result of a scan: the nearest rows, nearest first, with their metadata datums
@@ -233,9 +228,7 @@ pub fn top_k(
             }
             let row = Row {
                 id,
-                value: Value {
-                    bytes: varlena_bytes(value, &mut copied),
-                },
+                bytes: varlena_bytes(value, &mut copied),
             };
             let distance = score(&row);
             pg_sys::MemoryContextSwitchTo(old);

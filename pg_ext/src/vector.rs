@@ -68,22 +68,33 @@ impl<'a> FromDatum for VectorArg<'a> {
         // type's int4 alignment makes the elements f32-aligned.
         unsafe {
             let ptr = pg_sys::pg_detoast_datum(datum.cast_mut_ptr::<pg_sys::varlena>());
-            let total = pgrx::varlena::varsize(ptr);
-            let bytes = ptr.cast::<u8>();
-            let dims = i16::from_ne_bytes([*bytes.add(4), *bytes.add(5)]);
-            let dims = usize::try_from(dims).unwrap_or(0);
-            if dims == 0 || total != HEADER + 4 * dims {
-                errors::raise(errors::plain(
-                    PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-                    "stored vector value is damaged",
-                ));
-            }
+            let body = std::slice::from_raw_parts(
+                pgrx::varlena::vardata_4b(ptr).cast::<u8>(),
+                pgrx::varlena::varsize_4b(ptr) - pg_sys::VARHDRSZ,
+            );
+            let dims = stored_dims(body);
             Some(VectorArg(std::slice::from_raw_parts(
-                bytes.add(HEADER).cast::<f32>(),
+                ptr.cast::<u8>().add(HEADER).cast::<f32>(),
                 dims,
             )))
         }
     }
+}
+
+/// The dimension count of a stored vector, from its bytes after the varlena header (dims,
+/// unused, f32 elements), checked against their length; XX001 if they do not agree.
+pub fn stored_dims(body: &[u8]) -> usize {
+    let dims = match body {
+        [a, b, ..] => usize::try_from(i16::from_ne_bytes([*a, *b])).unwrap_or(0),
+        _ => 0,
+    };
+    if dims == 0 || body.len() != HEADER - pg_sys::VARHDRSZ + 4 * dims {
+        errors::raise(errors::plain(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            "stored vector value is damaged",
+        ));
+    }
+    dims
 }
 
 // SAFETY: unboxes through FromDatum above; a null is reported, never dereferenced.

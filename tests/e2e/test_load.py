@@ -74,11 +74,17 @@ def report(stats: workload.Stats, summary: dict, label: str) -> dict:
     return figures
 
 
-@pytest.fixture(scope="module")
-def verbose_cluster():
-    c, admin, app, key_file = start_cluster("load", verbose=True)
-    yield c, admin, app, key_file
-    c.destroy()
+def cluster_fixture(name, verbose):
+    """A module-scoped fixture: a cluster of its own, (cluster, admin URL, app URL, key file)."""
+    @pytest.fixture(scope="module")
+    def fixture():
+        started = start_cluster(name, verbose=verbose)
+        yield started
+        started[0].destroy()
+    return fixture
+
+
+verbose_cluster = cluster_fixture("load", verbose=True)
 
 
 def test_mixed_load_loses_nothing_and_leaks_nothing(verbose_cluster):
@@ -127,11 +133,7 @@ def test_mixed_load_loses_nothing_and_leaks_nothing(verbose_cluster):
     assert workload.leaks(cluster.server_log(), {"planted": planted}) != []
 
 
-@pytest.fixture(scope="module")
-def fault_cluster():
-    c, admin, app, key_file = start_cluster("faults", verbose=False)
-    yield c, admin, app, key_file
-    c.destroy()
+fault_cluster = cluster_fixture("faults", verbose=False)
 
 
 def test_faults_under_load_lose_nothing(fault_cluster):

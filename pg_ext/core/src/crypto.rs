@@ -459,10 +459,7 @@ pub fn open_into(
         parts.ciphertext.len(),
         "open_into needs a buffer of exactly opened_len bytes"
     );
-    out.copy_from_slice(parts.ciphertext);
-    parts
-        .open_in_place(key, tenant, context, out)
-        .inspect_err(|_| out.zeroize())
+    parts.open_copy_into(key, tenant, context, out)
 }
 
 /// An envelope checked against the key that is to open it, split into its parts.
@@ -490,6 +487,20 @@ impl<'a> Parts<'a> {
             ciphertext: &envelope[body..tag_at],
             tag: &envelope[tag_at..],
         })
+    }
+
+    /// Copies the ciphertext into `out` (exactly as long) and decrypts it there; on error `out`
+    /// is all zeros.
+    fn open_copy_into(
+        &self,
+        key: &DataKey,
+        tenant: &TenantId,
+        context: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        out.copy_from_slice(self.ciphertext);
+        self.open_in_place(key, tenant, context, out)
+            .inspect_err(|_| out.zeroize())
     }
 
     /// Decrypts `buf`, a copy of `self.ciphertext`, in place.
@@ -526,12 +537,12 @@ pub fn open_f32_into(
         out.clear();
         out.resize(len, 0.0);
     }
-    let bytes: &mut [u8] = bytemuck::cast_slice_mut(out.as_mut_slice());
-    bytes.copy_from_slice(parts.ciphertext);
-    if let Err(e) = parts.open_in_place(key, tenant, context, bytes) {
-        out.zeroize();
-        return Err(e);
-    }
+    parts.open_copy_into(
+        key,
+        tenant,
+        context,
+        bytemuck::cast_slice_mut(out.as_mut_slice()),
+    )?;
     for x in out.iter_mut() {
         *x = f32::from_bits(u32::from_le(x.to_bits()));
     }
