@@ -66,7 +66,7 @@ cmd_bench() {
         -v gateway_password="$(gateway_password "$BENCH_CLUSTER")" -f "$REPO/sql/roles.sql" >/dev/null
     "$STATE/venv/bin/python" "$REPO/tests/bench/gateway.py" \
         "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$(gateway_url "$BENCH_CLUSTER" sealstore_bench)" \
-        "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$(command -v wrk)" "$REPO/tests/bench/results/gateway.md" \
+        "$(gateway_local_url "$BENCH_CLUSTER" sealstore_bench)" "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$(command -v wrk)" "$REPO/tests/bench/results/gateway.md" \
         || die "the gateway benchmark failed"
     fi
     say "Writing BENCHMARKS.md"

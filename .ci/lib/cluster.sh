@@ -17,6 +17,18 @@ cluster_dir() { echo "$(cluster_root)/$1"; }
 
 pg_ctl_as() { as_pg_user "$PG_BINDIR/pg_ctl" "$@"; }
 
+# Where cluster NAME puts its Unix socket: the cluster directory itself (mode 0700, so only the
+# cluster's OS user and root can connect through it), when the socket's path fits the 107 bytes
+# a Unix socket path may have and the directory can stand in a URL as it is. Otherwise none, and
+# everything uses TCP on 127.0.0.1.
+cluster_socket_dir() {
+    local base
+    base=$(cluster_dir "$1")
+    if [ $((${#base} + 20)) -le 107 ] && [[ $base =~ ^[A-Za-z0-9/._+-]+$ ]]; then
+        echo "$base"
+    fi
+}
+
 cluster_running() { pg_ctl_as -D "$(cluster_dir "$1")/data" status >/dev/null 2>&1; }
 
 # Creates cluster NAME unless it exists: a fresh master key (mode 0600, never committed), a
@@ -46,7 +58,7 @@ cluster_init() {
 
 # --- Sealstore (written by .ci/sealstore) ---
 listen_addresses = '127.0.0.1'
-unix_socket_directories = ''          # TCP on loopback only; no socket path length limits
+unix_socket_directories = ''          # none here; cluster_start gives one in the cluster directory
 shared_preload_libraries = 'sealstore'
 sealstore.master_key_file = '$base/master.key'
 # Never write bind parameters (which carry plaintext and tokens) into the server log.
@@ -68,10 +80,13 @@ cluster_start() {
     fi
     port_in_use "$port" && die "port $port is taken by another program: choose another (SEALSTORE_PG_PORT / SEALSTORE_TEST_PG_PORT)"
     say "Starting PostgreSQL cluster '$name' on 127.0.0.1:$port"
+    local options="-p $port" socket_dir
+    socket_dir=$(cluster_socket_dir "$name")
+    [ -n "$socket_dir" ] && options="$options -k $socket_dir"
     # RUST_BACKTRACE in the server's environment would make pgrx attach Rust backtraces to
     # the errors clients receive.
     as_pg_user env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BINDIR/pg_ctl" \
-        -D "$base/data" -l "$base/postgres.log" -o "-p $port" -w -t 60 start >/dev/null \
+        -D "$base/data" -l "$base/postgres.log" -o "$options" -w -t 60 start >/dev/null \
         || { tail -n 20 "$base/postgres.log" >&2; die "PostgreSQL did not start (log: $base/postgres.log)"; }
     CLUSTER_PORT=$port
     CLUSTER_STARTED=1
@@ -127,3 +142,15 @@ cluster_prepare_db() {
 
 superuser_url() { echo "postgresql://postgres:$(superuser_password "$1")@127.0.0.1:$CLUSTER_PORT/$2"; }
 gateway_url() { echo "postgresql://sealstore_gateway:$(gateway_password "$1")@127.0.0.1:$CLUSTER_PORT/$2"; }
+
+# The URL for a gateway on the database's own machine: through the cluster's Unix socket (no
+# TCP stack on either side of each call) when it has one, else gateway_url.
+gateway_local_url() {
+    local dir
+    dir=$(cluster_socket_dir "$1")
+    if [ -n "$dir" ] && [ -S "$dir/.s.PGSQL.$CLUSTER_PORT" ]; then
+        echo "postgresql://sealstore_gateway:$(gateway_password "$1")@/$2?host=$dir&port=$CLUSTER_PORT"
+    else
+        gateway_url "$1" "$2"
+    fi
+}

@@ -26,7 +26,7 @@ cmd_run() {
     port_in_use "${listen##*:}" && die "gateway address $listen is taken: set SEALSTORE_GATEWAY_LISTEN"
     mkdir -p "$STATE/logs"
     say "Starting the gateway on http://$listen (log: $STATE/logs/gateway.log)"
-    SEALSTORE_GATEWAY_LISTEN=$listen SEALSTORE_APP_PG_URL=$(gateway_url "$DEV_CLUSTER" "$DEV_DB") \
+    SEALSTORE_GATEWAY_LISTEN=$listen SEALSTORE_APP_PG_URL=$(gateway_local_url "$DEV_CLUSTER" "$DEV_DB") \
         "$GATEWAY_BIN" >>"$STATE/logs/gateway.log" 2>&1 &
     GATEWAY_PID=$!
     wait_ready "http://$listen/readyz"

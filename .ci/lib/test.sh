@@ -123,6 +123,7 @@ regress_tests() {
 e2e_tests() {
     SEALSTORE_TEST_PG_URL=$(superuser_url "$TEST_CLUSTER" sealstore_e2e) \
     SEALSTORE_TEST_APP_PG_URL=$(gateway_url "$TEST_CLUSTER" sealstore_e2e) \
+    SEALSTORE_TEST_APP_PG_LOCAL_URL=$(gateway_local_url "$TEST_CLUSTER" sealstore_e2e) \
     SEALSTORE_TEST_MASTER_KEY_FILE="$(cluster_dir "$TEST_CLUSTER")/master.key" \
     SEALSTORE_TEST_PG_LOG="$(cluster_dir "$TEST_CLUSTER")/postgres.log" \
     SEALSTORE_GATEWAY_BIN=$GATEWAY_BIN \

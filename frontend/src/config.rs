@@ -95,7 +95,7 @@ pub struct Cli {
     #[arg(long, env = "SEALSTORE_AUTH_PENALTY_SECS", default_value = "60")]
     pub auth_penalty_secs: String,
 
-    /// Threads serving requests (default: one per CPU).
+    /// Threads serving requests (default: half the CPUs, at least one).
     #[arg(long, env = "SEALSTORE_WORKER_THREADS")]
     pub worker_threads: Option<String>,
 
@@ -147,7 +147,7 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     pub auth_penalty: Duration,
     pub key_refresh: Duration,
-    pub worker_threads: Option<usize>,
+    pub worker_threads: usize,
 }
 
 /// Passwords shorter than this, or made of one repeated character, are weak in production.
@@ -333,11 +333,12 @@ impl Config {
                 1u64,
                 300,
             )?),
-            worker_threads: cli
-                .worker_threads
-                .as_deref()
-                .map(|n| bounded("SEALSTORE_WORKER_THREADS", n, 1usize, 256))
-                .transpose()?,
+            worker_threads: match cli.worker_threads.as_deref() {
+                Some(n) => bounded("SEALSTORE_WORKER_THREADS", n, 1usize, 256)?,
+                None => default_worker_threads(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
+            },
         };
         if config.production {
             config.check_production()?;
@@ -381,6 +382,16 @@ fn split_list(s: &str) -> Vec<String> {
         .map(|x| x.trim().to_ascii_lowercase())
         .filter(|x| !x.is_empty())
         .collect()
+}
+
+/// Worker threads when none are configured: half the CPUs, at least one. A request costs the
+/// gateway tens of microseconds, and the gateway usually shares its machine with PostgreSQL. With
+/// a worker per CPU, each request that arrives on a quiet server wakes an idle worker which finds
+/// nothing to do; on a busy machine that wake-up takes a core the database needed. Measured on
+/// 2 cores: one client's searches went from 66% to 91% of direct SQL's rate with one worker, and
+/// 64 clients' throughput was unchanged.
+pub fn default_worker_threads(cpus: usize) -> usize {
+    (cpus / 2).max(1)
 }
 
 fn valid_host(h: &str) -> bool {

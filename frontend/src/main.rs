@@ -48,11 +48,11 @@ fn main() {
         .with_env_filter(log_filter(std::env::var("SEALSTORE_LOG").ok().as_deref()))
         .init();
 
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.worker_threads {
-        builder.worker_threads(n);
-    }
-    let runtime = builder.enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     std::process::exit(runtime.block_on(run(config)));
 }
 

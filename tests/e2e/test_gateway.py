@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 
+import psycopg
 import pytest
 import requests
 
@@ -52,6 +53,35 @@ def test_readyz_is_ready_with_database_and_key(gateway):
     assert r.status_code == 200, r.text
     assert r.json() == {"status": "ready"}
     assert_security_headers(r)
+
+
+def test_gateway_next_to_its_database_goes_through_the_unix_socket(admin_url):
+    """`.ci/sealstore run` connects the gateway through the cluster's Unix socket: the whole
+    API works that way, and the server sees the gateway's sessions on the socket, not TCP."""
+    url = env("SEALSTORE_TEST_APP_PG_LOCAL_URL")
+    assert "?host=/" in url, "the test cluster has no Unix socket"
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        tenant = su.execute("SELECT sealstore.create_tenant('unix-socket')").fetchone()[0]
+        key = su.execute("SELECT sealstore.create_api_key(%s, 'k', ARRAY['read','write'])",
+                         (tenant,)).fetchone()[0]
+        gw = Gateway(url)
+        try:
+            h = {"Authorization": f"Bearer {key}"}
+            assert requests.get(f"{gw.url}/readyz", timeout=10).status_code == 200
+            r = requests.post(f"{gw.url}/v1/collections", json={"name": "c", "dims": 2}, headers=h, timeout=10)
+            assert r.status_code == 201, r.text
+            r = requests.post(f"{gw.url}/v1/collections/c/documents", headers=h, timeout=10,
+                              json={"content": "over the socket", "embedding": [1, 0]})
+            assert r.status_code == 201, r.text
+            r = requests.get(f"{gw.url}/v1/documents/{r.json()['id']}", headers=h, timeout=10)
+            assert r.status_code == 200 and r.json()["content"] == "over the socket", r.text
+            sessions = su.execute(
+                "SELECT client_port FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND usename = 'sealstore_gateway' AND application_name LIKE 'sealstore-gateway%'").fetchall()
+            # client_port is -1 for a Unix-socket session; no other test uses the socket.
+            assert any(port == -1 for (port,) in sessions), sessions
+        finally:
+            gw.stop()
 
 
 def test_unknown_route_and_wrong_method_are_json_errors(gateway):

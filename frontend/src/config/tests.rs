@@ -116,7 +116,16 @@ fn hardening_defaults() {
     assert!(c.cors_origins.is_empty());
     assert_eq!(c.max_body_bytes, 1 << 20);
     assert_eq!(c.allowed_hosts, None);
-    assert_eq!(c.worker_threads, None);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(c.worker_threads, default_worker_threads(cpus));
+    assert_eq!(
+        [1, 2, 3, 4, 16].map(default_worker_threads),
+        [1, 1, 1, 2, 8],
+        "half the CPUs, at least one"
+    );
+    let set = parse(&["--app-pg-url", URL, "--worker-threads", "3"]).unwrap();
+    assert_eq!(set.worker_threads, 3);
+    assert!(parse(&["--app-pg-url", URL, "--worker-threads", "0"]).is_err());
     assert_eq!(
         default_hosts("127.0.0.1:8080".parse().unwrap()),
         ["127.0.0.1", "127.0.0.1:8080", "localhost", "localhost:8080"]
