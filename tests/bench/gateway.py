@@ -170,7 +170,14 @@ def main():
             sql = re.sub(r"\$\d", "%s", SEARCH_SQL)
             direct = json.loads(conn.execute(sql, (key, "bench", query, 10, None)).fetchone()[1])
         assert [r["id"] for r in direct["results"]] == [r["id"] for r in via_gw_search["results"]]
+        (work / "noop.sql").write_text("SELECT 1;\n")
+        floors = {"http": [], "sql": []}
         for rnd in range(ROUNDS):
+            # The round trips that do nothing, at 1 client: an HTTP request the gateway answers
+            # itself, and a SQL statement that reads nothing. Through the gateway a call pays
+            # both; directly, only the second.
+            floors["http"].append(run_wrk(wrk, gw.url + "/healthz", work / "get.lua", 1))
+            floors["sql"].append(run_pgbench(pgbench, app_url, work / "noop.sql", 1, {}, work))
             for op in ("get", "search"):
                 for c in CLIENTS:
                     d = run_pgbench(pgbench, app_url, work / f"{op}.sql", c, variables, work)
@@ -179,7 +186,7 @@ def main():
                     print(f"round {rnd + 1} {op:6} c={c:2}: direct {d[0]:8.0f}/s  gateway {g[0]:8.0f}/s "
                           f"({g[0] / d[0]:.0%})", flush=True)
     gw.stop()
-    write(out, results)
+    write(out, results, floors)
 
 
 def med(xs):
@@ -195,7 +202,7 @@ def label(op):
     return "get-document" if op == "get" else "search (1,000 x 128, top 10)"
 
 
-def write(out, results):
+def write(out, results, floors):
     cpu = "unknown"
     try:
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
@@ -228,6 +235,20 @@ def write(out, results):
             f"{med([g[1] for _, g in runs]):.2f} / {med([g[2] for _, g in runs]):.2f} |")
     best_get = max(med([g[0] for _, g in runs]) for (op, _), runs in results.items() if op == "get")
     ratios = [ratio(runs) for runs in results.values()]
+    http_hop, sql_hop = med([f[1] for f in floors["http"]]), med([f[1] for f in floors["sql"]])
+    lines += [
+        "", "## The floor at 1 client", "",
+        f"An HTTP request that the gateway answers itself (`GET /healthz`, wrk, 1 client) takes {http_hop:.2f} ms "
+        f"at p50; a SQL statement that reads nothing (`SELECT 1`, pgbench, 1 client) takes {sql_hop:.2f} ms. "
+        "That is what a round trip between two processes costs on this machine. A call through the gateway "
+        "pays the HTTP round trip on top of the SQL one, so at 1 client, where each request waits for the "
+        "one before, the ratio cannot exceed direct p50 / (direct p50 + HTTP round trip):", "",
+    ]
+    for (op, c), runs in cells:
+        if c == 1:
+            d50 = med([d[1] for d, _ in runs])
+            lines.append(f"- {label(op)}: {d50:.2f} / ({d50:.2f} + {http_hop:.2f}) = {d50 / (d50 + http_hop):.0%} "
+                         f"(measured: {ratio(runs):.0%}).")
     lines += [
         "", "## Targets", "",
         f"- Gateway throughput at least 80% of direct SQL: lowest ratio {min(ratios):.0%}, "
