@@ -13,6 +13,7 @@ use sealstore_core::distance::Metric;
 use sealstore_core::vector::{self as core_vector, VectorError};
 
 use crate::context;
+use crate::encryption;
 use crate::errors::{self, spi};
 use crate::keycache;
 use crate::owner::{as_owner, owner_row};
@@ -31,10 +32,6 @@ fn bound_context(label: &[u8], id: &[u8; 16]) -> Vec<u8> {
     out.extend_from_slice(label);
     out.extend_from_slice(id);
     out
-}
-
-fn crypto_fail(e: crypto::CryptoError) -> ! {
-    errors::raise(errors::crypto(&e))
 }
 
 fn check_collection_name(name: &str) {
@@ -171,7 +168,7 @@ fn put_document(
         &bound_context(CONTENT_CONTEXT, &id),
         content.as_bytes(),
     )
-    .unwrap_or_else(|e| crypto_fail(e));
+    .unwrap_or_else(|e| encryption::fail(e));
     let (plain, sealed) = if coll.encrypted {
         let plaintext = crypto::f32_plaintext(embedding.0);
         let sealed = crypto::seal(
@@ -180,7 +177,7 @@ fn put_document(
             &bound_context(EMBEDDING_CONTEXT, &id),
             &plaintext,
         )
-        .unwrap_or_else(|e| crypto_fail(e));
+        .unwrap_or_else(|e| encryption::fail(e));
         (None, Some(sealed))
     } else {
         (Some(Vector(embedding.0.to_vec())), None)
@@ -237,7 +234,7 @@ fn get_document(
     let Some((Some(collection), Some(sealed), Some(metadata))) = row else {
         errors::raise(errors::not_found("document does not exist"))
     };
-    let header = crypto::parse_header(&sealed).unwrap_or_else(|e| crypto_fail(e));
+    let header = crypto::parse_header(&sealed).unwrap_or_else(|e| encryption::fail(e));
     let keys = keycache::tenant_keys(&tenant);
     let content = crypto::open(
         keys.key(header.key_version),
@@ -245,7 +242,7 @@ fn get_document(
         &bound_context(CONTENT_CONTEXT, id.as_bytes()),
         &sealed,
     )
-    .unwrap_or_else(|e| crypto_fail(e));
+    .unwrap_or_else(|e| encryption::fail(e));
     let content = String::from_utf8(content.to_vec()).unwrap_or_else(|_| {
         errors::raise(errors::plain(
             PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
@@ -346,7 +343,7 @@ fn search(
             k,
             |row| {
                 let sealed = row.bytes;
-                let header = crypto::parse_header(sealed).unwrap_or_else(|e| crypto_fail(e));
+                let header = crypto::parse_header(sealed).unwrap_or_else(|e| encryption::fail(e));
                 context[EMBEDDING_CONTEXT.len()..].copy_from_slice(row.id);
                 crypto::open_f32_into(
                     keys.key(header.key_version),
@@ -355,7 +352,7 @@ fn search(
                     sealed,
                     &mut plain,
                 )
-                .unwrap_or_else(|e| crypto_fail(e));
+                .unwrap_or_else(|e| encryption::fail(e));
                 core_vector::check_same(&plain, query)
                     .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
                 metric.distance(&plain, query)
@@ -382,13 +379,8 @@ fn search(
         .map(|hit| {
             // SAFETY: the datum is a detoasted jsonb copy made by the scan in this call's
             // memory context.
-            let metadata =
-                unsafe { pgrx::JsonB::from_datum(hit.metadata, false) }.unwrap_or_else(|| {
-                    errors::raise(errors::plain(
-                        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-                        "a documents row is damaged",
-                    ))
-                });
+            let metadata = unsafe { pgrx::JsonB::from_datum(hit.metadata, false) }
+                .unwrap_or_else(|| scan::damaged());
             (
                 pgrx::Uuid::from_bytes(hit.rank.id),
                 hit.rank.distance as f32,

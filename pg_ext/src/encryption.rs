@@ -16,7 +16,8 @@ use crate::context;
 use crate::errors;
 use crate::keycache::{self, TenantKeys};
 
-fn fail(e: CryptoError) -> ! {
+/// Raises `e` as the SQL error of its kind (see `errors::crypto`).
+pub fn fail(e: CryptoError) -> ! {
     errors::raise(errors::crypto(&e))
 }
 

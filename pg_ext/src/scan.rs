@@ -36,7 +36,8 @@ pub struct Hit {
     pub metadata: pg_sys::Datum,
 }
 
-fn damaged() -> ! {
+/// XX001 for a `documents` row that breaks what the schema guarantees.
+pub fn damaged() -> ! {
     errors::raise(errors::plain(
         PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
         "a documents row is damaged",
