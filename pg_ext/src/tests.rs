@@ -434,4 +434,105 @@ mod tests {
         .unwrap();
         assert_eq!(material, Some(true));
     }
+
+    // --- search ---
+
+    /// The ids of `search('hints', q, 10)` and of SQL's `ORDER BY distance, id LIMIT 10` over
+    /// the same rows, as text.
+    fn search_and_reference() -> (Option<String>, Option<String>) {
+        let q = "'[0.5,-0.25,0.125,1,0,-1,0.75,0.3]'::sealstore.vector";
+        let got = Spi::get_one::<String>(&format!(
+            "SELECT string_agg(id::text, ',' ORDER BY n) FROM \
+               (SELECT id, row_number() OVER () AS n FROM sealstore.search('hints', {q}, 10)) s"
+        ))
+        .unwrap();
+        let want = Spi::get_one::<String>(&format!(
+            "SELECT string_agg(id::text, ',' ORDER BY d, id) FROM \
+               (SELECT d.id, d.embedding OPERATOR(sealstore.<->) {q} AS d \
+                  FROM sealstore.documents d JOIN sealstore.collections c ON c.id = d.collection_id \
+                 WHERE c.name = 'hints' AND c.tenant_id = sealstore.current_tenant() \
+                 ORDER BY 2, 1 LIMIT 10) s"
+        ))
+        .unwrap();
+        (got, want)
+    }
+
+    #[pg_test]
+    fn search_is_exact_whatever_buffers_the_backend_remembers() {
+        let t = new_tenant("aes-256-gcm");
+        act_as(t);
+        Spi::run("SELECT sealstore.create_collection('hints', 8, 'l2', false)").unwrap();
+        // 64-dimension-wide rows would be read in place; these 8-dimension ones are enough to
+        // spread 3,000 rows over many pages.
+        Spi::run(
+            "SELECT count(sealstore.put_document('hints', 'row ' || i, \
+                 (SELECT array_agg(sin(i * 7.1 + j * 1.3)::real) FROM generate_series(1, 8) j \
+                   WHERE i > 0)::sealstore.vector, '{}')) \
+               FROM generate_series(1, 3000) i",
+        )
+        .unwrap();
+        let (first, want) = search_and_reference();
+        assert!(want.is_some());
+        assert_eq!(first, want);
+        let learned = crate::scan::remembered_buffers();
+        assert!(
+            learned.iter().filter(|&&b| b > 0).count() > 10,
+            "the first search remembers the buffers of the pages it read"
+        );
+        assert_eq!(
+            search_and_reference().0,
+            want,
+            "with the buffers remembered"
+        );
+
+        crate::scan::scramble_remembered_buffers(false);
+        let scrambled = crate::scan::remembered_buffers();
+        assert_ne!(scrambled, learned);
+        assert_eq!(
+            search_and_reference().0,
+            want,
+            "with every remembered buffer wrong"
+        );
+        assert_eq!(
+            crate::scan::remembered_buffers(),
+            learned,
+            "wrong hints are replaced by the buffers the pages are in"
+        );
+
+        crate::scan::scramble_remembered_buffers(true);
+        assert_eq!(
+            search_and_reference().0,
+            want,
+            "with buffer numbers out of range"
+        );
+
+        // Rows deleted and added, then the table rewritten into a new file: the hints of the
+        // old file must not be used for the new one.
+        Spi::run(
+            "SELECT count(sealstore.delete_document(d.id)) FROM sealstore.documents d \
+               JOIN sealstore.collections c ON c.id = d.collection_id \
+              WHERE c.name = 'hints' AND d.ctid::text LIKE '(%,1)'",
+        )
+        .unwrap();
+        let (after_delete, want) = search_and_reference();
+        assert_eq!(after_delete, want, "after deletes");
+        let before =
+            Spi::get_one::<pgrx::pg_sys::Oid>("SELECT pg_relation_filenode('sealstore.documents')")
+                .unwrap();
+        Spi::run("TRUNCATE sealstore.documents").unwrap();
+        Spi::run(
+            "SELECT count(sealstore.put_document('hints', 'row ' || i, \
+                 (SELECT array_agg(cos(i * 3.7 + j)::real) FROM generate_series(1, 8) j \
+                   WHERE i > 0)::sealstore.vector, '{}')) \
+               FROM generate_series(1, 500) i",
+        )
+        .unwrap();
+        let after =
+            Spi::get_one::<pgrx::pg_sys::Oid>("SELECT pg_relation_filenode('sealstore.documents')")
+                .unwrap();
+        assert_ne!(before, after, "TRUNCATE gives the table a new file");
+        let (rewritten, want) = search_and_reference();
+        assert!(want.is_some());
+        assert_eq!(rewritten, want, "after the table moved to a new file");
+    }
 }

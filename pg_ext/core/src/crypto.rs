@@ -371,6 +371,28 @@ fn associated_data(header: &[u8], tenant: &TenantId, context: &[u8]) -> Vec<u8> 
     ad
 }
 
+/// Calls `f` with [`associated_data`], built on the stack when it is short, as it is for every
+/// envelope a search opens (one per row).
+fn with_associated_data<R>(
+    header: &[u8],
+    tenant: &TenantId,
+    context: &[u8],
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    const INLINE: usize = 128;
+    let len = header.len() + tenant.len() + context.len();
+    if len > INLINE {
+        return f(&associated_data(header, tenant, context));
+    }
+    let mut ad = [0u8; INLINE];
+    let (h, rest) = ad.split_at_mut(header.len());
+    h.copy_from_slice(header);
+    let (t, rest) = rest.split_at_mut(tenant.len());
+    t.copy_from_slice(tenant);
+    rest[..context.len()].copy_from_slice(context);
+    f(&ad[..len])
+}
+
 /// The length of the envelope [`seal`] makes of `plaintext_len` bytes under `algorithm`.
 pub fn sealed_len(algorithm: Algorithm, plaintext_len: usize) -> usize {
     HEADER_LEN + algorithm.nonce_len() + plaintext_len + TAG_LEN
@@ -511,8 +533,9 @@ impl<'a> Parts<'a> {
         context: &[u8],
         buf: &mut [u8],
     ) -> Result<(), CryptoError> {
-        let ad = associated_data(self.header, tenant, context);
-        key.open_in_place(self.nonce, &ad, buf, self.tag)
+        with_associated_data(self.header, tenant, context, |ad| {
+            key.open_in_place(self.nonce, ad, buf, self.tag)
+        })
     }
 }
 

@@ -259,6 +259,51 @@ fn ciphertext_is_bound_to_tenant_context_and_key_version() {
 }
 
 #[test]
+fn contexts_of_every_length_bind_whether_built_on_the_stack_or_not() {
+    // Opening builds the associated data on the stack up to 128 bytes and on the heap beyond;
+    // sealing always on the heap. Both must agree at, and on either side of, the boundary, and
+    // a change in the context's last byte must still be caught.
+    let t = tenant();
+    let inline_context_max = 128 - HEADER_LEN - t.len();
+    for alg in ALGS {
+        let k = key(alg, 1);
+        for len in [
+            0,
+            1,
+            inline_context_max - 1,
+            inline_context_max,
+            inline_context_max + 1,
+            1000,
+        ] {
+            let context: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let env = seal(&k, &t, &context, b"embedding").unwrap();
+            assert_eq!(
+                open(&k, &t, &context, &env).unwrap().as_slice(),
+                b"embedding"
+            );
+            let mut out = vec![0u8; 9];
+            open_into(&k, &t, &context, &env, &mut out).unwrap();
+            assert_eq!(out, b"embedding");
+            if let Some(last) = len.checked_sub(1) {
+                let mut other = context.clone();
+                other[last] ^= 1;
+                assert_eq!(
+                    open(&k, &t, &other, &env).unwrap_err(),
+                    CryptoError::Authentication,
+                    "context of {len} bytes"
+                );
+            }
+            let mut longer = context.clone();
+            longer.push(0);
+            assert_eq!(
+                open(&k, &t, &longer, &env).unwrap_err(),
+                CryptoError::Authentication
+            );
+        }
+    }
+}
+
+#[test]
 fn a_million_encryptions_never_repeat_a_nonce() {
     let t = tenant();
     for alg in ALGS {
