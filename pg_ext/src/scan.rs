@@ -1,12 +1,14 @@
-//! The scan behind `search`: one collection's rows of one tenant, read through the
-//! `documents_collection_id` index straight from the shared buffers and scored in Rust into a
-//! bounded top-k.
+//! The scan behind `search`: one collection's rows of one tenant, found through the
+//! `documents_collection_id` index, read straight from the shared buffers and scored in Rust
+//! into a bounded top-k.
 //!
 //! An SQL query (`ORDER BY distance, id LIMIT k` over an index scan) does the same work with an
 //! executor node, a function-manager call and a datum check per row, and a sort that copies
-//! every row it keeps; that overhead was most of a search's time. Here each row costs the index
-//! step, a visibility check, deforming up to the embedding, and the distance itself, which
-//! reads the vector where it lies in the buffer (the column's MAIN storage keeps it in the row).
+//! every row it keeps; that overhead was most of a search's time. Here the scan first takes
+//! the index's TIDs for the two keys, then visits the heap page by page as a bitmap heap scan
+//! does: one share lock per page to find its visible rows, then each row deformed up to the
+//! embedding and scored where it lies in the buffer (the column's MAIN storage keeps it in the
+//! row). What is left is waiting for memory, and `Pages` asks for it ahead of time.
 //!
 //! What it reads is exactly what the SQL query read: the index keys are the collection and the
 //! tenant, so no row of another tenant is visited, scored or timed, and visibility is the
@@ -99,13 +101,14 @@ pub fn top_k(
     k: usize,
     mut score: impl FnMut(&Row<'_>) -> f64,
 ) -> Vec<Hit> {
-    // SAFETY: FFI with the executor's building blocks, in the order execIndexscan.c uses them:
-    // open the heap and the index under AccessShareLock, begin an index scan with the
-    // statement's active snapshot and two equality keys, fetch each visible tuple into a slot,
-    // deform it up to the columns read, and end the scan. Datums read from the slot point into
-    // a pinned buffer (or into the per-row context) and are used only before the next fetch;
-    // the metadata datum kept for a hit is copied into the caller's context first. The key
-    // arrays outlive the scan.
+    // SAFETY: FFI with the building blocks of an index scan and a bitmap heap scan
+    // (nodeBitmapHeapscan.c): open the heap and the index under AccessShareLock, collect the
+    // TIDs of an index scan with the statement's active snapshot and two equality keys, then
+    // per heap page: pin it, find its visible tuples with heap_hot_search_buffer under a share
+    // lock, and deform each into `values`/`nulls`. Those datums point into the page, pinned
+    // until its rows are scored (or into the per-row context), and are used only before the
+    // next row; the metadata datum kept for a hit is copied into the caller's context first.
+    // The key arrays outlive the scan.
     unsafe {
         let nsp = pg_sys::get_namespace_oid(c"sealstore".as_ptr(), true);
         let heap_oid = pg_sys::get_relname_relid(c"documents".as_ptr(), nsp);
