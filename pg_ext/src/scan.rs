@@ -203,139 +203,147 @@ pub fn top_k(
         (*scan_desc).natts = i32::from(last);
         let mut top: TopK<pg_sys::Datum> = TopK::new(k);
 
-        // First the index's TIDs for the two keys. They come in index order, which for equal
-        // keys is heap order; a bitmap heap scan visits the heap the same way, and for the same
-        // reason it is safe: a TID whose row is vacuumed away meanwhile can only be reused by a
-        // row this snapshot does not see.
-        let mut tids: Vec<pg_sys::ItemPointerData> = Vec::new();
-        loop {
-            let tid = pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
-            if tid.is_null() {
-                break;
-            }
-            tids.push(*tid);
-            if tids.len().is_multiple_of(4096) {
-                pgrx::check_for_interrupts!();
-            }
-        }
-        if !tids.is_sorted_by_key(tid_key) {
-            tids.sort_unstable_by_key(tid_key);
-        }
-
-        // Then the heap, one page at a time: the visible rows of a page are found under one
-        // share lock, then scored with the page pinned. Pages further on are requested from
-        // memory meanwhile (see `Pages`), so that their cache misses overlap this page's work.
+        // First a batch of the index's TIDs for the two keys (a batch bounds the scan's memory
+        // whatever the collection's size). They come in index order, which for equal keys is
+        // heap order; a bitmap heap scan visits the heap the same way, and for the same reason
+        // it is safe: a TID whose row is vacuumed away meanwhile can only be reused by a row
+        // this snapshot does not see.
         let mut pages = Pages::open(heap);
-        let runs: Vec<&[pg_sys::ItemPointerData]> =
-            tids.chunk_by(|a, b| tid_block(a) == tid_block(b)).collect();
+        let mut tids: Vec<pg_sys::ItemPointerData> = Vec::with_capacity(TID_BATCH);
         let mut visible: Vec<pg_sys::HeapTupleData> = Vec::new();
         let mut fetched = 0i64;
-        let mut next = runs.first().map(|page| pages.pin_ahead(page));
-        for (i, page) in runs.iter().enumerate() {
-            let buf = next.take().expect("each page is pinned one turn ahead");
-            if let Some(ahead) = runs.get(i + DESCRIPTOR_AHEAD) {
-                pages.prefetch_descriptor(tid_block(&ahead[0]));
-            }
-            if let Some(ahead) = runs.get(i + HEADER_AHEAD) {
-                pages.prefetch_header(tid_block(&ahead[0]));
-            }
-            next = runs.get(i + 1).map(|page| pages.pin_ahead(page));
-            visible.clear();
-            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
-            for tid in *page {
-                let mut tid = *tid;
-                let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
-                if pg_sys::heap_hot_search_buffer(
-                    &mut tid,
-                    heap,
-                    buf,
-                    snapshot,
-                    &mut tuple,
-                    std::ptr::null_mut(),
-                    true,
-                ) {
-                    visible.push(tuple);
+        let mut index_done = false;
+        while !index_done {
+            tids.clear();
+            while tids.len() < TID_BATCH {
+                let tid =
+                    pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
+                if tid.is_null() {
+                    index_done = true;
+                    break;
+                }
+                tids.push(*tid);
+                if tids.len().is_multiple_of(4096) {
+                    pgrx::check_for_interrupts!();
                 }
             }
-            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32);
-            fetched += visible.len() as i64;
-            pgrx::check_for_interrupts!();
-            for j in 0..visible.len() {
-                // The rest of the row scored after this one, while this one is scored.
-                match visible.get(j + 1) {
-                    Some(after) => prefetch_rest(after.t_data.cast(), after.t_len as usize),
-                    None => pages.prefetch_rest_of_next(),
-                }
-                let tuple = &mut visible[j];
-                pg_sys::heap_deform_tuple(
-                    tuple,
-                    scan_desc,
-                    values.as_mut_ptr(),
-                    nulls.as_mut_ptr(),
-                );
-                let value_of = |att: i16| datum(&values, &nulls, att);
-                let (Some(id), Some(row_tenant)) = (value_of(att_id), value_of(att_tenant)) else {
-                    damaged()
-                };
-                let id = &*id.cast_mut_ptr::<[u8; 16]>();
-                if &*row_tenant.cast_mut_ptr::<[u8; 16]>() != tenant {
-                    damaged();
-                }
-                // A row of the other kind of collection has no value in this column: the CHECK
-                // constraint makes exactly one of the two columns non-null, and a collection's
-                // rows are all of its kind, so this is damage too.
-                let Some(value) = value_of(att_value) else {
-                    damaged()
-                };
+            if !tids.is_sorted_by_key(tid_key) {
+                tids.sort_unstable_by_key(tid_key);
+            }
 
-                let old = pg_sys::MemoryContextSwitchTo(per_row_cx);
-                let mut copied = false;
-                if let Some(filter) = filter {
-                    let Some(metadata) = value_of(att_metadata) else {
-                        damaged()
-                    };
-                    copied = true;
-                    let contains = pgrx::direct_function_call::<bool>(
-                        pg_sys::jsonb_contains,
-                        &[Some(metadata), Some(filter)],
-                    );
-                    if contains != Some(true) {
-                        pg_sys::MemoryContextSwitchTo(old);
-                        pg_sys::MemoryContextReset(per_row_cx);
-                        continue;
+            // Then the heap, one page at a time: the visible rows of a page are found under one
+            // share lock, then scored with the page pinned. Pages further on are requested from
+            // memory meanwhile (see `Pages`), so that their cache misses overlap this page's work.
+            let runs: Vec<&[pg_sys::ItemPointerData]> =
+                tids.chunk_by(|a, b| tid_block(a) == tid_block(b)).collect();
+            let mut next = runs.first().map(|page| pages.pin_ahead(page));
+            for (i, page) in runs.iter().enumerate() {
+                let buf = next.take().expect("each page is pinned one turn ahead");
+                if let Some(ahead) = runs.get(i + DESCRIPTOR_AHEAD) {
+                    pages.prefetch_descriptor(tid_block(&ahead[0]));
+                }
+                if let Some(ahead) = runs.get(i + HEADER_AHEAD) {
+                    pages.prefetch_header(tid_block(&ahead[0]));
+                }
+                next = runs.get(i + 1).map(|page| pages.pin_ahead(page));
+                visible.clear();
+                pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
+                for tid in *page {
+                    let mut tid = *tid;
+                    let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
+                    if pg_sys::heap_hot_search_buffer(
+                        &mut tid,
+                        heap,
+                        buf,
+                        snapshot,
+                        &mut tuple,
+                        std::ptr::null_mut(),
+                        true,
+                    ) {
+                        visible.push(tuple);
                     }
                 }
-                let row = Row {
-                    id,
-                    bytes: varlena_bytes(value, &mut copied),
-                };
-                let distance = score(&row);
-                pg_sys::MemoryContextSwitchTo(old);
-                let offered = top.offer(Rank { distance, id: *id }, || {
-                    // Only rows that enter the top-k pay for their metadata: a detoasted copy in
-                    // the caller's context, freed again if a nearer row pushes it out.
+                pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32);
+                fetched += visible.len() as i64;
+                pgrx::check_for_interrupts!();
+                for j in 0..visible.len() {
+                    // The rest of the row scored after this one, while this one is scored.
+                    match visible.get(j + 1) {
+                        Some(after) => prefetch_rest(after.t_data.cast(), after.t_len as usize),
+                        None => pages.prefetch_rest_of_next(),
+                    }
+                    let tuple = &mut visible[j];
                     pg_sys::heap_deform_tuple(
                         tuple,
-                        (*heap).rd_att,
-                        all_values.as_mut_ptr(),
-                        all_nulls.as_mut_ptr(),
+                        scan_desc,
+                        values.as_mut_ptr(),
+                        nulls.as_mut_ptr(),
                     );
-                    let Some(metadata) = datum(&all_values, &all_nulls, att_metadata) else {
+                    let value_of = |att: i16| datum(&values, &nulls, att);
+                    let (Some(id), Some(row_tenant)) = (value_of(att_id), value_of(att_tenant))
+                    else {
                         damaged()
                     };
-                    let previous = pg_sys::MemoryContextSwitchTo(caller);
-                    let copy = pg_sys::pg_detoast_datum_copy(metadata.cast_mut_ptr());
-                    pg_sys::MemoryContextSwitchTo(previous);
-                    pg_sys::Datum::from(copy)
-                });
-                if let Offered::Replaced(evicted) = offered {
-                    pg_sys::pfree(evicted.cast_mut_ptr());
+                    let id = &*id.cast_mut_ptr::<[u8; 16]>();
+                    if &*row_tenant.cast_mut_ptr::<[u8; 16]>() != tenant {
+                        damaged();
+                    }
+                    // A row of the other kind of collection has no value in this column: the CHECK
+                    // constraint makes exactly one of the two columns non-null, and a collection's
+                    // rows are all of its kind, so this is damage too.
+                    let Some(value) = value_of(att_value) else {
+                        damaged()
+                    };
+
+                    let old = pg_sys::MemoryContextSwitchTo(per_row_cx);
+                    let mut copied = false;
+                    if let Some(filter) = filter {
+                        let Some(metadata) = value_of(att_metadata) else {
+                            damaged()
+                        };
+                        copied = true;
+                        let contains = pgrx::direct_function_call::<bool>(
+                            pg_sys::jsonb_contains,
+                            &[Some(metadata), Some(filter)],
+                        );
+                        if contains != Some(true) {
+                            pg_sys::MemoryContextSwitchTo(old);
+                            pg_sys::MemoryContextReset(per_row_cx);
+                            continue;
+                        }
+                    }
+                    let row = Row {
+                        id,
+                        bytes: varlena_bytes(value, &mut copied),
+                    };
+                    let distance = score(&row);
+                    pg_sys::MemoryContextSwitchTo(old);
+                    let offered = top.offer(Rank { distance, id: *id }, || {
+                        // Only rows that enter the top-k pay for their metadata: a detoasted copy in
+                        // the caller's context, freed again if a nearer row pushes it out.
+                        pg_sys::heap_deform_tuple(
+                            tuple,
+                            (*heap).rd_att,
+                            all_values.as_mut_ptr(),
+                            all_nulls.as_mut_ptr(),
+                        );
+                        let Some(metadata) = datum(&all_values, &all_nulls, att_metadata) else {
+                            damaged()
+                        };
+                        let previous = pg_sys::MemoryContextSwitchTo(caller);
+                        let copy = pg_sys::pg_detoast_datum_copy(metadata.cast_mut_ptr());
+                        pg_sys::MemoryContextSwitchTo(previous);
+                        pg_sys::Datum::from(copy)
+                    });
+                    if let Offered::Replaced(evicted) = offered {
+                        pg_sys::pfree(evicted.cast_mut_ptr());
+                    }
+                    if copied {
+                        pg_sys::MemoryContextReset(per_row_cx);
+                    }
                 }
-                if copied {
-                    pg_sys::MemoryContextReset(per_row_cx);
-                }
+                pg_sys::ReleaseBuffer(buf);
             }
-            pg_sys::ReleaseBuffer(buf);
         }
         count_heap_fetches(index, fetched);
         pages.close();
@@ -366,6 +374,14 @@ fn tid_block(tid: &pg_sys::ItemPointerData) -> pg_sys::BlockNumber {
 fn tid_key(tid: &pg_sys::ItemPointerData) -> (pg_sys::BlockNumber, u16) {
     (tid_block(tid), tid.ip_posid)
 }
+
+/// How many TIDs the scan takes from the index at a time (6 bytes each). The pgrx tests use
+/// small batches, so that their thousand rows cross batch boundaries, also within a page.
+const TID_BATCH: usize = if cfg!(feature = "pg_test") {
+    300
+} else {
+    1 << 16
+};
 
 /// How many pages ahead of the one being scored the scan asks for a remembered buffer's
 /// descriptor and for its page's header (with the line pointers); the next page is pinned and

@@ -437,13 +437,14 @@ mod tests {
 
     // --- search ---
 
-    /// The ids of `search('hints', q, 10)` and of SQL's `ORDER BY distance, id LIMIT 10` over
-    /// the same rows, as text.
+    /// The ids of `search('hints', q, k)` and of SQL's `ORDER BY distance, id LIMIT k` over the
+    /// same rows, as text, with k (1,000, the most it allows) at least the row count: every row, in order, so that a row lost or
+    /// read twice shows.
     fn search_and_reference() -> (Option<String>, Option<String>) {
         let q = "'[0.5,-0.25,0.125,1,0,-1,0.75,0.3]'::sealstore.vector";
         let got = Spi::get_one::<String>(&format!(
             "SELECT string_agg(id::text, ',' ORDER BY n) FROM \
-               (SELECT id, row_number() OVER () AS n FROM sealstore.search('hints', {q}, 10)) s"
+               (SELECT id, row_number() OVER () AS n FROM sealstore.search('hints', {q}, 1000)) s"
         ))
         .unwrap();
         let want = Spi::get_one::<String>(&format!(
@@ -451,7 +452,7 @@ mod tests {
                (SELECT d.id, d.embedding OPERATOR(sealstore.<->) {q} AS d \
                   FROM sealstore.documents d JOIN sealstore.collections c ON c.id = d.collection_id \
                  WHERE c.name = 'hints' AND c.tenant_id = sealstore.current_tenant() \
-                 ORDER BY 2, 1 LIMIT 10) s"
+                 ORDER BY 2, 1) s"
         ))
         .unwrap();
         (got, want)
@@ -462,15 +463,27 @@ mod tests {
         let t = new_tenant("aes-256-gcm");
         act_as(t);
         Spi::run("SELECT sealstore.create_collection('hints', 8, 'l2', false)").unwrap();
-        // 64-dimension-wide rows would be read in place; these 8-dimension ones are enough to
-        // spread 3,000 rows over many pages.
+        // 1,000 rows of 8 dimensions: many pages, and (with the test build's batches of 300
+        // TIDs) several batches, whose boundaries fall inside pages.
         Spi::run(
             "SELECT count(sealstore.put_document('hints', 'row ' || i, \
                  (SELECT array_agg(sin(i * 7.1 + j * 1.3)::real) FROM generate_series(1, 8) j \
                    WHERE i > 0)::sealstore.vector, '{}')) \
-               FROM generate_series(1, 3000) i",
+               FROM generate_series(1, 1000) i",
         )
         .unwrap();
+        let split_page = Spi::get_one::<bool>(
+            "SELECT ((a[300]::text::point)[0] = (a[301]::text::point)[0]) \
+               FROM (SELECT array_agg(d.ctid ORDER BY d.ctid) AS a FROM sealstore.documents d \
+                       JOIN sealstore.collections c ON c.id = d.collection_id \
+                      WHERE c.name = 'hints') s",
+        )
+        .unwrap();
+        assert_eq!(
+            split_page,
+            Some(true),
+            "the first batch boundary falls inside a page"
+        );
         let (first, want) = search_and_reference();
         assert!(want.is_some());
         assert_eq!(first, want);
