@@ -519,8 +519,21 @@ mod tests {
             "with buffer numbers out of range"
         );
 
-        // Rows deleted and added, then the table rewritten into a new file: the hints of the
+        // Rows updated (HOT chains from the index's TIDs, and new versions on other pages),
+        // then deleted and added, then the table rewritten into a new file: the hints of the
         // old file must not be used for the new one.
+        let updated = Spi::get_one::<i64>(
+            "WITH u AS (UPDATE sealstore.documents d SET metadata = '{\"v\": 2}', \
+                    embedding = (SELECT array_agg(-x ORDER BY o) \
+                                   FROM unnest(d.embedding::real[]) WITH ORDINALITY u(x, o))::sealstore.vector \
+               FROM sealstore.collections c \
+              WHERE c.id = d.collection_id AND c.name = 'hints' AND d.ctid::text LIKE '%2)' \
+             RETURNING 1) SELECT count(*) FROM u",
+        )
+        .unwrap();
+        assert!(updated > Some(50), "{updated:?} rows updated");
+        let (after_update, want) = search_and_reference();
+        assert_eq!(after_update, want, "after updates");
         Spi::run(
             "SELECT count(sealstore.delete_document(d.id)) FROM sealstore.documents d \
                JOIN sealstore.collections c ON c.id = d.collection_id \
