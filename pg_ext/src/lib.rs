@@ -6,6 +6,7 @@
 use pgrx::prelude::*;
 
 mod auth;
+mod buffer_hints;
 mod context;
 mod documents;
 mod encryption;
@@ -32,6 +33,7 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: a plain read of a PostgreSQL global during library load.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         keycache::init_shmem();
+        buffer_hints::init_shmem();
     }
 }
 

@@ -20,6 +20,7 @@ use pgrx::prelude::*;
 use sealstore_core::crypto::TenantId;
 use sealstore_core::topk::{Offered, Rank, TopK};
 
+use crate::buffer_hints::RelationHints;
 use crate::errors;
 
 /// One row as the scorer sees it.
@@ -346,7 +347,6 @@ pub fn top_k(
             }
         }
         count_heap_fetches(index, fetched);
-        pages.close();
 
         pg_sys::FreeTupleDesc(scan_desc);
         pg_sys::index_endscan(scan);
@@ -383,7 +383,7 @@ const TID_BATCH: usize = if cfg!(feature = "pg_test") {
     1 << 16
 };
 
-/// How many pages ahead of the one being scored the scan asks for a remembered buffer's
+/// How many pages ahead of the one being scored the scan asks for a hinted buffer's
 /// descriptor and for its page's header (with the line pointers); the next page is pinned and
 /// the first `ROW_LINES` cache lines of its rows requested. (Measured on the benchmark's data:
 /// whole pages requested ahead did worse, as the requests queue behind one another.)
@@ -391,16 +391,12 @@ const DESCRIPTOR_AHEAD: usize = 16;
 const HEADER_AHEAD: usize = 8;
 const ROW_LINES: usize = 8;
 
-/// The most pages of `documents` a backend remembers a buffer for: 16 MB of hints, for a heap of
-/// 32 GB. Pages beyond are read the ordinary way.
-const MAX_HINTS: usize = 1 << 22;
-
 #[cfg(feature = "pg15")]
 type Locator = pg_sys::RelFileNode;
 #[cfg(not(feature = "pg15"))]
 type Locator = pg_sys::RelFileLocator;
 
-/// The relation's storage identity (tablespace, database, file number), and its key.
+/// The relation's storage identity, and as numbers (tablespace, database, file number).
 ///
 /// # Safety
 /// `rel` must be an open relation.
@@ -426,47 +422,59 @@ unsafe fn locator_of(rel: pg_sys::Relation) -> (Locator, [u32; 3]) {
     }
 }
 
-/// Which shared buffer held each page of `documents` when this backend last read it (0: none),
-/// for the storage file `relation`. A new file (after a rewrite of the table) starts afresh.
-#[derive(Default)]
-struct Hints {
-    relation: [u32; 3],
-    buffers: Vec<pg_sys::Buffer>,
-}
-
-thread_local! {
-    static HINTS: std::cell::RefCell<Hints> = std::cell::RefCell::new(Hints::default());
-}
-
-/// For tests: the buffers this backend remembers for the pages of `documents` (0: none).
+/// The shared hints of `documents`, and its size in pages, for tests.
+///
+/// # Safety
+/// Must run in a transaction, with the extension installed.
 #[cfg(any(test, feature = "pg_test"))]
-pub fn remembered_buffers() -> Vec<pg_sys::Buffer> {
-    HINTS.with(|h| h.borrow().buffers.clone())
+unsafe fn documents_hints() -> (RelationHints, u32) {
+    // SAFETY: per the contract; the relation is opened and closed around the reads.
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"sealstore".as_ptr(), false);
+        let oid = pg_sys::get_relname_relid(c"documents".as_ptr(), nsp);
+        let rel = pg_sys::table_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let (_, identity) = locator_of(rel);
+        let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let hints = RelationHints::of(identity).expect("the library is preloaded in tests");
+        (hints, blocks)
+    }
 }
 
-/// For tests: makes every remembered buffer, and a hint for every page without one, wrong: each
-/// names another valid buffer (or, with `out_of_range`, numbers no buffer has), as if the pages
-/// had been evicted and their buffers reused.
+/// For tests: the hinted buffers of the pages of `documents` (0: none).
 #[cfg(any(test, feature = "pg_test"))]
-pub fn scramble_remembered_buffers(out_of_range: bool) {
-    // SAFETY: NBuffers is set once at start-up.
-    let shared = unsafe { pg_sys::NBuffers };
-    HINTS.with(|h| {
-        for b in h.borrow_mut().buffers.iter_mut() {
-            *b = if out_of_range {
-                shared + 1 + *b
+pub fn hinted_buffers() -> Vec<pg_sys::Buffer> {
+    // SAFETY: tests run in a transaction with the extension installed.
+    let (hints, blocks) = unsafe { documents_hints() };
+    hints.raw(blocks)
+}
+
+/// For tests: makes the hint of every page of `documents` wrong: each names another valid
+/// buffer (or, with `out_of_range`, a number no buffer has), as if the pages had been evicted
+/// and their buffers reused.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn scramble_hints(out_of_range: bool) {
+    // SAFETY: tests run in a transaction with the extension installed; NBuffers is set once at
+    // start-up.
+    let ((hints, blocks), shared) = unsafe { (documents_hints(), pg_sys::NBuffers) };
+    for (block, b) in (0..blocks).zip(hints.raw(blocks)) {
+        hints.set(
+            block,
+            if out_of_range {
+                shared + 1 + b
             } else {
-                *b % shared + 1
-            };
-        }
-    });
+                b % shared + 1
+            },
+        );
+    }
 }
 
-/// Reads the heap's pages for the scan, by way of the buffers this backend remembers for them.
+/// Reads the heap's pages for the scan, by way of the buffers they were in when a backend last
+/// read them (`buffer_hints`).
 ///
 /// Finding a page in the shared buffers is a lookup in the buffer mapping table: a chain of
 /// dependent cache misses, under a partition lock, that nothing can start early. With two 3 KB
-/// rows to a page it was a fifth of a search. A remembered buffer is tried first with
+/// rows to a page it was a fifth of a search. A hinted buffer is tried first with
 /// `ReadRecentBuffer`, which compares the buffer's tag under its header lock and pins it only
 /// if it still holds the page; otherwise the page is read the ordinary way and the hint renewed.
 /// A stale hint therefore costs one check, never a wrong page. And since the addresses of a
@@ -477,7 +485,7 @@ struct Pages {
     upcoming: Vec<(*const i8, usize)>,
     heap: pg_sys::Relation,
     locator: Locator,
-    hints: Hints,
+    hints: Option<RelationHints>,
 }
 
 impl Pages {
@@ -485,33 +493,18 @@ impl Pages {
     /// `heap` must be an open relation that stays open while the reader is used.
     unsafe fn open(heap: pg_sys::Relation) -> Pages {
         // SAFETY: per the contract.
-        let (locator, key) = unsafe { locator_of(heap) };
-        let mut hints = HINTS.with(|h| std::mem::take(&mut *h.borrow_mut()));
-        if hints.relation != key {
-            hints = Hints {
-                relation: key,
-                buffers: Vec::new(),
-            };
-        }
+        let (locator, identity) = unsafe { locator_of(heap) };
         Pages {
             upcoming: Vec::new(),
             heap,
             locator,
-            hints,
+            hints: RelationHints::of(identity),
         }
     }
 
-    /// Keeps the hints for the backend's next scan. (A scan stopped by an error drops them.)
-    fn close(self) {
-        HINTS.with(|h| *h.borrow_mut() = self.hints);
-    }
-
-    /// The remembered buffer of `block`, as an index into the shared buffer arrays.
+    /// The hinted buffer of `block`, as an index into the shared buffer arrays.
     fn hint(&self, block: pg_sys::BlockNumber) -> Option<usize> {
-        let buffer = *self.hints.buffers.get(usize::try_from(block).ok()?)?;
-        // SAFETY: NBuffers is set once at start-up.
-        let shared = unsafe { pg_sys::NBuffers };
-        (buffer > 0 && buffer <= shared).then(|| (buffer - 1) as usize)
+        self.hints?.get(block)
     }
 
     fn prefetch_descriptor(&self, block: pg_sys::BlockNumber) {
@@ -599,12 +592,10 @@ impl Pages {
                 pg_sys::ReadBufferMode::RBM_NORMAL,
                 std::ptr::null_mut(),
             );
-            let at = block as usize;
-            if buffer > 0 && at < MAX_HINTS {
-                if self.hints.buffers.len() <= at {
-                    self.hints.buffers.resize(at + 1, 0);
+            if buffer > 0 {
+                if let Some(hints) = self.hints {
+                    hints.set(block, buffer);
                 }
-                self.hints.buffers[at] = buffer;
             }
             buffer
         }

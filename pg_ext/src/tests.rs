@@ -459,7 +459,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn search_is_exact_whatever_buffers_the_backend_remembers() {
+    fn search_is_exact_whatever_buffers_the_hints_name() {
         let t = new_tenant("aes-256-gcm");
         act_as(t);
         Spi::run("SELECT sealstore.create_collection('hints', 8, 'l2', false)").unwrap();
@@ -487,32 +487,24 @@ mod tests {
         let (first, want) = search_and_reference();
         assert!(want.is_some());
         assert_eq!(first, want);
-        let learned = crate::scan::remembered_buffers();
+        let learned = crate::scan::hinted_buffers();
         assert!(
             learned.iter().filter(|&&b| b > 0).count() > 10,
-            "the first search remembers the buffers of the pages it read"
+            "the first search notes the buffers of the pages it read"
         );
-        assert_eq!(
-            search_and_reference().0,
-            want,
-            "with the buffers remembered"
-        );
+        assert_eq!(search_and_reference().0, want, "with the buffers hinted");
 
-        crate::scan::scramble_remembered_buffers(false);
-        let scrambled = crate::scan::remembered_buffers();
+        crate::scan::scramble_hints(false);
+        let scrambled = crate::scan::hinted_buffers();
         assert_ne!(scrambled, learned);
+        assert_eq!(search_and_reference().0, want, "with every hint wrong");
         assert_eq!(
-            search_and_reference().0,
-            want,
-            "with every remembered buffer wrong"
-        );
-        assert_eq!(
-            crate::scan::remembered_buffers(),
+            crate::scan::hinted_buffers(),
             learned,
             "wrong hints are replaced by the buffers the pages are in"
         );
 
-        crate::scan::scramble_remembered_buffers(true);
+        crate::scan::scramble_hints(true);
         assert_eq!(
             search_and_reference().0,
             want,
