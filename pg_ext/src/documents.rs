@@ -335,8 +335,6 @@ fn search(
         // The decrypted embedding of the row being scored: each row's plaintext overwrites the
         // last, and the buffer is wiped when it is dropped, also when an error unwinds.
         let mut plain = zeroize::Zeroizing::new(Vec::<f32>::new());
-        // Nearly every row is under the same key version: the last key found is tried first.
-        let mut last_key: Option<(u32, &crypto::DataKey)> = None;
         scan::top_k(
             &tenant,
             &collection_id,
@@ -347,16 +345,14 @@ fn search(
                 let sealed = row.bytes;
                 let header = crypto::parse_header(sealed).unwrap_or_else(|e| encryption::fail(e));
                 context[EMBEDDING_CONTEXT.len()..].copy_from_slice(row.id);
-                let key = match last_key {
-                    Some((version, key)) if version == header.key_version => key,
-                    _ => {
-                        let key = keys.key(header.key_version);
-                        last_key = Some((header.key_version, key));
-                        key
-                    }
-                };
-                crypto::open_f32_into(key, &tenant, &context, sealed, &mut plain)
-                    .unwrap_or_else(|e| encryption::fail(e));
+                crypto::open_f32_into(
+                    keys.key(header.key_version),
+                    &tenant,
+                    &context,
+                    sealed,
+                    &mut plain,
+                )
+                .unwrap_or_else(|e| encryption::fail(e));
                 core_vector::check_same(&plain, query)
                     .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
                 metric.distance(&plain, query)

@@ -28,19 +28,22 @@ pub fn init_shmem() {
 /// The keys of one tenant as of the moment they were loaded.
 pub struct TenantKeys {
     pub active: u32,
-    keys: HashMap<u32, DataKey>,
+    /// By version, the active one first: a tenant has few versions, and nearly every envelope
+    /// (every row of a search) is under the active one, so a scan finds it at once, with no
+    /// hashing per lookup.
+    keys: Vec<(u32, DataKey)>,
 }
 
 impl TenantKeys {
     pub fn active_key(&self) -> &DataKey {
-        self.keys
-            .get(&self.active)
-            .unwrap_or_else(|| errors::raise(errors::missing_key_version(self.active)))
+        self.key(self.active)
     }
 
     pub fn key(&self, version: u32) -> &DataKey {
         self.keys
-            .get(&version)
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, key)| key)
             .unwrap_or_else(|| errors::raise(errors::missing_key_version(version)))
     }
 
@@ -189,16 +192,15 @@ fn load(tenant: &TenantId) -> Result<TenantKeys, Unusable> {
     }
     let algorithm =
         Algorithm::from_name(&algorithm).unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
-    let mut keys = HashMap::with_capacity(wrapped.len());
+    let active = u32::try_from(active.unwrap_or(0)).unwrap_or(0);
+    let mut keys = Vec::with_capacity(wrapped.len());
     for (version, blob, fingerprint) in wrapped {
         let version = u32::try_from(version).unwrap_or(0);
         let master = master_key::for_fingerprint(&fingerprint);
         let key = crypto::unwrap_key(master, tenant, version, algorithm, &blob)
             .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
-        keys.insert(version, key);
+        keys.push((version, key));
     }
-    Ok(TenantKeys {
-        active: u32::try_from(active.unwrap_or(0)).unwrap_or(0),
-        keys,
-    })
+    keys.sort_by_key(|(version, _)| (*version != active, std::cmp::Reverse(*version)));
+    Ok(TenantKeys { active, keys })
 }

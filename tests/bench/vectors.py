@@ -104,17 +104,24 @@ def median_ms(fn, queries):
     return statistics.median(times)
 
 
+def timed_search(conn, tenant, collection, q):
+    """Acts as `tenant` and runs search() for q in the open transaction of `conn` (the caller
+    ends it); returns the search's wall time at the client in ms and the ids found."""
+    conn.execute("SELECT sealstore.act_as_tenant(%s)", (tenant,))
+    start = time.perf_counter()
+    got = conn.execute("SELECT metadata FROM sealstore.search(%s, %s::sealstore.vector, 10)",
+                       (collection, vec(q))).fetchall()
+    elapsed = (time.perf_counter() - start) * 1e3
+    return elapsed, [r[0]["n"] for r in got]
+
+
 def first_search(url, tenant, collection, q, check):
     """The wall time of a search() as the first statement of a new connection, checked."""
     with psycopg.connect(url) as fresh:
         fresh.execute("SET max_parallel_workers_per_gather = 0")
-        fresh.execute("SELECT sealstore.act_as_tenant(%s)", (tenant,))
-        start = time.perf_counter()
-        got = fresh.execute("SELECT metadata FROM sealstore.search(%s, %s::sealstore.vector, 10)",
-                            (collection, vec(q))).fetchall()
-        elapsed = (time.perf_counter() - start) * 1e3
+        elapsed, ids = timed_search(fresh, tenant, collection, q)
         fresh.rollback()
-    check(q, [r[0]["n"] for r in got])
+    check(q, ids)
     return elapsed
 
 
@@ -191,13 +198,8 @@ def main():
 
                 def run(q, t=t, name=name, layout=layout):
                     su.execute("BEGIN")
-                    su.execute("SELECT sealstore.act_as_tenant(%s)", (t,))
-                    start = time.perf_counter()
-                    got = su.execute("SELECT metadata FROM sealstore.search(%s, %s::sealstore.vector, 10)",
-                                     (name, vec(q))).fetchall()
-                    elapsed = (time.perf_counter() - start) * 1e3
+                    elapsed, ids = timed_search(su, t, name, q)
                     su.execute("ROLLBACK")
-                    ids = [r[0]["n"] for r in got]
                     if layout == "one":
                         check(q, ids)
                     else:

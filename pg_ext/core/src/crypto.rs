@@ -363,16 +363,9 @@ pub fn parse_header(envelope: &[u8]) -> Result<Header, CryptoError> {
     })
 }
 
-fn associated_data(header: &[u8], tenant: &TenantId, context: &[u8]) -> Vec<u8> {
-    let mut ad = Vec::with_capacity(HEADER_LEN + 16 + context.len());
-    ad.extend_from_slice(header);
-    ad.extend_from_slice(tenant);
-    ad.extend_from_slice(context);
-    ad
-}
-
-/// Calls `f` with [`associated_data`], built on the stack when it is short, as it is for every
-/// envelope a search opens (one per row).
+/// Calls `f` with the associated data of an envelope: its header, the tenant and the context,
+/// concatenated. Built on the stack when short, as it is for every envelope a search opens (one
+/// per row); on the heap otherwise.
 fn with_associated_data<R>(
     header: &[u8],
     tenant: &TenantId,
@@ -380,17 +373,22 @@ fn with_associated_data<R>(
     f: impl FnOnce(&[u8]) -> R,
 ) -> R {
     const INLINE: usize = 128;
-    let len = header.len() + tenant.len() + context.len();
-    if len > INLINE {
-        return f(&associated_data(header, tenant, context));
+    let parts = [header, tenant.as_slice(), context];
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut inline = [0u8; INLINE];
+    let mut heap = Vec::new();
+    let ad = if len <= INLINE {
+        &mut inline[..len]
+    } else {
+        heap.resize(len, 0);
+        heap.as_mut_slice()
+    };
+    let mut at = 0;
+    for part in parts {
+        ad[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
     }
-    let mut ad = [0u8; INLINE];
-    let (h, rest) = ad.split_at_mut(header.len());
-    h.copy_from_slice(header);
-    let (t, rest) = rest.split_at_mut(tenant.len());
-    t.copy_from_slice(tenant);
-    rest[..context.len()].copy_from_slice(context);
-    f(&ad[..len])
+    f(ad)
 }
 
 /// The length of the envelope [`seal`] makes of `plaintext_len` bytes under `algorithm`.
@@ -432,8 +430,10 @@ pub fn seal_into(
     let (head, rest) = out.split_at_mut(body);
     let (msg, tag_out) = rest.split_at_mut(plaintext.len());
     msg.copy_from_slice(plaintext);
-    let ad = associated_data(&head[..HEADER_LEN], tenant, context);
-    match key.seal_in_place(&head[HEADER_LEN..], &ad, msg) {
+    let sealed = with_associated_data(&head[..HEADER_LEN], tenant, context, |ad| {
+        key.seal_in_place(&head[HEADER_LEN..], ad, msg)
+    });
+    match sealed {
         Ok(tag) => {
             tag_out.copy_from_slice(&tag);
             Ok(())

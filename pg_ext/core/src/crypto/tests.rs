@@ -260,9 +260,10 @@ fn ciphertext_is_bound_to_tenant_context_and_key_version() {
 
 #[test]
 fn contexts_of_every_length_bind_whether_built_on_the_stack_or_not() {
-    // Opening builds the associated data on the stack up to 128 bytes and on the heap beyond;
-    // sealing always on the heap. Both must agree at, and on either side of, the boundary, and
-    // a change in the context's last byte must still be caught.
+    // Sealing and opening build the associated data on the stack up to 128 bytes and on the
+    // heap beyond. At, and on either side of, the boundary it must be exactly header || tenant
+    // || context (checked with the raw AEAD and associated data built here), and a change in
+    // the context's last byte must still be caught.
     let t = tenant();
     let inline_context_max = 128 - HEADER_LEN - t.len();
     for alg in ALGS {
@@ -277,6 +278,14 @@ fn contexts_of_every_length_bind_whether_built_on_the_stack_or_not() {
         ] {
             let context: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let env = seal(&k, &t, &context, b"embedding").unwrap();
+            let body = HEADER_LEN + alg.nonce_len();
+            let expected_ad = [&env[..HEADER_LEN], &t[..], &context[..]].concat();
+            assert_eq!(
+                k.raw_open(&env[HEADER_LEN..body], &expected_ad, &env[body..])
+                    .unwrap(),
+                b"embedding",
+                "context of {len} bytes"
+            );
             assert_eq!(
                 open(&k, &t, &context, &env).unwrap().as_slice(),
                 b"embedding"
