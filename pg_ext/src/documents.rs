@@ -334,7 +334,7 @@ fn search(
         let mut context = bound_context(EMBEDDING_CONTEXT, &[0; 16]);
         // The decrypted embedding of the row being scored: each row's plaintext overwrites the
         // last, and the buffer is wiped when it is dropped, also when an error unwinds.
-        let mut plain = zeroize::Zeroizing::new(Vec::<f32>::new());
+        let mut plain = crypto::OpenedF32::default();
         scan::top_k(
             &tenant,
             &collection_id,
@@ -353,9 +353,10 @@ fn search(
                     &mut plain,
                 )
                 .unwrap_or_else(|e| encryption::fail(e));
-                core_vector::check_same(&plain, query)
+                let plain = plain.as_slice();
+                core_vector::check_same(plain, query)
                     .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
-                metric.distance(&plain, query)
+                metric.distance(plain, query)
             },
         )
     } else {

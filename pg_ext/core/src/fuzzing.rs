@@ -53,7 +53,7 @@ pub fn envelope(data: &[u8]) {
             crypto::open(key, &TENANT, context, body).is_err(),
             "forged envelope opened"
         );
-        let mut out = Vec::new();
+        let mut out = crypto::OpenedF32::default();
         let _ = crypto::open_f32_into(key, &TENANT, context, body, &mut out);
         let sealed = crypto::seal(key, &TENANT, context, body).expect("seal");
         let opened = crypto::open(key, &TENANT, context, &sealed).expect("own envelope opens");

@@ -449,9 +449,14 @@ fn f32_envelopes_open_in_place_and_keep_their_bindings() {
     for alg in [Algorithm::XChaCha20Poly1305, Algorithm::Aes256Gcm] {
         let k = key(alg, 1);
         let sealed = seal(&k, &me, b"doc-1", &f32_plaintext(&values)).unwrap();
-        let mut buf = vec![1.0f32; 3];
+        let mut buf = OpenedF32::default();
+        let short = seal(&k, &me, b"doc-1", &f32_plaintext(&[1.0; 3])).unwrap();
+        open_f32_into(&k, &me, b"doc-1", &short, &mut buf).unwrap();
+        assert_eq!(buf.as_slice(), [1.0; 3]);
         open_f32_into(&k, &me, b"doc-1", &sealed, &mut buf).unwrap();
-        assert_eq!(buf, values);
+        assert_eq!(buf.as_slice(), values);
+        // The copy before decrypting lands on a cache line boundary (see `OpenedF32`).
+        assert_eq!(buf.as_slice().as_ptr() as usize % 64, 0);
         // Wrong context, wrong tenant, a flipped bit: an error, and nothing left in the buffer.
         for (t, ctx, flip) in [
             (me, &b"doc-2"[..], None),
@@ -462,12 +467,14 @@ fn f32_envelopes_open_in_place_and_keep_their_bindings() {
             if let Some(i) = flip {
                 env[i] ^= 1;
             }
-            let mut buf = Vec::new();
+            let mut buf = OpenedF32::default();
+            open_f32_into(&k, &me, b"doc-1", &sealed, &mut buf).unwrap();
             assert_eq!(
                 open_f32_into(&k, &t, ctx, &env, &mut buf),
                 Err(CryptoError::Authentication)
             );
-            assert!(buf.iter().all(|&x| x == 0.0));
+            assert_eq!(buf.as_slice().len(), values.len());
+            assert!(buf.as_slice().iter().all(|&x| x == 0.0));
         }
         // A plaintext that is not whole floats is refused before decrypting.
         let odd = seal(&k, &me, b"doc-1", b"12345").unwrap();
@@ -476,6 +483,67 @@ fn f32_envelopes_open_in_place_and_keep_their_bindings() {
             Err(CryptoError::Truncated)
         );
     }
+}
+
+#[test]
+fn embeddings_open_where_the_copy_before_decrypting_is_fast() {
+    let values: Vec<f32> = (0..768).map(|i| (i as f32 - 300.0) / 3.0).collect();
+    let me = tenant();
+    let k = key(Algorithm::Aes256Gcm, 1);
+    let sealed = seal(&k, &me, b"doc", &f32_plaintext(&values)).unwrap();
+    let ciphertext_at = HEADER_LEN + Algorithm::Aes256Gcm.nonce_len();
+    let mut buf = OpenedF32::default();
+    // The envelope at every address modulo 4 KB, as rows lie in their pages.
+    let mut room = vec![0u8; 4096 + sealed.len()];
+    let mut places = HashSet::new();
+    let mut by_place = std::collections::HashMap::new();
+    for shift in 0..4096 {
+        room[shift..shift + sealed.len()].copy_from_slice(&sealed);
+        let envelope = &room[shift..shift + sealed.len()];
+        open_f32_into(&k, &me, b"doc", envelope, &mut buf).unwrap();
+        assert_eq!(buf.as_slice(), values);
+        let place = buf.as_slice().as_ptr() as usize;
+        let distance = place.wrapping_sub(envelope[ciphertext_at..].as_ptr() as usize) % 4096;
+        assert!(
+            !SLOW_COPY_DISTANCES.contains(&distance),
+            "copied {distance} bytes past its source modulo 4 KB"
+        );
+        places.insert(place);
+        by_place.insert(place, shift);
+    }
+    // Both places are used (the second only for the sources the first is too close to), and
+    // the first starts a cache line.
+    assert_eq!(places.len(), 2);
+    let first = *places.iter().min().unwrap();
+    assert_eq!(first % 64, 0);
+    assert_eq!(*places.iter().max().unwrap(), first + 64);
+
+    // A row opened in the second place, then a forged one in the first: nothing of the first
+    // row is left anywhere in the buffer.
+    let second = by_place[&(first + 64)];
+    room[second..second + sealed.len()].copy_from_slice(&sealed);
+    open_f32_into(
+        &k,
+        &me,
+        b"doc",
+        &room[second..second + sealed.len()],
+        &mut buf,
+    )
+    .unwrap();
+    let shift = by_place[&first];
+    room[shift..shift + sealed.len()].copy_from_slice(&sealed);
+    room[shift + ciphertext_at] ^= 1;
+    assert_eq!(
+        open_f32_into(
+            &k,
+            &me,
+            b"doc",
+            &room[shift..shift + sealed.len()],
+            &mut buf
+        ),
+        Err(CryptoError::Authentication)
+    );
+    assert!(buf.values.iter().all(|&x| x == 0.0));
 }
 
 #[test]
