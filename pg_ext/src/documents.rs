@@ -268,24 +268,6 @@ fn delete_document(id: pgrx::Uuid) -> bool {
     .unwrap_or(false)
 }
 
-/// A stored vector's elements from its bytes after the varlena header (dims, unused, f32s),
-/// borrowed when they are f32-aligned (a value in the row is), copied into `scratch` otherwise.
-fn stored_vector<'a>(body: &'a [u8], scratch: &'a mut Vec<f32>) -> &'a [f32] {
-    let elements = &body[body.len() - 4 * crate::vector::stored_dims(body)..];
-    match bytemuck::try_cast_slice::<u8, f32>(elements) {
-        Ok(v) => v,
-        Err(_) => {
-            scratch.clear();
-            scratch.extend(
-                elements
-                    .chunks_exact(4)
-                    .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
-            );
-            scratch
-        }
-    }
-}
-
 /// The `k` documents of the current tenant's collection nearest to `query` by the collection's
 /// metric, nearest first (ties by id), optionally only those whose metadata contains `filter`
 /// (jsonb `@>`). Exact: every document of the collection that passes the filter is scored, by
@@ -368,7 +350,7 @@ fn search(
             filter,
             k,
             |row| {
-                let stored = stored_vector(row.bytes, &mut scratch);
+                let stored = crate::vector::stored(row.bytes, &mut scratch);
                 core_vector::check_same(stored, query)
                     .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
                 metric.distance(stored, query)

@@ -11,6 +11,7 @@ mod context;
 mod documents;
 mod encryption;
 mod errors;
+mod flat;
 mod gucs;
 mod keycache;
 mod master_key;

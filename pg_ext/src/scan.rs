@@ -237,7 +237,9 @@ pub fn top_k(
             // memory meanwhile (see `Pages`), so that their cache misses overlap this page's work.
             let runs: Vec<&[pg_sys::ItemPointerData]> =
                 tids.chunk_by(|a, b| tid_block(a) == tid_block(b)).collect();
-            let mut next = runs.first().map(|page| pages.pin_ahead(page));
+            let mut next = runs
+                .first()
+                .map(|page| pages.pin_ahead(tid_block(&page[0]), Some(page)));
             for (i, page) in runs.iter().enumerate() {
                 let buf = next.take().expect("each page is pinned one turn ahead");
                 if let Some(ahead) = runs.get(i + DESCRIPTOR_AHEAD) {
@@ -246,7 +248,9 @@ pub fn top_k(
                 if let Some(ahead) = runs.get(i + HEADER_AHEAD) {
                     pages.prefetch_header(tid_block(&ahead[0]));
                 }
-                next = runs.get(i + 1).map(|page| pages.pin_ahead(page));
+                next = runs
+                    .get(i + 1)
+                    .map(|page| pages.pin_ahead(tid_block(&page[0]), Some(page)));
                 visible.clear();
                 pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
                 for tid in *page {
@@ -361,6 +365,155 @@ pub fn top_k(
     }
 }
 
+/// Visits every row of `heap` that `snapshot` sees, in block order, for the `flat` index:
+/// `visit` gets the row's root TID (the one an index entry for it names: a heap-only row's
+/// chain starts elsewhere on its page) and the bytes of attribute `att` after the varlena
+/// header, or None for a null. Pages are read as `top_k` reads them (`Pages`); each is locked
+/// once to find its visible rows, whose values are then visited with the page only pinned.
+/// Under serializable isolation the whole relation is predicate-locked, as a sequential scan
+/// locks it, and each row read is checked for conflicts.
+///
+/// # Safety
+/// `heap` must be an open heap relation with at least `att` attributes, and `snapshot` an MVCC
+/// snapshot that stays registered while this runs. `visit` may raise an error.
+pub unsafe fn visible_rows(
+    heap: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    att: i16,
+    mut visit: impl FnMut(pg_sys::ItemPointerData, Option<&[u8]>),
+) {
+    // SAFETY: per the contract; the building blocks of heapgetpage (heapam.c). Each tuple's
+    // datums point into its pinned page and are used before the page is released; values
+    // that are not in line are copied into the per-row context, reset after each such row.
+    unsafe {
+        predicate::PredicateLockRelation(heap, snapshot);
+        let blocks =
+            pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM);
+        let last = usize::try_from(att).expect("attribute numbers are positive");
+        let desc = pg_sys::CreateTupleDescCopy((*heap).rd_att);
+        (*desc).natts = i32::from(att);
+        let mut values = vec![pg_sys::Datum::from(0usize); last];
+        let mut nulls = vec![true; last];
+        let per_row_cx = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::CurrentMemoryContext,
+            c"sealstore flat row".as_ptr(),
+            0,
+            8 * 1024,
+            8 * 1024 * 1024,
+        );
+        let mut pages = Pages::open(heap);
+        let mut visible: Vec<(pg_sys::HeapTupleData, pg_sys::OffsetNumber)> = Vec::new();
+        let mut roots = [0 as pg_sys::OffsetNumber; MAX_HEAP_TUPLES_PER_PAGE];
+        let mut next = (blocks > 0).then(|| pages.pin_ahead(0, None));
+        for block in 0..blocks {
+            let buf = next.take().expect("each page is pinned one turn ahead");
+            let ahead = |n: usize| block.checked_add(n as u32).filter(|&b| b < blocks);
+            if let Some(b) = ahead(DESCRIPTOR_AHEAD) {
+                pages.prefetch_descriptor(b);
+            }
+            if let Some(b) = ahead(HEADER_AHEAD) {
+                pages.prefetch_header(b);
+            }
+            next = ahead(1).map(|b| pages.pin_ahead(b, None));
+
+            visible.clear();
+            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
+            let page = pg_sys::BufferGetPage(buf);
+            let lines = pg_sys::PageGetMaxOffsetNumber(page);
+            let mut roots_known = false;
+            for off in 1..=lines {
+                let item = pg_sys::PageGetItemId(page, off);
+                if (*item).lp_flags() != pg_sys::LP_NORMAL {
+                    continue;
+                }
+                let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
+                tuple.t_data = pg_sys::PageGetItem(page, item).cast();
+                tuple.t_len = (*item).lp_len();
+                tuple.t_tableOid = (*heap).rd_id;
+                tuple.t_self = tid(block, off);
+                let seen = pg_sys::HeapTupleSatisfiesVisibility(&mut tuple, snapshot, buf);
+                pg_sys::HeapCheckForSerializableConflictOut(seen, heap, &mut tuple, buf, snapshot);
+                if !seen {
+                    continue;
+                }
+                let root = if (*tuple.t_data).t_infomask2 & pg_sys::HEAP_ONLY_TUPLE as u16 != 0 {
+                    if !roots_known {
+                        pg_sys::heap_get_root_tuples(page, roots.as_mut_ptr());
+                        roots_known = true;
+                    }
+                    roots[usize::from(off) - 1]
+                } else {
+                    off
+                };
+                // A visible heap-only row is always reached from its chain's root; if none was
+                // found the page is damaged.
+                if root == 0 {
+                    damaged();
+                }
+                visible.push((tuple, root));
+            }
+            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32);
+            pgrx::check_for_interrupts!();
+
+            for j in 0..visible.len() {
+                match visible.get(j + 1) {
+                    Some((after, _)) => prefetch_rest(after.t_data.cast(), after.t_len as usize),
+                    None => pages.prefetch_rest_of_next(),
+                }
+                let (tuple, root) = &mut visible[j];
+                pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+                let old = pg_sys::MemoryContextSwitchTo(per_row_cx);
+                let mut copied = false;
+                let bytes = datum(&values, &nulls, att).map(|d| varlena_bytes(d, &mut copied));
+                visit(tid(block, *root), bytes);
+                pg_sys::MemoryContextSwitchTo(old);
+                if copied {
+                    pg_sys::MemoryContextReset(per_row_cx);
+                }
+            }
+            pg_sys::ReleaseBuffer(buf);
+        }
+        pg_sys::FreeTupleDesc(desc);
+        pg_sys::MemoryContextDelete(per_row_cx);
+    }
+}
+
+/// The TID of row `offset` of page `block`.
+fn tid(block: pg_sys::BlockNumber, offset: pg_sys::OffsetNumber) -> pg_sys::ItemPointerData {
+    pg_sys::ItemPointerData {
+        ip_blkid: pg_sys::BlockIdData {
+            bi_hi: (block >> 16) as u16,
+            bi_lo: (block & 0xffff) as u16,
+        },
+        ip_posid: offset,
+    }
+}
+
+/// Predicate locking (predicate.h), which the bindings leave out.
+mod predicate {
+    use pgrx::pg_sys;
+
+    extern "C-unwind" {
+        #[link_name = "PredicateLockRelation"]
+        fn predicate_lock_relation(relation: pg_sys::Relation, snapshot: pg_sys::Snapshot);
+    }
+
+    /// Takes a relation-level SIREAD lock for a serializable transaction (a no-op otherwise).
+    ///
+    /// # Safety
+    /// `relation` must be open and `snapshot` valid.
+    #[allow(non_snake_case)]
+    pub unsafe fn PredicateLockRelation(relation: pg_sys::Relation, snapshot: pg_sys::Snapshot) {
+        // SAFETY: per the contract; an error it raises is caught at the boundary and re-raised
+        // as a Rust panic, as for the bindings' own functions.
+        unsafe {
+            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
+                predicate_lock_relation(relation, snapshot)
+            })
+        }
+    }
+}
+
 /// Attribute `att`'s datum from deformed arrays, or None for a null.
 fn datum(values: &[pg_sys::Datum], nulls: &[bool], att: i16) -> Option<pg_sys::Datum> {
     let i = usize::try_from(att - 1).expect("attribute numbers are positive");
@@ -382,6 +535,12 @@ const TID_BATCH: usize = if cfg!(feature = "pg_test") {
 } else {
     1 << 16
 };
+
+/// The most rows a heap page holds (htup_details.h, MaxHeapTuplesPerPage): the page less its
+/// header, over a line pointer and the smallest (MAXALIGNed) row header.
+const MAX_HEAP_TUPLES_PER_PAGE: usize = (pg_sys::BLCKSZ as usize
+    - std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp))
+    / (24 + std::mem::size_of::<pg_sys::ItemIdData>());
 
 /// How many pages ahead of the one being scored the scan asks for a hinted buffer's
 /// descriptor and for its page's header (with the line pointers); the next page is pinned and
@@ -494,11 +653,18 @@ impl Pages {
     unsafe fn open(heap: pg_sys::Relation) -> Pages {
         // SAFETY: per the contract.
         let (locator, identity) = unsafe { locator_of(heap) };
+        // A temporary relation's pages are in this backend's local buffers, which the shared
+        // hints do not describe.
+        let temporary = unsafe { (*(*heap).rd_rel).relpersistence } == pg_sys::RELPERSISTENCE_TEMP as i8;
         Pages {
             upcoming: Vec::new(),
             heap,
             locator,
-            hints: RelationHints::of(identity),
+            hints: if temporary {
+                None
+            } else {
+                RelationHints::of(identity)
+            },
         }
     }
 
@@ -521,16 +687,22 @@ impl Pages {
         }
     }
 
-    /// Pins the page of `tids` (one page's TIDs) and asks for the first lines of their rows.
+    /// Pins heap page `block` and asks for the first lines of its rows: those of `tids` (TIDs
+    /// on that page), or with `None` every row on it.
     ///
     /// # Safety
     /// As for `pin`.
-    unsafe fn pin_ahead(&mut self, tids: &[pg_sys::ItemPointerData]) -> pg_sys::Buffer {
+    unsafe fn pin_ahead(
+        &mut self,
+        block: pg_sys::BlockNumber,
+        tids: Option<&[pg_sys::ItemPointerData]>,
+    ) -> pg_sys::Buffer {
         // SAFETY: per the contract. The page is pinned, and a pin keeps the line pointers of
         // its rows in place (moving them needs a cleanup lock, which waits for the pin), so
-        // reading them without the content lock is sound; they only aim prefetches.
+        // reading them without the content lock is sound; they only aim prefetches. Without
+        // the lock, the count of line pointers may be stale: it is capped to the page.
         unsafe {
-            let buffer = self.pin(tid_block(&tids[0]));
+            let buffer = self.pin(block);
             self.upcoming.clear();
             if buffer > 0 {
                 let page = page_of((buffer - 1) as usize);
@@ -538,10 +710,7 @@ impl Pages {
                     .add(std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp))
                     .cast::<pg_sys::ItemIdData>();
                 let size = pg_sys::BLCKSZ as usize;
-                for tid in tids {
-                    let Some(n) = usize::from(tid.ip_posid).checked_sub(1) else {
-                        continue;
-                    };
+                let mut ask = |n: usize| {
                     let item = &*first.add(n);
                     let at = item.lp_off() as usize;
                     let len = item.lp_len() as usize;
@@ -551,6 +720,20 @@ impl Pages {
                             prefetch(row.add(line * 64));
                         }
                         self.upcoming.push((row, len));
+                    }
+                };
+                match tids {
+                    Some(tids) => {
+                        for tid in tids {
+                            if let Some(n) = usize::from(tid.ip_posid).checked_sub(1) {
+                                ask(n);
+                            }
+                        }
+                    }
+                    None => {
+                        let lines = usize::from(pg_sys::PageGetMaxOffsetNumber(page.cast_mut()))
+                            .min(MAX_HEAP_TUPLES_PER_PAGE);
+                        (0..lines).for_each(ask);
                     }
                 }
             }
@@ -660,6 +843,28 @@ unsafe fn count_buffer_hit(heap: pg_sys::Relation) {
         }
     }
 }
+/// Counts an index scan in the index's statistics, as `pgstat_count_index_scan` does.
+///
+/// # Safety
+/// `index` must be an open relation.
+pub unsafe fn count_index_scan(index: pg_sys::Relation) {
+    // SAFETY: pgstat_info is null or the relation's statistics entry for this backend.
+    unsafe {
+        let info = (*index).pgstat_info;
+        if info.is_null() {
+            return;
+        }
+        #[cfg(feature = "pg15")]
+        {
+            (*info).t_counts.t_numscans += 1;
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            (*info).counts.numscans += 1;
+        }
+    }
+}
+
 /// Adds `n` to the index's "tuples fetched" statistic, as `index_fetch_heap` does per row.
 ///
 /// # Safety

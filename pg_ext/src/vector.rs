@@ -173,7 +173,25 @@ fn checked(values: Vec<f32>, typmod: i32) -> Vector {
     Vector(values)
 }
 
-fn same_dims(a: &[f32], b: &[f32]) {
+/// A stored vector's elements from its bytes after the varlena header (dims, unused, f32s),
+/// borrowed when they are f32-aligned (a value in the row is), copied into `scratch` otherwise.
+pub fn stored<'a>(body: &'a [u8], scratch: &'a mut Vec<f32>) -> &'a [f32] {
+    let elements = &body[body.len() - 4 * stored_dims(body)..];
+    match bytemuck::try_cast_slice::<u8, f32>(elements) {
+        Ok(v) => v,
+        Err(_) => {
+            scratch.clear();
+            scratch.extend(
+                elements
+                    .chunks_exact(4)
+                    .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
+            );
+            scratch
+        }
+    }
+}
+
+pub fn same_dims(a: &[f32], b: &[f32]) {
     core_vector::check_same(a, b).unwrap_or_else(|e| fail(e));
 }
 
