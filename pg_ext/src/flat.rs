@@ -227,8 +227,8 @@ unsafe extern "C-unwind" fn cost_estimate(
         let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let rel = (*(*path).indexinfo).rel;
-        let pass = (*rel).pages as f64 * pg_sys::seq_page_cost
-            + (*rel).tuples * pg_sys::cpu_operator_cost;
+        let pass =
+            (*rel).pages as f64 * pg_sys::seq_page_cost + (*rel).tuples * pg_sys::cpu_operator_cost;
         if (*path).indexorderbys.is_null() {
             *startup = f64::INFINITY;
             *total = f64::INFINITY;
@@ -244,7 +244,10 @@ unsafe extern "C-unwind" fn cost_estimate(
 
 /// A flat index takes no storage parameters.
 #[pg_guard]
-unsafe extern "C-unwind" fn options(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+unsafe extern "C-unwind" fn options(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+) -> *mut pg_sys::bytea {
     if validate && !reloptions.is_null() {
         errors::raise(errors::plain(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,

@@ -655,7 +655,8 @@ impl Pages {
         let (locator, identity) = unsafe { locator_of(heap) };
         // A temporary relation's pages are in this backend's local buffers, which the shared
         // hints do not describe.
-        let temporary = unsafe { (*(*heap).rd_rel).relpersistence } == pg_sys::RELPERSISTENCE_TEMP as i8;
+        let temporary =
+            unsafe { (*(*heap).rd_rel).relpersistence } == pg_sys::RELPERSISTENCE_TEMP as i8;
         Pages {
             upcoming: Vec::new(),
             heap,

@@ -1,0 +1,263 @@
+"""The `flat` index access method: ORDER BY <distance> through the index must return exactly
+what a sequential scan and a sort return (same rows, same distances, same order, NULLs last),
+under every snapshot, for every operator, across the index's batches; and it must refuse the
+definitions it cannot serve with a clean SQLSTATE."""
+import random
+
+import psycopg
+import pytest
+
+OPS = ["<->", "<#>", "<=>", "<+>"]
+DIMS = 8
+# More rows than the index's first batch (1,000), so that an unlimited or filtered scan takes
+# several passes.
+ROWS = 2500
+
+
+def vec(v) -> str:
+    return "[" + ",".join(repr(float(x)) for x in v) + "]"
+
+
+def plan(conn, sql, params=()):
+    return "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params).fetchall())
+
+
+def ordered(conn, sql, params, *, index: bool):
+    """The rows of `sql` through the flat index, or with index scans off; asserts which plan ran."""
+    conn.execute(f"SET enable_indexscan = {'on' if index else 'off'}")
+    conn.execute(f"SET enable_seqscan = {'off' if index else 'on'}")
+    shown = plan(conn, sql, params)
+    # Only an index scan that orders by an operator shows "Order By:".
+    assert ("Order By:" in shown) == index, shown
+    rows = conn.execute(sql, params).fetchall()
+    conn.execute("RESET enable_indexscan")
+    conn.execute("RESET enable_seqscan")
+    return rows
+
+
+def canon(rows):
+    """What any correct answer to an ORDER BY distance query shares: the distances in order (the
+    last column; NaN as a string, so that it equals itself), and the ids of each run of equal
+    distances but the last, which a LIMIT may cut anywhere."""
+    distances = ["nan" if r[-1] is not None and r[-1] != r[-1] else r[-1] for r in rows]
+    runs, start = [], 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or distances[i] != distances[start]:
+            runs.append(sorted(r[0] for r in rows[start:i]))
+            start = i
+    return distances, runs[:-1]
+
+
+def same(conn, sql, params=()):
+    """The flat index's answer agrees with the sequential scan's, and is returned."""
+    through_index = ordered(conn, sql, params, index=True)
+    sequential = ordered(conn, sql, params, index=False)
+    assert canon(through_index) == canon(sequential)
+    return through_index
+
+
+def ids(rows):
+    return {r[0] for r in rows}
+
+
+@pytest.fixture
+def db(admin_url):
+    """A superuser connection with a table of vectors (random, duplicated, zero and NULL) and a
+    flat index on it; dropped afterwards."""
+    rng = random.Random(7)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("SET search_path = public, sealstore")
+        conn.execute("SET max_parallel_workers_per_gather = 0")
+        conn.execute("SET jit = off")
+        conn.execute("DROP TABLE IF EXISTS flat_items")
+        conn.execute(
+            "CREATE TABLE flat_items (id int PRIMARY KEY, note text, embedding vector(8))"
+            " WITH (fillfactor = 50)")
+        rows = []
+        for i in range(ROWS):
+            if i % 97 == 0:
+                v = None
+            elif i % 89 == 0:
+                v = vec([0.0] * DIMS)  # cosine distance NaN: sorts after every number
+            elif i % 10 == 3:
+                v = rows[i - 1][2] or vec([1.0] * DIMS)  # ties
+            else:
+                v = vec([rng.uniform(-1, 1) for _ in range(DIMS)])
+            rows.append((i, "n", v))
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO flat_items VALUES (%s, %s, %s)", rows)
+        conn.execute("CREATE INDEX flat_items_embedding ON flat_items USING flat (embedding)")
+        conn.execute("ANALYZE flat_items")
+        yield conn
+        conn.execute("DROP TABLE flat_items")
+
+
+def query(rng):
+    return vec([rng.uniform(-1, 1) for _ in range(DIMS)])
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_orders_exactly_as_a_sequential_scan(db, op):
+    rng = random.Random(op)
+    for _ in range(3):
+        q = query(rng)
+        select = f"SELECT id, embedding {op} %s AS d FROM flat_items"
+        for limit in (1, 10, 1000, 1001):
+            got = same(db, f"{select} ORDER BY embedding {op} %s LIMIT {limit}", (q, q))
+            assert len(got) == limit
+        # The whole table: every batch, then the NaN distances, then the NULL vectors.
+        everything = same(db, f"{select} ORDER BY embedding {op} %s", (q, q))
+        assert len(everything) == ROWS and len(ids(everything)) == ROWS
+        assert all(d is None for _, d in everything[-26:])
+        # A filter that keeps few rows makes the scan take further passes.
+        got = same(db, f"{select} WHERE id %% 41 = 0 ORDER BY embedding {op} %s LIMIT 50",
+                   (q, q))
+        assert len(got) == 50 and all(i % 41 == 0 for i in ids(got))
+
+
+def test_a_null_query_returns_every_row_with_a_null_distance(db):
+    # A NULL known at planning is folded away; a parameter of a generic plan reaches the scan.
+    db.execute("SET plan_cache_mode = force_generic_plan")
+    db.execute("PREPARE nearest(vector) AS SELECT id, embedding <-> $1 FROM flat_items"
+               " ORDER BY embedding <-> $1 LIMIT 1500")
+    try:
+        shown = plan(db, "EXECUTE nearest(NULL)")
+        assert "Order By:" in shown, shown
+        rows = db.execute("EXECUTE nearest(NULL)").fetchall()
+        assert len(ids(rows)) == 1500 and all(d is None for _, d in rows)
+        # (EXECUTE takes no bind parameters: the query is a literal.)
+        full = db.execute(f"EXECUTE nearest('{vec([1] * DIMS)}')").fetchall()
+        assert len(full) == 1500 and full[0][1] is not None
+    finally:
+        db.execute("DEALLOCATE nearest")
+        db.execute("RESET plan_cache_mode")
+
+
+def test_sees_exactly_what_the_snapshot_sees(db, admin_url):
+    rng = random.Random(11)
+    q = query(rng)
+    top = "SELECT id, embedding <-> %s FROM flat_items ORDER BY embedding <-> %s LIMIT 20"
+    before = same(db, top, (q, q))
+    # HOT updates (a column the index does not cover, room on the page): the chain's root TID
+    # is what the index returns.
+    db.execute("UPDATE flat_items SET note = 'hot' WHERE id % 3 = 0")
+    db.execute("UPDATE flat_items SET note = 'hotter' WHERE id % 3 = 0")
+    assert canon(same(db, top, (q, q))) == canon(before)
+    # An embedding moved next to the query, rows deleted, a new row: all seen at once.
+    db.execute("UPDATE flat_items SET embedding = %s WHERE id = 17", (q,))
+    db.execute("DELETE FROM flat_items WHERE id = ANY(%s)", ([r[0] for r in before[:5]],))
+    db.execute("INSERT INTO flat_items VALUES (-1, 'new', %s)", (q,))
+    after = same(db, top, (q, q))
+    assert ids(after[:2]) == {-1, 17}
+    assert not ids(before[:5]) & ids(after)
+    db.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+    heap_only = db.execute(
+        "SELECT count(*) FROM generate_series(0, pg_relation_size('flat_items') / 8192 - 1) b,"
+        " heap_page_items(get_raw_page('flat_items', b::int)) WHERE t_infomask2 & 32768 <> 0"
+    ).fetchone()[0]
+    assert heap_only > 100  # HEAP_ONLY_TUPLE: the updates were HOT
+
+    # A repeatable-read snapshot keeps its view while another session commits changes, and an
+    # uncommitted row is seen only by its own transaction.
+    with psycopg.connect(admin_url, autocommit=True) as reader, \
+            psycopg.connect(admin_url, autocommit=True) as writer:
+        for c in (reader, writer):
+            c.execute("SET search_path = public, sealstore")
+            c.execute("SET jit = off")
+        reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        seen = canon(same(reader, top, (q, q)))
+        assert seen == canon(after)
+        writer.execute("BEGIN")
+        writer.execute("INSERT INTO flat_items VALUES (-2, 'uncommitted', %s)", (q,))
+        assert ids(same(writer, top, (q, q))[:3]) == {-2, -1, 17}
+        assert canon(same(reader, top, (q, q))) == seen
+        writer.execute("COMMIT")
+        writer.execute("DELETE FROM flat_items WHERE id = -1")
+        assert canon(same(reader, top, (q, q))) == seen
+        reader.execute("COMMIT")
+        now = same(reader, top, (q, q))
+        assert ids(now[:2]) == {-2, 17} and -1 not in ids(now)
+
+
+def test_serializable_scans_lock_the_table_as_a_sequential_scan_does(db, admin_url):
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("SET search_path = public, sealstore")
+        conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        ordered(conn, "SELECT id FROM flat_items ORDER BY embedding <=> %s LIMIT 5",
+                (vec([1] * DIMS),), index=True)
+        locks = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE mode = 'SIReadLock' AND locktype = 'relation'"
+            " AND relation = 'flat_items'::regclass AND pid = pg_backend_pid()").fetchone()[0]
+        assert locks == 1
+        conn.execute("ROLLBACK")
+
+
+def test_vacuum_and_a_rebuild_change_nothing(db):
+    q = vec([0.5] * DIMS)
+    top = "SELECT id, embedding <+> %s FROM flat_items ORDER BY embedding <+> %s LIMIT 30"
+    before = same(db, top, (q, q))
+    db.execute("DELETE FROM flat_items WHERE id % 2 = 1")
+    db.execute("VACUUM flat_items")
+    after = same(db, top, (q, q))
+    assert all(r[0] % 2 == 0 for r in after)
+    db.execute("REINDEX INDEX flat_items_embedding")
+    assert canon(same(db, top, (q, q))) == canon(after)
+    tuples = db.execute("SELECT reltuples FROM pg_class WHERE relname = 'flat_items_embedding'"
+                        ).fetchone()[0]
+    assert tuples == db.execute("SELECT count(*) FROM flat_items").fetchone()[0]
+
+
+@pytest.mark.parametrize("persistence", ["TEMPORARY", "UNLOGGED"])
+def test_temporary_and_unlogged_tables(admin_url, persistence):
+    rng = random.Random(persistence)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("SET search_path = public, sealstore")
+        conn.execute(f"CREATE {persistence} TABLE flat_other (id int, embedding vector(8))")
+        try:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO flat_other VALUES (%s, %s)",
+                                [(i, query(rng)) for i in range(300)])
+            conn.execute("CREATE INDEX ON flat_other USING flat (embedding)")
+            conn.execute("ANALYZE flat_other")
+            q = query(rng)
+            got = same(conn, "SELECT id, embedding <=> %s FROM flat_other"
+                             " ORDER BY embedding <=> %s LIMIT 10", (q, q))
+            assert len(got) == 10
+        finally:
+            conn.execute("DROP TABLE flat_other")
+
+
+def test_a_query_of_other_dimensions_fails_as_the_operator_does(db):
+    q = vec([1, 2, 3])
+    sql = "SELECT id FROM flat_items ORDER BY embedding <-> %s LIMIT 3"
+    states = []
+    for index in (True, False):
+        with pytest.raises(psycopg.Error) as info:
+            ordered(db, sql, (q,), index=index)
+        states.append((info.value.sqlstate, str(info.value).splitlines()[0]))
+        db.execute("RESET ALL")
+        db.execute("SET search_path = public, sealstore")
+        db.execute("SET max_parallel_workers_per_gather = 0")
+        db.execute("SET jit = off")
+    assert states[0] == states[1]
+    assert states[0][0] == "22000"
+
+
+@pytest.mark.parametrize("definition, sqlstate", [
+    ("(embedding) WHERE id > 0", "0A000"),
+    ("((embedding))", None),  # a parenthesised column is still the column
+    ("((embedding + embedding))", "42883"),  # no such operator: never reaches the index
+    ("(l2_normalize(embedding))", "0A000"),
+    ("(embedding, embedding)", "0A000"),
+    ("(embedding) WITH (lists = 3)", "22023"),
+    ("(id)", "42704"),  # no operator class for int
+])
+def test_definitions_it_cannot_serve_are_refused(db, definition, sqlstate):
+    sql = f"CREATE INDEX flat_bad ON flat_items USING flat {definition}"
+    if sqlstate is None:
+        db.execute(sql)
+        db.execute("DROP INDEX flat_bad")
+        return
+    with pytest.raises(psycopg.Error) as info:
+        db.execute(sql)
+    assert info.value.sqlstate == sqlstate, info.value
