@@ -230,8 +230,8 @@ unsafe extern "C-unwind" fn cost_estimate(
         let pass =
             (*rel).pages as f64 * pg_sys::seq_page_cost + (*rel).tuples * pg_sys::cpu_operator_cost;
         if (*path).indexorderbys.is_null() {
-            *startup = f64::INFINITY;
-            *total = f64::INFINITY;
+            *startup = pg_sys::disable_cost;
+            *total = pg_sys::disable_cost;
         } else {
             *startup = pass;
             *total = pass + costs.indexTotalCost - costs.indexStartupCost;

@@ -579,7 +579,7 @@ impl OpenedF32 {
     /// length is the last one (row after row of a search), old values stay until overwritten,
     /// with no zero fill first.
     fn take(&mut self, len: usize, source: &[u8]) -> &mut [f32] {
-        if self.len != len {
+        if self.values.len() != len + 2 * LINE_F32S {
             // Zeroizing also clears the vector, so `resize` below never moves old values.
             self.values.zeroize();
             self.values.resize(len + 2 * LINE_F32S, 0.0);

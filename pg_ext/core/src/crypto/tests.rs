@@ -518,6 +518,22 @@ fn embeddings_open_where_the_copy_before_decrypting_is_fast() {
     assert_eq!(first % 64, 0);
     assert_eq!(*places.iter().max().unwrap(), first + 64);
 
+    // No values at all (a fuzzed envelope found that the first place must exist even then).
+    let empty = seal(&k, &me, b"doc", &f32_plaintext(&[])).unwrap();
+    for shift in 0..4096 {
+        let mut fresh = OpenedF32::default();
+        room[shift..shift + empty.len()].copy_from_slice(&empty);
+        open_f32_into(
+            &k,
+            &me,
+            b"doc",
+            &room[shift..shift + empty.len()],
+            &mut fresh,
+        )
+        .unwrap();
+        assert!(fresh.as_slice().is_empty());
+    }
+
     // A row opened in the second place, then a forged one in the first: nothing of the first
     // row is left anywhere in the buffer.
     let second = by_place[&(first + 64)];
