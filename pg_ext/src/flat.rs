@@ -209,6 +209,12 @@ unsafe extern "C-unwind" fn vacuum_cleanup(
 /// The planner's cost: one pass over the table before the first row (read each page, compute
 /// each distance), then only the fetch of each row returned. A path that does not order by
 /// distance is not one this index offers.
+///
+/// Nor is a scan of a table that a row-level security policy (or a security barrier view)
+/// filters for this query: the pass would score the rows the policy hides before the executor
+/// drops them, so its time would follow other tenants' data and a vector of other dimensions
+/// in another tenant's row would fail the query. Such queries get the plan they would get
+/// without the index.
 // The signature is PostgreSQL's (amcostestimate_function).
 #[allow(clippy::too_many_arguments)]
 #[pg_guard]
@@ -229,9 +235,12 @@ unsafe extern "C-unwind" fn cost_estimate(
         let rel = (*(*path).indexinfo).rel;
         let pass =
             (*rel).pages as f64 * pg_sys::seq_page_cost + (*rel).tuples * pg_sys::cpu_operator_cost;
-        if (*path).indexorderbys.is_null() {
-            *startup = pg_sys::disable_cost;
-            *total = pg_sys::disable_cost;
+        let entry = *(*root).simple_rte_array.add((*rel).relid as usize);
+        let filtered_by_policy = !entry.is_null() && !(*entry).securityQuals.is_null();
+        if (*path).indexorderbys.is_null() || filtered_by_policy {
+            // Above even a disabled sequential scan, which always exists.
+            *startup = 2.0 * pg_sys::disable_cost + pass;
+            *total = *startup;
         } else {
             *startup = pass;
             *total = pass + costs.indexTotalCost - costs.indexStartupCost;
@@ -453,6 +462,18 @@ unsafe extern "C-unwind" fn get_tuple(
     unsafe {
         let state = &mut *(*scan).opaque.cast::<Scan>();
         if state.query.is_none() {
+            // The planner never picks this index when a policy filters the table (see
+            // `cost_estimate`); a scan that gets here anyway refuses rather than score rows the
+            // policy hides.
+            let heap = (*scan).heapRelation;
+            if pg_sys::check_enable_rls((*heap).rd_id, pg_sys::InvalidOid, true)
+                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+            {
+                errors::raise(errors::plain(
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    "a flat index cannot be scanned under a row-level security policy",
+                ));
+            }
             let query = query_of(scan);
             if query.is_none() {
                 // Every distance is NULL: every row, in TID order.
