@@ -133,8 +133,7 @@ unsafe extern "C-unwind" fn build(
             std::ptr::addr_of_mut!(rows).cast(),
             std::ptr::null_mut(),
         );
-        let result = PgBox::<pg_sys::IndexBuildResult>::alloc0();
-        let mut result = result;
+        let mut result = PgBox::<pg_sys::IndexBuildResult>::alloc0();
         result.heap_tuples = counted;
         result.index_tuples = rows;
         result.into_pg()

@@ -202,9 +202,45 @@ def test_vacuum_and_a_rebuild_change_nothing(db):
     assert all(r[0] % 2 == 0 for r in after)
     db.execute("REINDEX INDEX flat_items_embedding")
     assert canon(same(db, top, (q, q))) == canon(after)
+    # The concurrent forms validate the index against the table through bulk delete and insert.
+    db.execute("REINDEX INDEX CONCURRENTLY flat_items_embedding")
+    assert canon(same(db, top, (q, q))) == canon(after)
+    db.execute("DROP INDEX flat_items_embedding")
+    db.execute("CREATE INDEX CONCURRENTLY flat_items_embedding ON flat_items USING flat (embedding)")
+    assert db.execute("SELECT indisvalid FROM pg_index"
+                      " WHERE indexrelid = 'flat_items_embedding'::regclass").fetchone()[0]
+    assert canon(same(db, top, (q, q))) == canon(after)
     tuples = db.execute("SELECT reltuples FROM pg_class WHERE relname = 'flat_items_embedding'"
                         ).fetchone()[0]
     assert tuples == db.execute("SELECT count(*) FROM flat_items").fetchone()[0]
+
+
+def test_the_application_role_indexes_and_searches_its_own_table(admin_url, app_url):
+    """No privilege beyond the schema's USAGE: a role that owns a table can put a flat index on
+    it, and its queries use it."""
+    rng = random.Random(5)
+    with psycopg.connect(app_url, autocommit=True) as app:
+        role = app.execute("SELECT current_user").fetchone()[0]
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        su.execute("DROP SCHEMA IF EXISTS flatown CASCADE")
+        su.execute(f'CREATE SCHEMA flatown AUTHORIZATION "{role}"')
+    try:
+        with psycopg.connect(app_url, autocommit=True) as app:
+            app.execute("SET search_path = flatown, sealstore")
+            app.execute("SET jit = off")
+            app.execute("CREATE TABLE mine (id int, embedding vector(8))")
+            with app.cursor() as cur:
+                cur.executemany("INSERT INTO mine VALUES (%s, %s)",
+                                [(i, query(rng)) for i in range(500)])
+            app.execute("CREATE INDEX ON mine USING flat (embedding)")
+            app.execute("ANALYZE mine")
+            q = query(rng)
+            got = same(app, "SELECT id, embedding <=> %s FROM mine ORDER BY embedding <=> %s"
+                            " LIMIT 10", (q, q))
+            assert len(got) == 10
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as su:
+            su.execute("DROP SCHEMA flatown CASCADE")
 
 
 @pytest.mark.parametrize("persistence", ["TEMPORARY", "UNLOGGED"])
