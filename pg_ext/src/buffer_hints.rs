@@ -1,6 +1,6 @@
 //! Which shared buffer held a heap page when a backend last read it, shared by every backend:
 //! a table of 2^20 buffer numbers (4 MB of shared memory), reserved while the library is
-//! preloaded. `search` pins its pages through these hints (see `scan::Pages`).
+//! preloaded. `search` pins its pages through these hints (see `pages::Pages`).
 //!
 //! A hint is only ever a guess. `ReadRecentBuffer` compares the buffer's tag (relation, fork,
 //! block) under its header lock before it pins anything, so a stale, overwritten or torn hint

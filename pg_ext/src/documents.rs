@@ -10,7 +10,7 @@
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, TenantId};
 use sealstore_core::distance::Metric;
-use sealstore_core::vector::{self as core_vector, VectorError};
+use sealstore_core::vector as core_vector;
 
 use crate::context;
 use crate::encryption;
@@ -336,8 +336,7 @@ fn search(
                 )
                 .unwrap_or_else(|e| encryption::fail(e));
                 let plain = plain.as_slice();
-                core_vector::check_same(plain, query)
-                    .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
+                crate::vector::same_dims(plain, query);
                 metric.distance(plain, query)
             },
         )
@@ -351,8 +350,7 @@ fn search(
             k,
             |row| {
                 let stored = crate::vector::stored(row.bytes, &mut scratch);
-                core_vector::check_same(stored, query)
-                    .unwrap_or_else(|e: VectorError| errors::raise(errors::vector(&e)));
+                crate::vector::same_dims(stored, query);
                 metric.distance(stored, query)
             },
         )

@@ -27,7 +27,7 @@ use pgrx::PgMemoryContexts;
 use sealstore_core::distance::Metric;
 use sealstore_core::topk::{Rank, TopK};
 
-use crate::{errors, scan, vector};
+use crate::{errors, pages, scan, vector};
 
 /// Rows kept by a scan's first pass.
 const FIRST_BATCH: usize = 1000;
@@ -479,7 +479,7 @@ unsafe extern "C-unwind" fn get_tuple(
                 state.phase = Phase::Nulls(None);
             }
             state.query = Some(query);
-            scan::count_index_scan((*scan).indexRelation);
+            pages::count((*scan).indexRelation, pages::Count::IndexScan);
         }
         loop {
             if let Some(&(rank, null)) = state.batch.get(state.returned) {

@@ -17,6 +17,7 @@ mod keycache;
 mod master_key;
 mod master_rotation;
 mod owner;
+mod pages;
 mod scan;
 mod secrets;
 mod tenants;

@@ -8,7 +8,7 @@
 //! the index's TIDs for the two keys, then visits the heap page by page as a bitmap heap scan
 //! does: one share lock per page to find its visible rows, then each row deformed up to the
 //! embedding and scored where it lies in the buffer (the column's MAIN storage keeps it in the
-//! row). What is left is waiting for memory, and `Pages` asks for it ahead of time.
+//! row). What is left is waiting for memory, and `pages::Pages` asks for it ahead of time.
 //!
 //! What it reads is exactly what the SQL query read: the index keys are the collection and the
 //! tenant, so no row of another tenant is visited, scored or timed, and visibility is the
@@ -20,8 +20,10 @@ use pgrx::prelude::*;
 use sealstore_core::crypto::TenantId;
 use sealstore_core::topk::{Offered, Rank, TopK};
 
-use crate::buffer_hints::RelationHints;
 use crate::errors;
+use crate::pages::{
+    self, prefetch_rest, Pages, DESCRIPTOR_AHEAD, HEADER_AHEAD, MAX_HEAP_TUPLES_PER_PAGE,
+};
 
 /// One row as the scorer sees it.
 pub struct Row<'a> {
@@ -350,7 +352,7 @@ pub fn top_k(
                 pg_sys::ReleaseBuffer(buf);
             }
         }
-        count_heap_fetches(index, fetched);
+        pages::count(index, pages::Count::HeapFetches(fetched));
 
         pg_sys::FreeTupleDesc(scan_desc);
         pg_sys::index_endscan(scan);
@@ -536,66 +538,22 @@ const TID_BATCH: usize = if cfg!(feature = "pg_test") {
     1 << 16
 };
 
-/// The most rows a heap page holds (htup_details.h, MaxHeapTuplesPerPage): the page less its
-/// header, over a line pointer and the smallest (MAXALIGNed) row header.
-const MAX_HEAP_TUPLES_PER_PAGE: usize = (pg_sys::BLCKSZ as usize
-    - std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp))
-    / (24 + std::mem::size_of::<pg_sys::ItemIdData>());
-
-/// How many pages ahead of the one being scored the scan asks for a hinted buffer's
-/// descriptor and for its page's header (with the line pointers); the next page is pinned and
-/// the first `ROW_LINES` cache lines of its rows requested. (Measured on the benchmark's data:
-/// whole pages requested ahead did worse, as the requests queue behind one another.)
-const DESCRIPTOR_AHEAD: usize = 16;
-const HEADER_AHEAD: usize = 8;
-const ROW_LINES: usize = 8;
-
-#[cfg(feature = "pg15")]
-type Locator = pg_sys::RelFileNode;
-#[cfg(not(feature = "pg15"))]
-type Locator = pg_sys::RelFileLocator;
-
-/// The relation's storage identity, and as numbers (tablespace, database, file number).
-///
-/// # Safety
-/// `rel` must be an open relation.
-unsafe fn locator_of(rel: pg_sys::Relation) -> (Locator, [u32; 3]) {
-    // SAFETY: per the contract.
-    unsafe {
-        #[cfg(feature = "pg15")]
-        {
-            let l = (*rel).rd_node;
-            (
-                l,
-                [l.spcNode.to_u32(), l.dbNode.to_u32(), l.relNode.to_u32()],
-            )
-        }
-        #[cfg(not(feature = "pg15"))]
-        {
-            let l = (*rel).rd_locator;
-            (
-                l,
-                [l.spcOid.to_u32(), l.dbOid.to_u32(), l.relNumber.to_u32()],
-            )
-        }
-    }
-}
-
 /// The shared hints of `documents`, and its size in pages, for tests.
 ///
 /// # Safety
 /// Must run in a transaction, with the extension installed.
 #[cfg(any(test, feature = "pg_test"))]
-unsafe fn documents_hints() -> (RelationHints, u32) {
+unsafe fn documents_hints() -> (crate::buffer_hints::RelationHints, u32) {
     // SAFETY: per the contract; the relation is opened and closed around the reads.
     unsafe {
         let nsp = pg_sys::get_namespace_oid(c"sealstore".as_ptr(), false);
         let oid = pg_sys::get_relname_relid(c"documents".as_ptr(), nsp);
         let rel = pg_sys::table_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let (_, identity) = locator_of(rel);
+        let (_, identity) = pages::locator_of(rel);
         let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
         pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let hints = RelationHints::of(identity).expect("the library is preloaded in tests");
+        let hints = crate::buffer_hints::RelationHints::of(identity)
+            .expect("the library is preloaded in tests");
         (hints, blocks)
     }
 }
@@ -625,265 +583,5 @@ pub fn scramble_hints(out_of_range: bool) {
                 b % shared + 1
             },
         );
-    }
-}
-
-/// Reads the heap's pages for the scan, by way of the buffers they were in when a backend last
-/// read them (`buffer_hints`).
-///
-/// Finding a page in the shared buffers is a lookup in the buffer mapping table: a chain of
-/// dependent cache misses, under a partition lock, that nothing can start early. With two 3 KB
-/// rows to a page it was a fifth of a search. A hinted buffer is tried first with
-/// `ReadRecentBuffer`, which compares the buffer's tag under its header lock and pins it only
-/// if it still holds the page; otherwise the page is read the ordinary way and the hint renewed.
-/// A stale hint therefore costs one check, never a wrong page. And since the addresses of a
-/// buffer's descriptor and page follow from its number, both can be requested from memory
-/// pages ahead of their turn.
-struct Pages {
-    /// Where the rows of the page pinned ahead start, and their lengths.
-    upcoming: Vec<(*const i8, usize)>,
-    heap: pg_sys::Relation,
-    locator: Locator,
-    hints: Option<RelationHints>,
-}
-
-impl Pages {
-    /// # Safety
-    /// `heap` must be an open relation that stays open while the reader is used.
-    unsafe fn open(heap: pg_sys::Relation) -> Pages {
-        // SAFETY: per the contract.
-        let (locator, identity) = unsafe { locator_of(heap) };
-        // A temporary relation's pages are in this backend's local buffers, which the shared
-        // hints do not describe.
-        let temporary =
-            unsafe { (*(*heap).rd_rel).relpersistence } == pg_sys::RELPERSISTENCE_TEMP as i8;
-        Pages {
-            upcoming: Vec::new(),
-            heap,
-            locator,
-            hints: if temporary {
-                None
-            } else {
-                RelationHints::of(identity)
-            },
-        }
-    }
-
-    /// The hinted buffer of `block`, as an index into the shared buffer arrays.
-    fn hint(&self, block: pg_sys::BlockNumber) -> Option<usize> {
-        self.hints?.get(block)
-    }
-
-    fn prefetch_descriptor(&self, block: pg_sys::BlockNumber) {
-        if let Some(i) = self.hint(block) {
-            // SAFETY: i < NBuffers indexes the descriptor array; a prefetch never faults.
-            unsafe { prefetch(pg_sys::BufferDescriptors.add(i).cast::<i8>()) };
-        }
-    }
-
-    fn prefetch_header(&self, block: pg_sys::BlockNumber) {
-        if let Some(i) = self.hint(block) {
-            // SAFETY: i < NBuffers; a prefetch never faults.
-            unsafe { prefetch(page_of(i)) };
-        }
-    }
-
-    /// Pins heap page `block` and asks for the first lines of its rows: those of `tids` (TIDs
-    /// on that page), or with `None` every row on it.
-    ///
-    /// # Safety
-    /// As for `pin`.
-    unsafe fn pin_ahead(
-        &mut self,
-        block: pg_sys::BlockNumber,
-        tids: Option<&[pg_sys::ItemPointerData]>,
-    ) -> pg_sys::Buffer {
-        // SAFETY: per the contract. The page is pinned, and a pin keeps the line pointers of
-        // its rows in place (moving them needs a cleanup lock, which waits for the pin), so
-        // reading them without the content lock is sound; they only aim prefetches. Without
-        // the lock, the count of line pointers may be stale: it is capped to the page.
-        unsafe {
-            let buffer = self.pin(block);
-            self.upcoming.clear();
-            if buffer > 0 {
-                let page = page_of((buffer - 1) as usize);
-                let first = page
-                    .add(std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp))
-                    .cast::<pg_sys::ItemIdData>();
-                let size = pg_sys::BLCKSZ as usize;
-                let mut ask = |n: usize| {
-                    let item = &*first.add(n);
-                    let at = item.lp_off() as usize;
-                    let len = item.lp_len() as usize;
-                    if item.lp_flags() == pg_sys::LP_NORMAL && at + len <= size {
-                        let row = page.add(at);
-                        for line in 0..ROW_LINES.min(len.div_ceil(64)) {
-                            prefetch(row.add(line * 64));
-                        }
-                        self.upcoming.push((row, len));
-                    }
-                };
-                match tids {
-                    Some(tids) => {
-                        for tid in tids {
-                            if let Some(n) = usize::from(tid.ip_posid).checked_sub(1) {
-                                ask(n);
-                            }
-                        }
-                    }
-                    None => {
-                        let lines = usize::from(pg_sys::PageGetMaxOffsetNumber(page.cast_mut()))
-                            .min(MAX_HEAP_TUPLES_PER_PAGE);
-                        (0..lines).for_each(ask);
-                    }
-                }
-            }
-            buffer
-        }
-    }
-
-    /// Asks for the rest of the first row of the page pinned ahead.
-    fn prefetch_rest_of_next(&self) {
-        if let Some(&(row, len)) = self.upcoming.first() {
-            prefetch_rest(row, len);
-        }
-    }
-
-    /// Pins heap page `block` and returns its buffer.
-    ///
-    /// # Safety
-    /// `block` must lie within the heap (it came from its index).
-    unsafe fn pin(&mut self, block: pg_sys::BlockNumber) -> pg_sys::Buffer {
-        // SAFETY: per the contract and `open`'s; ReadRecentBuffer pins only a buffer whose tag
-        // it found equal to this page's under the buffer header lock.
-        unsafe {
-            if let Some(i) = self.hint(block) {
-                let buffer = (i + 1) as pg_sys::Buffer;
-                if pg_sys::ReadRecentBuffer(
-                    self.locator,
-                    pg_sys::ForkNumber::MAIN_FORKNUM,
-                    block,
-                    buffer,
-                ) {
-                    count_buffer_hit(self.heap);
-                    return buffer;
-                }
-            }
-            let buffer = pg_sys::ReadBufferExtended(
-                self.heap,
-                pg_sys::ForkNumber::MAIN_FORKNUM,
-                block,
-                pg_sys::ReadBufferMode::RBM_NORMAL,
-                std::ptr::null_mut(),
-            );
-            if buffer > 0 {
-                if let Some(hints) = self.hints {
-                    hints.set(block, buffer);
-                }
-            }
-            buffer
-        }
-    }
-}
-
-/// The page of shared buffer `i` (0-based): BLCKSZ bytes at BufferBlocks + i * BLCKSZ
-/// (bufmgr.h, BufferGetBlock).
-///
-/// # Safety
-/// `i` must be below NBuffers.
-unsafe fn page_of(i: usize) -> *const i8 {
-    // SAFETY: per the contract, within the buffer pool's mapping.
-    unsafe {
-        pg_sys::BufferBlocks
-            .cast::<i8>()
-            .add(i * pg_sys::BLCKSZ as usize)
-    }
-}
-
-/// Asks for the cache lines of the `len`-byte row at `row` past the first `ROW_LINES` (which
-/// `pin_ahead` asked for). Issued one row ahead, while a row is scored: asked for a page ahead,
-/// the requests wait on one another and stall the scan.
-fn prefetch_rest(row: *const i8, len: usize) {
-    for line in ROW_LINES..len.div_ceil(64) {
-        prefetch(row.wrapping_add(line * 64));
-    }
-}
-
-/// Asks the CPU to bring the cache line at `p` closer.
-fn prefetch(p: *const i8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// Counts a page found in the shared buffers in the heap's statistics, as `ReadBufferExtended`
-/// does (`ReadRecentBuffer` counts it only in the statement's buffer usage).
-///
-/// # Safety
-/// `heap` must be an open relation.
-unsafe fn count_buffer_hit(heap: pg_sys::Relation) {
-    // SAFETY: pgstat_info is null or the relation's statistics entry for this backend.
-    unsafe {
-        let info = (*heap).pgstat_info;
-        if info.is_null() {
-            return;
-        }
-        #[cfg(feature = "pg15")]
-        {
-            (*info).t_counts.t_blocks_fetched += 1;
-            (*info).t_counts.t_blocks_hit += 1;
-        }
-        #[cfg(not(feature = "pg15"))]
-        {
-            (*info).counts.blocks_fetched += 1;
-            (*info).counts.blocks_hit += 1;
-        }
-    }
-}
-/// Counts an index scan in the index's statistics, as `pgstat_count_index_scan` does.
-///
-/// # Safety
-/// `index` must be an open relation.
-pub unsafe fn count_index_scan(index: pg_sys::Relation) {
-    // SAFETY: pgstat_info is null or the relation's statistics entry for this backend.
-    unsafe {
-        let info = (*index).pgstat_info;
-        if info.is_null() {
-            return;
-        }
-        #[cfg(feature = "pg15")]
-        {
-            (*info).t_counts.t_numscans += 1;
-        }
-        #[cfg(not(feature = "pg15"))]
-        {
-            (*info).counts.numscans += 1;
-        }
-    }
-}
-
-/// Adds `n` to the index's "tuples fetched" statistic, as `index_fetch_heap` does per row.
-///
-/// # Safety
-/// `index` must be an open relation.
-unsafe fn count_heap_fetches(index: pg_sys::Relation, n: i64) {
-    // SAFETY: pgstat_info is null or the relation's statistics entry for this backend.
-    unsafe {
-        let info = (*index).pgstat_info;
-        if info.is_null() {
-            return;
-        }
-        #[cfg(feature = "pg15")]
-        {
-            (*info).t_counts.t_tuples_fetched += n;
-        }
-        #[cfg(not(feature = "pg15"))]
-        {
-            (*info).counts.tuples_fetched += n;
-        }
     }
 }

@@ -96,6 +96,20 @@ def query(rng):
     return vec([rng.uniform(-1, 1) for _ in range(DIMS)])
 
 
+def index_and_compare(conn, table, rng, rows):
+    """Fills `table` (id int, embedding vector(8)) with `rows` random vectors, puts a flat index
+    on it, and checks a top 10 through it against the sequential scan."""
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO {table} VALUES (%s, %s)",
+                        [(i, query(rng)) for i in range(rows)])
+    conn.execute(f"CREATE INDEX ON {table} USING flat (embedding)")
+    conn.execute(f"ANALYZE {table}")
+    q = query(rng)
+    got = same(conn, f"SELECT id, embedding <=> %s FROM {table} ORDER BY embedding <=> %s"
+                     " LIMIT 10", (q, q))
+    assert len(got) == 10
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_orders_exactly_as_a_sequential_scan(db, op):
     rng = random.Random(op)
@@ -229,15 +243,7 @@ def test_the_application_role_indexes_and_searches_its_own_table(admin_url, app_
             app.execute("SET search_path = flatown, sealstore")
             app.execute("SET jit = off")
             app.execute("CREATE TABLE mine (id int, embedding vector(8))")
-            with app.cursor() as cur:
-                cur.executemany("INSERT INTO mine VALUES (%s, %s)",
-                                [(i, query(rng)) for i in range(500)])
-            app.execute("CREATE INDEX ON mine USING flat (embedding)")
-            app.execute("ANALYZE mine")
-            q = query(rng)
-            got = same(app, "SELECT id, embedding <=> %s FROM mine ORDER BY embedding <=> %s"
-                            " LIMIT 10", (q, q))
-            assert len(got) == 10
+            index_and_compare(app, "mine", rng, 500)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as su:
             su.execute("DROP SCHEMA flatown CASCADE")
@@ -250,15 +256,7 @@ def test_temporary_and_unlogged_tables(admin_url, persistence):
         conn.execute("SET search_path = public, sealstore")
         conn.execute(f"CREATE {persistence} TABLE flat_other (id int, embedding vector(8))")
         try:
-            with conn.cursor() as cur:
-                cur.executemany("INSERT INTO flat_other VALUES (%s, %s)",
-                                [(i, query(rng)) for i in range(300)])
-            conn.execute("CREATE INDEX ON flat_other USING flat (embedding)")
-            conn.execute("ANALYZE flat_other")
-            q = query(rng)
-            got = same(conn, "SELECT id, embedding <=> %s FROM flat_other"
-                             " ORDER BY embedding <=> %s LIMIT 10", (q, q))
-            assert len(got) == 10
+            index_and_compare(conn, "flat_other", rng, 300)
         finally:
             conn.execute("DROP TABLE flat_other")
 

@@ -557,9 +557,8 @@ pub struct OpenedF32 {
     values: Vec<f32>,
     /// The first 64-byte boundary in `values`: the first place; the second is a line later.
     aligned: usize,
-    /// Where the last opened values start, and how many there are.
+    /// Where the last opened values start.
     start: usize,
-    len: usize,
 }
 
 /// `f32`s in a cache line.
@@ -572,7 +571,12 @@ const SLOW_COPY_DISTANCES: std::ops::Range<usize> = 1..32;
 impl OpenedF32 {
     /// The embedding last opened into the buffer (empty before the first).
     pub fn as_slice(&self) -> &[f32] {
-        &self.values[self.start..self.start + self.len]
+        &self.values[self.start..self.start + self.len()]
+    }
+
+    /// How many values the buffer holds: all of its room but the two spare lines.
+    fn len(&self) -> usize {
+        self.values.len().saturating_sub(2 * LINE_F32S)
     }
 
     /// Room for `len` values into which `source` (their ciphertext) is to be copied. When the
@@ -587,7 +591,6 @@ impl OpenedF32 {
             // boundary.
             let past = self.values.as_ptr() as usize % 64;
             self.aligned = (64 - past) % 64 / std::mem::size_of::<f32>();
-            self.len = len;
         }
         let first = self.values[self.aligned..].as_ptr() as usize;
         let distance = first.wrapping_sub(source.as_ptr() as usize) % 4096;
