@@ -261,6 +261,77 @@ def test_temporary_and_unlogged_tables(admin_url, persistence):
             conn.execute("DROP TABLE flat_other")
 
 
+def test_a_rescan_takes_each_outer_rows_query(db):
+    """A LATERAL subquery rescans the index once per outer row with a new ORDER BY value (and a
+    NULL one): each row's nearest must be its own query's."""
+    rng = random.Random(13)
+    db.execute("CREATE TEMPORARY TABLE flat_queries (qid int, v vector(8))")
+    db.execute("INSERT INTO flat_queries VALUES (1, %s), (2, NULL), (3, %s), (4, %s)",
+               (query(rng), query(rng), vec([0] * DIMS)))
+    try:
+        sql = ("SELECT q.qid, s.id, s.d FROM flat_queries q, LATERAL (SELECT id,"
+               " embedding <=> q.v AS d FROM flat_items ORDER BY embedding <=> q.v LIMIT 7) s")
+        assert "Nested Loop" in plan(db, sql)
+        through_index = ordered(db, sql, (), index=True)
+        sequential = ordered(db, sql, (), index=False)
+        for qid in (1, 2, 3, 4):
+            mine = [r[1:] for r in through_index if r[0] == qid]
+            assert len(mine) == 7
+            assert canon(mine) == canon([r[1:] for r in sequential if r[0] == qid])
+        # The NULL query's rows have NULL distances, and the zero vector's NaN ones.
+        assert all(d is None for qid, _, d in through_index if qid == 2)
+        assert all(d != d for qid, _, d in through_index if qid == 4)
+    finally:
+        db.execute("DROP TABLE flat_queries")
+
+
+def test_a_partitioned_table_merges_its_partitions_scans(db):
+    rng = random.Random(17)
+    db.execute("CREATE TABLE flat_parts (id int, part int, embedding vector(8))"
+               " PARTITION BY LIST (part)")
+    try:
+        for p in range(3):
+            db.execute(f"CREATE TABLE flat_parts_{p} PARTITION OF flat_parts FOR VALUES IN ({p})")
+        with db.cursor() as cur:
+            cur.executemany("INSERT INTO flat_parts VALUES (%s, %s, %s)",
+                            [(i, i % 3, query(rng)) for i in range(1500)])
+        # On the parent, the index is made on every partition.
+        db.execute("CREATE INDEX flat_parts_embedding ON flat_parts USING flat (embedding)")
+        db.execute("ANALYZE flat_parts")
+        q = query(rng)
+        sql = "SELECT id, embedding <-> %s FROM flat_parts ORDER BY embedding <-> %s LIMIT 25"
+        assert plan(db, sql, (q, q)).count("Index Scan using flat_parts_") == 3
+        assert len(same(db, sql, (q, q))) == 25
+    finally:
+        db.execute("DROP TABLE flat_parts")
+
+
+def test_a_scroll_cursor_moves_both_ways(db):
+    """The index scans forward only; PostgreSQL keeps what a scroll cursor fetched, so fetching
+    backwards returns the same rows as the sequential scan's cursor."""
+    rng = random.Random(19)
+    q = query(rng)
+    moves = ["FETCH 40", "FETCH BACKWARD 15", "FETCH ABSOLUTE 1200", "FETCH PRIOR",
+             "FETCH RELATIVE -300", "FETCH FIRST", "FETCH LAST"]
+    # Positions must mean the same rows in both orders: no ties (the copies, the zero vectors)
+    # and no NULLs.
+    sql = ("SELECT id, embedding <-> %s FROM flat_items WHERE id %% 10 <> 3 AND id %% 89 <> 0"
+           " AND embedding IS NOT NULL ORDER BY embedding <-> %s")
+    answers = []
+    for index in (True, False):
+        db.execute(f"SET enable_indexscan = {'on' if index else 'off'}")
+        db.execute(f"SET enable_seqscan = {'off' if index else 'on'}")
+        assert ("Order By:" in plan(db, sql, (q, q))) == index
+        db.execute("BEGIN")
+        db.execute("DECLARE c SCROLL CURSOR FOR " + sql, (q, q))
+        answers.append([db.execute(f"{m} FROM c").fetchall() for m in moves])
+        db.execute("COMMIT")
+    db.execute("RESET enable_indexscan")
+    db.execute("RESET enable_seqscan")
+    assert answers[0] == answers[1]
+    assert [len(a) for a in answers[0]] == [40, 15, 1, 1, 1, 1, 1]
+
+
 def test_a_query_of_other_dimensions_fails_as_the_operator_does(db):
     q = vec([1, 2, 3])
     sql = "SELECT id FROM flat_items ORDER BY embedding <-> %s LIMIT 3"
