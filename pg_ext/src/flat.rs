@@ -208,12 +208,6 @@ unsafe extern "C-unwind" fn vacuum_cleanup(
 /// The planner's cost: one pass over the table before the first row (read each page, compute
 /// each distance), then only the fetch of each row returned. A path that does not order by
 /// distance is not one this index offers.
-///
-/// Nor is a scan of a table that a row-level security policy (or a security barrier view)
-/// filters for this query: the pass would score the rows the policy hides before the executor
-/// drops them, so its time would follow other tenants' data and a vector of other dimensions
-/// in another tenant's row would fail the query. Such queries get the plan they would get
-/// without the index.
 // The signature is PostgreSQL's (amcostestimate_function).
 #[allow(clippy::too_many_arguments)]
 #[pg_guard]
@@ -234,9 +228,7 @@ unsafe extern "C-unwind" fn cost_estimate(
         let rel = (*(*path).indexinfo).rel;
         let pass =
             (*rel).pages as f64 * pg_sys::seq_page_cost + (*rel).tuples * pg_sys::cpu_operator_cost;
-        let entry = *(*root).simple_rte_array.add((*rel).relid as usize);
-        let filtered_by_policy = !entry.is_null() && !(*entry).securityQuals.is_null();
-        if (*path).indexorderbys.is_null() || filtered_by_policy {
+        if (*path).indexorderbys.is_null() {
             // Above even a disabled sequential scan, which always exists.
             *startup = 2.0 * pg_sys::disable_cost + pass;
             *total = *startup;
@@ -247,6 +239,64 @@ unsafe extern "C-unwind" fn cost_estimate(
         *selectivity = 1.0;
         *correlation = 0.0;
         *pages = 0.0;
+    }
+}
+
+/// The planner hook that came before ours, called first.
+static mut NEXT_GET_RELATION_INFO: pg_sys::get_relation_info_hook_type = None;
+
+/// Installs the planner hook below (from `_PG_init`).
+pub fn init() {
+    // SAFETY: library load runs single-threaded; the previous hook is kept and called.
+    unsafe {
+        NEXT_GET_RELATION_INFO = pg_sys::get_relation_info_hook;
+        pg_sys::get_relation_info_hook = Some(get_relation_info);
+    }
+}
+
+/// Hides a table's flat indexes from the planner for a query in which a row-level security
+/// policy (or a security barrier view) filters that table. A flat scan's pass would score the
+/// rows the policy hides before the executor drops them, so its time would follow other
+/// tenants' data, and a vector of other dimensions in another tenant's row would fail the
+/// query. Such a query gets the plan it would get without the index, whatever the planner's
+/// settings (PostgreSQL 18 ranks paths by how many disabled nodes they hold before their cost,
+/// so no cost could keep the index out). A scan that starts under a policy anyway refuses
+/// (the check in `get_tuple`).
+#[pg_guard]
+unsafe extern "C-unwind" fn get_relation_info(
+    root: *mut pg_sys::PlannerInfo,
+    relation: pg_sys::Oid,
+    inhparent: bool,
+    rel: *mut pg_sys::RelOptInfo,
+) {
+    // SAFETY: the planner passes its state and the relation being planned; `indexlist` is a
+    // list of IndexOptInfo that get_relation_info just built, and the RTE array covers
+    // `rel->relid`.
+    unsafe {
+        if let Some(next) = NEXT_GET_RELATION_INFO {
+            next(root, relation, inhparent, rel);
+        }
+        let list = (*rel).indexlist;
+        if list.is_null() || (*root).simple_rte_array.is_null() {
+            return;
+        }
+        let entry = *(*root).simple_rte_array.add((*rel).relid as usize);
+        if entry.is_null() || (*entry).securityQuals.is_null() {
+            return;
+        }
+        // An index is a flat one when the planner would cost it with this access method's
+        // function.
+        let ours = cost_estimate as unsafe extern "C-unwind" fn(_, _, _, _, _, _, _, _) as usize;
+        let mut kept: *mut pg_sys::List = std::ptr::null_mut();
+        for i in 0..usize::try_from((*list).length).unwrap_or(0) {
+            let info = (*(*list).elements.add(i))
+                .ptr_value
+                .cast::<pg_sys::IndexOptInfo>();
+            if (*info).amcostestimate.map(|f| f as usize) != Some(ours) {
+                kept = pg_sys::lappend(kept, info.cast());
+            }
+        }
+        (*rel).indexlist = kept;
     }
 }
 
@@ -461,9 +511,9 @@ unsafe extern "C-unwind" fn get_tuple(
     unsafe {
         let state = &mut *(*scan).opaque.cast::<Scan>();
         if state.query.is_none() {
-            // The planner never picks this index when a policy filters the table (see
-            // `cost_estimate`); a scan that gets here anyway refuses rather than score rows the
-            // policy hides.
+            // The planner never sees this index when a policy filters the table (see
+            // `get_relation_info`); a scan that gets here anyway refuses rather than score rows
+            // the policy hides.
             let heap = (*scan).heapRelation;
             if pg_sys::check_enable_rls((*heap).rd_id, pg_sys::InvalidOid, true)
                 == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32

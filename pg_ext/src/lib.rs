@@ -32,6 +32,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::define();
     master_key::init();
     context::init();
+    flat::init();
     // SAFETY: a plain read of a PostgreSQL global during library load.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         keycache::init_shmem();

@@ -169,7 +169,12 @@ pub fn top_k(
             pg_sys::RegProcedure::from(pg_sys::F_UUID_EQ),
             pg_sys::Datum::from(tenant.as_ptr()),
         );
+        #[cfg(not(feature = "pg18"))]
         let scan = pg_sys::index_beginscan(heap, index, snapshot, 2, 0);
+        // PostgreSQL 18 counts an index's searches for EXPLAIN ANALYZE into an optional
+        // instrumentation struct; this scan reports none.
+        #[cfg(feature = "pg18")]
+        let scan = pg_sys::index_beginscan(heap, index, snapshot, std::ptr::null_mut(), 2, 0);
         pg_sys::index_rescan(scan, keys.as_mut_ptr(), 2, std::ptr::null_mut(), 0);
 
         // Per-row allocations (detoasted values, the filter's work) go to a child of the
