@@ -54,13 +54,21 @@ cluster_init() {
     as_pg_user "$PG_BINDIR/initdb" -D "$base/data" -U postgres --pwfile="$base/superuser.password" \
         --auth=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-instructions >"$base/initdb.log" 2>&1 \
         || { cat "$base/initdb.log" >&2; die "initdb failed for $base"; }
-    as_pg_user tee -a "$base/data/postgresql.conf" >/dev/null <<CONF
+    {
+        sealstore_server_conf "$base"
+        echo "unix_socket_directories = ''          # none here; cluster_start gives one in the cluster directory"
+    } | as_pg_user tee -a "$base/data/postgresql.conf" >/dev/null
+}
+
+# The server settings every Sealstore cluster gets (also those of newer_pg.sh), for the
+# cluster in directory BASE (its master key is BASE/master.key).
+sealstore_server_conf() {
+    cat <<CONF
 
 # --- Sealstore (written by .ci/sealstore) ---
 listen_addresses = '127.0.0.1'
-unix_socket_directories = ''          # none here; cluster_start gives one in the cluster directory
 shared_preload_libraries = 'sealstore'
-sealstore.master_key_file = '$base/master.key'
+sealstore.master_key_file = '$1/master.key'
 # Never write bind parameters (which carry plaintext and tokens) into the server log.
 log_parameter_max_length = 0
 log_parameter_max_length_on_error = 0

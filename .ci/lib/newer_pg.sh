@@ -142,15 +142,11 @@ cmd_newer_pg() {
     as_npg_user "$(npg_bin initdb)" -D "$c/data" -U postgres \
         --pwfile="$c/superuser.password" --auth=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
         --no-instructions >"$c/initdb.log" 2>&1 || { cat "$c/initdb.log" >&2; die "initdb ($NPG) failed"; }
-    cat >>"$c/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $NPG_PORT
-unix_socket_directories = '$c'
-shared_preload_libraries = 'sealstore'
-sealstore.master_key_file = '$c/master.key'
-log_parameter_max_length = 0
-log_parameter_max_length_on_error = 0
-CONF
+    {
+        sealstore_server_conf "$c"
+        echo "port = $NPG_PORT"
+        echo "unix_socket_directories = '$c'"
+    } >>"$c/data/postgresql.conf"
     as_npg_user "$(npg_bin pg_ctl)" -D "$c/data" -l "$c/postgres.log" -w start >/dev/null \
         || { tail -n 20 "$c/postgres.log" >&2; die "PostgreSQL $NPG did not start"; }
     local admin
@@ -163,29 +159,14 @@ CONF
     say "SQL regression tests on PostgreSQL $NPG"
     "$STATE/venv/bin/python" "$REPO/tests/e2e/keys.py" fingerprint "$c/master.key" \
         > "$c/data/sealstore_expected_fingerprint"
-    local out="$(npg_dir)/regress" rc=0 tests
-    rm -rf "$out"; mkdir -p "$out"
-    tests=$(cd "$REPO/tests/regress/sql" && ls -- *.sql | sed 's/\.sql$//' | sort)
-    # shellcheck disable=SC2086
-    PGPASSWORD=$(cat "$c/superuser.password") \
-        "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" \
-        --use-existing --host=127.0.0.1 --port="$NPG_PORT" --user=postgres \
-        --bindir="$PG_BINDIR" --inputdir="$REPO/tests/regress" --outputdir="$out" \
-        --dbname=sealstore_regress $tests || rc=1
-    [ -f "$out/regression.diffs" ] && [ "$rc" != 0 ] && cat "$out/regression.diffs"
+    local rc=0
+    run_pg_regress "$NPG_PORT" "$(cat "$c/superuser.password")" "$(npg_dir)/regress" || rc=1
 
     say "End-to-end tests on PostgreSQL $NPG (all but those that run this machine's PostgreSQL programs)"
-    SEALSTORE_TEST_PG_URL=$(npg_url postgres superuser sealstore_e2e) \
-    SEALSTORE_TEST_APP_PG_URL=$(npg_url sealstore_gateway gateway sealstore_e2e) \
-    SEALSTORE_TEST_APP_PG_LOCAL_URL="postgresql://sealstore_gateway:$(cat "$c/gateway.password")@/sealstore_e2e?host=$c&port=$NPG_PORT" \
-    SEALSTORE_TEST_MASTER_KEY_FILE="$c/master.key" \
-    SEALSTORE_TEST_PG_LOG="$c/postgres.log" \
-    SEALSTORE_GATEWAY_BIN=$GATEWAY_BIN \
-    SEALSTORE_PG_BINDIR=$PG_BINDIR \
-    SEALSTORE_CLUSTER_ROOT="$(npg_dir)" \
-    SEALSTORE_PG_OS_USER=postgres \
-        "$STATE/venv/bin/python" -m pytest -p no:cacheprovider -q -ra "$REPO/tests/e2e" \
-        "${NPG_E2E_SKIPPED[@]}" || rc=1
+    run_e2e "$(npg_url postgres superuser sealstore_e2e)" \
+        "$(npg_url sealstore_gateway gateway sealstore_e2e)" \
+        "postgresql://sealstore_gateway:$(cat "$c/gateway.password")@/sealstore_e2e?host=$c&port=$NPG_PORT" \
+        "$c" "$(npg_dir)" -q "${NPG_E2E_SKIPPED[@]}" || rc=1
     [ "$rc" = 0 ] || die "the PostgreSQL $NPG check failed (see above)"
     say "PostgreSQL $NPG: the regression and end-to-end tests passed"
 }

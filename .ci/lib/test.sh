@@ -99,20 +99,26 @@ pgrx_tests() {
 }
 
 regress_tests() {
-    local base out
+    local base
     base=$(cluster_dir "$TEST_CLUSTER")
-    out="$STATE/regress"
-    rm -rf "$out"; mkdir -p "$out"
     # The expected fingerprint, computed independently of the extension, for the tests to read.
     "$STATE/venv/bin/python" "$REPO/tests/e2e/keys.py" fingerprint "$base/master.key" \
         | as_pg_user tee "$base/data/sealstore_expected_fingerprint" >/dev/null
     cluster_psql "$TEST_CLUSTER" postgres -c 'DROP DATABASE IF EXISTS sealstore_regress' -c 'CREATE DATABASE sealstore_regress'
-    local tests
+    run_pg_regress "$CLUSTER_PORT" "$(superuser_password "$TEST_CLUSTER")" "$STATE/regress"
+}
+
+# run_pg_regress PORT PASSWORD OUTDIR: the SQL regression tests with this machine's pg_regress,
+# against database sealstore_regress of the server on 127.0.0.1:PORT (also a newer one: see
+# newer_pg.sh); the differences are shown when a test fails.
+run_pg_regress() {
+    local port=$1 password=$2 out=$3 tests
+    rm -rf "$out"; mkdir -p "$out"
     tests=$(cd "$REPO/tests/regress/sql" && ls -- *.sql | sed 's/\.sql$//' | sort)
     # shellcheck disable=SC2086
-    PGPASSWORD=$(superuser_password "$TEST_CLUSTER") \
+    PGPASSWORD=$password \
         "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" \
-        --use-existing --host=127.0.0.1 --port="$CLUSTER_PORT" --user=postgres \
+        --use-existing --host=127.0.0.1 --port="$port" --user=postgres \
         --bindir="$PG_BINDIR" --inputdir="$REPO/tests/regress" --outputdir="$out" \
         --dbname=sealstore_regress $tests
     local rc=$?
@@ -121,17 +127,27 @@ regress_tests() {
 }
 
 e2e_tests() {
-    SEALSTORE_TEST_PG_URL=$(superuser_url "$TEST_CLUSTER" sealstore_e2e) \
-    SEALSTORE_TEST_APP_PG_URL=$(gateway_url "$TEST_CLUSTER" sealstore_e2e) \
-    SEALSTORE_TEST_APP_PG_LOCAL_URL=$(gateway_local_url "$TEST_CLUSTER" sealstore_e2e) \
-    SEALSTORE_TEST_MASTER_KEY_FILE="$(cluster_dir "$TEST_CLUSTER")/master.key" \
-    SEALSTORE_TEST_PG_LOG="$(cluster_dir "$TEST_CLUSTER")/postgres.log" \
+    run_e2e "$(superuser_url "$TEST_CLUSTER" sealstore_e2e)" \
+        "$(gateway_url "$TEST_CLUSTER" sealstore_e2e)" \
+        "$(gateway_local_url "$TEST_CLUSTER" sealstore_e2e)" \
+        "$(cluster_dir "$TEST_CLUSTER")" "$(cluster_root)"
+}
+
+# run_e2e ADMIN_URL APP_URL APP_LOCAL_URL CLUSTER_DIR CLUSTER_ROOT [PYTEST_ARGS...]: pytest over
+# tests/e2e against the server those URLs reach, whose master key and log are in CLUSTER_DIR;
+# the tests that make their own clusters make them under CLUSTER_ROOT.
+run_e2e() {
+    SEALSTORE_TEST_PG_URL=$1 \
+    SEALSTORE_TEST_APP_PG_URL=$2 \
+    SEALSTORE_TEST_APP_PG_LOCAL_URL=$3 \
+    SEALSTORE_TEST_MASTER_KEY_FILE="$4/master.key" \
+    SEALSTORE_TEST_PG_LOG="$4/postgres.log" \
     SEALSTORE_GATEWAY_BIN=$GATEWAY_BIN \
     SEALSTORE_PG_BINDIR=$PG_BINDIR \
-    SEALSTORE_CLUSTER_ROOT="$(cluster_root)" \
+    SEALSTORE_CLUSTER_ROOT=$5 \
     SEALSTORE_PG_OS_USER=$(pg_os_user) \
     SEALSTORE_SCHEMATHESIS_BIN="$STATE/st-venv/bin/schemathesis" \
-        "$STATE/venv/bin/python" -m pytest -p no:cacheprovider -ra "$REPO/tests/e2e"
+        "$STATE/venv/bin/python" -m pytest -p no:cacheprovider -ra "$REPO/tests/e2e" "${@:6}"
 }
 
 cmd_test() {

@@ -229,7 +229,10 @@ unsafe extern "C-unwind" fn cost_estimate(
         let pass =
             (*rel).pages as f64 * pg_sys::seq_page_cost + (*rel).tuples * pg_sys::cpu_operator_cost;
         if (*path).indexorderbys.is_null() {
-            // Above even a disabled sequential scan, which always exists.
+            // A scan without a distance to order by refuses (`query_of`). The planner makes
+            // no such path today (the operator class has no search operators, and the index
+            // no predicate and no index-only scans); should it, this cost ranks it last among
+            // paths with as many disabled nodes.
             *startup = 2.0 * pg_sys::disable_cost + pass;
             *total = *startup;
         } else {

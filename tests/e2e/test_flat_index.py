@@ -2,6 +2,7 @@
 what a sequential scan and a sort return (same rows, same distances, same order, NULLs last),
 under every snapshot, for every operator, across the index's batches; and it must refuse the
 definitions it cannot serve with a clean SQLSTATE."""
+import contextlib
 import random
 
 import psycopg
@@ -22,17 +23,24 @@ def plan(conn, sql, params=()):
     return "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params).fetchall())
 
 
-def ordered(conn, sql, params, *, index: bool):
-    """The rows of `sql` through the flat index, or with index scans off; asserts which plan ran."""
+@contextlib.contextmanager
+def planned(conn, sql, params, *, index: bool):
+    """Within the block, `sql` runs through the flat index, or with index scans off; asserts
+    which plan it gets."""
     conn.execute(f"SET enable_indexscan = {'on' if index else 'off'}")
     conn.execute(f"SET enable_seqscan = {'off' if index else 'on'}")
     shown = plan(conn, sql, params)
     # Only an index scan that orders by an operator shows "Order By:".
     assert ("Order By:" in shown) == index, shown
-    rows = conn.execute(sql, params).fetchall()
+    yield
     conn.execute("RESET enable_indexscan")
     conn.execute("RESET enable_seqscan")
-    return rows
+
+
+def ordered(conn, sql, params, *, index: bool):
+    """The rows of `sql` through the flat index, or with index scans off."""
+    with planned(conn, sql, params, index=index):
+        return conn.execute(sql, params).fetchall()
 
 
 def canon(rows):
@@ -319,15 +327,11 @@ def test_a_scroll_cursor_moves_both_ways(db):
            " AND embedding IS NOT NULL ORDER BY embedding <-> %s")
     answers = []
     for index in (True, False):
-        db.execute(f"SET enable_indexscan = {'on' if index else 'off'}")
-        db.execute(f"SET enable_seqscan = {'off' if index else 'on'}")
-        assert ("Order By:" in plan(db, sql, (q, q))) == index
-        db.execute("BEGIN")
-        db.execute("DECLARE c SCROLL CURSOR FOR " + sql, (q, q))
-        answers.append([db.execute(f"{m} FROM c").fetchall() for m in moves])
-        db.execute("COMMIT")
-    db.execute("RESET enable_indexscan")
-    db.execute("RESET enable_seqscan")
+        with planned(db, sql, (q, q), index=index):
+            db.execute("BEGIN")
+            db.execute("DECLARE c SCROLL CURSOR FOR " + sql, (q, q))
+            answers.append([db.execute(f"{m} FROM c").fetchall() for m in moves])
+            db.execute("COMMIT")
     assert answers[0] == answers[1]
     assert [len(a) for a in answers[0]] == [40, 15, 1, 1, 1, 1, 1]
 
