@@ -10,25 +10,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{
+    ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::config::Config;
+use crate::lanes::Lanes;
 
-/// Connections for writes, and connections whose transactions are read-only by default
-/// (`default_transaction_read_only`), for the read routes. Each holds up to the pool size.
+/// Connections for writes (up to the pool size, one call on each at a time), and connections
+/// whose transactions are read-only by default (`default_transaction_read_only`), for the read
+/// routes: `SEALSTORE_DB_READ_CONNECTIONS` of them, which calls share (`reads`, see `lanes`).
 #[derive(Clone)]
 pub struct Pools {
     pub write: Pool,
     pub read: Pool,
+    pub reads: Arc<Lanes>,
 }
 
 pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
+    let read = pool(config, true)?;
     Ok(Pools {
         write: pool(config, false)?,
-        read: pool(config, true)?,
+        reads: Arc::new(Lanes::new(read.clone(), config.db_pipeline_depth)),
+        read,
     })
 }
 
@@ -57,7 +64,11 @@ fn pool(config: &Config, read_only: bool) -> Result<Pool, deadpool_postgres::Bui
         },
     );
     Pool::builder(manager)
-        .max_size(config.db_pool_size)
+        .max_size(if read_only {
+            config.db_read_connections
+        } else {
+            config.db_pool_size
+        })
         .runtime(Runtime::Tokio1)
         .timeouts(Timeouts {
             wait: Some(config.db_timeout),
@@ -72,8 +83,9 @@ fn pool(config: &Config, read_only: bool) -> Result<Pool, deadpool_postgres::Bui
 pub enum DbError {
     /// No connection could be had, or it broke: the database is down or restarting.
     Unavailable(String),
-    /// Every pooled connection stayed busy for the whole wait, or the server refused more
-    /// connections: overload, not an outage (no fail-fast mode).
+    /// Every pooled connection stayed busy for the whole wait, every read connection holds
+    /// its most calls, or the server refused more connections: overload, not an outage (no
+    /// fail-fast mode).
     Busy,
     /// The database answered with an error. `detail` is logged, never sent to clients.
     Sql {
@@ -97,7 +109,7 @@ impl DbError {
         }
     }
 
-    fn from_pool(e: deadpool_postgres::PoolError) -> Self {
+    pub fn from_pool(e: deadpool_postgres::PoolError) -> Self {
         use deadpool_postgres::{PoolError, TimeoutType};
         match e {
             PoolError::Backend(e) => Self::from_pg(e),
@@ -171,12 +183,14 @@ pub struct Answer {
 
 /// Authenticates `token` and makes the route's call, as one statement in its own transaction.
 pub async fn call(pools: &Pools, token: &str, call: Call<'_>) -> Result<Answer, DbError> {
-    let pool = if call.read_only {
-        &pools.read
+    let (lent, owned);
+    let client: &ClientWrapper = if call.read_only {
+        lent = pools.reads.lend().await?;
+        &lent
     } else {
-        &pools.write
+        owned = pools.write.get().await.map_err(DbError::from_pool)?;
+        &owned
     };
-    let client = pool.get().await.map_err(DbError::from_pool)?;
     let stmt = client
         .prepare_cached(call.sql)
         .await

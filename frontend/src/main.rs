@@ -12,6 +12,7 @@ mod calls;
 mod config;
 mod db;
 mod errors;
+mod lanes;
 mod limits;
 mod metrics;
 mod response;

@@ -42,6 +42,7 @@ pub struct Metrics {
     pub pool_size: Gauge,
     pub pool_available: Gauge,
     pub pool_waiting: Gauge,
+    pub reads_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -65,6 +66,7 @@ impl Metrics {
         let pool_size = Gauge::default();
         let pool_available = Gauge::default();
         let pool_waiting = Gauge::default();
+        let reads_in_flight = Gauge::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -88,7 +90,8 @@ impl Metrics {
         );
         registry.register(
             "db_busy",
-            "Requests answered 503 because no database connection came free in time",
+            "Requests answered 503 because no database connection came free in time, or every \
+             read connection held its most calls",
             db_busy.clone(),
         );
         registry.register(
@@ -111,6 +114,11 @@ impl Metrics {
             "Requests waiting for a database connection",
             pool_waiting.clone(),
         );
+        registry.register(
+            "db_reads_in_flight",
+            "Read calls sent on the shared read connections and not yet answered",
+            reads_in_flight.clone(),
+        );
         Self {
             registry,
             requests,
@@ -123,6 +131,7 @@ impl Metrics {
             pool_size,
             pool_available,
             pool_waiting,
+            reads_in_flight,
         }
     }
 
@@ -132,6 +141,7 @@ impl Metrics {
         self.pool_size.set((w.size + r.size) as i64);
         self.pool_available.set((w.available + r.available) as i64);
         self.pool_waiting.set((w.waiting + r.waiting) as i64);
+        self.reads_in_flight.set(pools.reads.in_flight() as i64);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

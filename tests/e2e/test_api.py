@@ -2,6 +2,7 @@
 matrix, tenant isolation over HTTP, strict input, limits (413, 429, brute-force throttling),
 CORS, Host checks, metrics, audit rows, keys added in the database reaching the gateway, TLS,
 and the database going away and coming back while requests run."""
+import concurrent.futures
 import datetime
 import json
 import ipaddress
@@ -418,6 +419,109 @@ def test_a_busy_pool_is_overload_not_an_outage(app_url, admin_url, tenants):
         assert done == [204]
         assert api("PUT", "/v1/secrets/other", {"value": "x"}).status_code == 204
         assert api("GET", "/v1/secrets/busy").json()["value"] == "v1"
+    finally:
+        g.stop()
+
+
+def read_connections(su) -> int:
+    """Open read connections of all gateways on this server (the read pool's application name)."""
+    return su.execute("SELECT count(*) FROM pg_stat_activity "
+                      "WHERE application_name = 'sealstore-gateway-read'").fetchone()[0]
+
+
+def test_concurrent_reads_share_a_connection_and_keep_to_their_tenant(app_url, admin_url, tenants):
+    """Reads of two tenants at once through one read connection, where they follow one another
+    without waiting (pipelined): every answer is its own caller's, and a call that fails in the
+    database (a search of the wrong dimension) fails alone."""
+    own = []
+    for t in tenants:
+        api = t["api"]
+        coll = f"lane-{secrets.token_hex(3)}"
+        assert api("POST", "/v1/collections", {"name": coll, "dims": DIMS}).status_code == 201
+        docs = {}
+        for n in range(3):
+            content = f"{t['id']} lane doc {n}"
+            r = api("POST", f"/v1/collections/{coll}/documents",
+                    {"content": content, "embedding": [n, 1, 0, 0], "metadata": {"n": n}})
+            assert r.status_code == 201, r.text
+            docs[r.json()["id"]] = content
+        own.append((coll, docs))
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        before = read_connections(su)
+        g = Gateway(app_url, {"SEALSTORE_DB_READ_CONNECTIONS": "1", "SEALSTORE_DB_PIPELINE_DEPTH": "1024",
+                              "SEALSTORE_RATE_PER_IP": "100000", "SEALSTORE_RATE_PER_KEY": "100000"})
+        try:
+            jobs = []
+            for rnd in range(20):
+                for i, t in enumerate(tenants):
+                    api = Api(g.url, t["keys"]["r"]["key"])
+                    coll, docs = own[i]
+                    other = list(own[1 - i][1])[rnd % 3]
+                    mine = list(docs)[rnd % 3]
+                    jobs += [
+                        (lambda api=api, d=mine: api("GET", f"/v1/documents/{d}"), ("own", docs[mine])),
+                        (lambda api=api, d=other: api("GET", f"/v1/documents/{d}"), ("other",)),
+                        (lambda api=api, c=coll: api("POST", f"/v1/collections/{c}/search",
+                                                     {"vector": [1, 1, 0, 0], "k": 3}), ("search", set(docs))),
+                        (lambda api=api, c=coll: api("POST", f"/v1/collections/{c}/search",
+                                                     {"vector": [1, 1, 0], "k": 3}), ("dims",)),
+                    ]
+            with concurrent.futures.ThreadPoolExecutor(32) as pool:
+                answers = list(pool.map(lambda job: job[0](), jobs))
+            wrong = 0
+            for (_, want), r in zip(jobs, answers):
+                if want[0] == "own":
+                    wrong += r.status_code != 200 or r.json()["content"] != want[1]
+                elif want[0] == "other":
+                    wrong += r.status_code != 404 or r.json()["error"]["code"] != "not_found"
+                elif want[0] == "search":
+                    wrong += r.status_code != 200 or {x["id"] for x in r.json()["results"]} != want[1]
+                else:
+                    wrong += r.status_code != 400 or r.json()["error"]["code"] != "invalid_request"
+            assert (len(answers), wrong) == (160, 0)
+            # All of them went over the one connection this gateway opened for reads.
+            assert read_connections(su) - before == 1
+        finally:
+            g.stop()
+
+
+def test_a_full_read_connection_is_overload_and_recovers(app_url, admin_url, admin, tenants):
+    """Past SEALSTORE_DB_PIPELINE_DEPTH calls waiting on every read connection, a read is 503
+    `overloaded` at once; the waiting ones complete, and the next read is served."""
+    api0 = tenants[0]["api"]
+    coll = f"full-{secrets.token_hex(3)}"
+    assert api0("POST", "/v1/collections", {"name": coll, "dims": DIMS}).status_code == 201
+    doc = api0("POST", f"/v1/collections/{coll}/documents", {"content": "held", "embedding": [1, 0, 0, 0]}).json()["id"]
+    g = Gateway(app_url, {"SEALSTORE_DB_READ_CONNECTIONS": "1", "SEALSTORE_DB_PIPELINE_DEPTH": "2"})
+    try:
+        api = Api(g.url, tenants[0]["keys"]["r"]["key"])
+        assert api("GET", f"/v1/documents/{doc}").status_code == 200  # the connection is open
+        done = []
+        with psycopg.connect(admin_url) as su:
+            su.execute("LOCK TABLE sealstore.documents IN ACCESS EXCLUSIVE MODE")
+            waiting = [threading.Thread(target=lambda: done.append(api("GET", f"/v1/documents/{doc}")))
+                       for _ in range(2)]
+            # The first waits on the lock in the server, the second behind it on the connection.
+            waiting[0].start()
+            with psycopg.connect(admin_url, autocommit=True) as watch:
+                assert wait_until(lambda: watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sealstore-gateway-read' "
+                    "AND wait_event_type = 'Lock'").fetchone()[0] == 1, 10)
+            waiting[1].start()
+            time.sleep(0.5)
+            began = time.monotonic()
+            r = api("GET", f"/v1/documents/{doc}")
+            assert_error(r, 503, "overloaded")
+            assert r.headers["Retry-After"] == "1"
+            assert time.monotonic() - began < 1, "refused at once, not after the pool wait (2 s)"
+            su.rollback()
+        for t in waiting:
+            t.join(10)
+        assert [x.status_code for x in done] == [200, 200]
+        assert all(x.json()["content"] == "held" for x in done)
+        assert api("GET", f"/v1/documents/{doc}").status_code == 200
+        # Metrics are a read call too; none is left counted in flight.
+        assert "sealstore_gateway_db_reads_in_flight 0\n" in Api(g.url, admin.token)("GET", "/metrics").text
     finally:
         g.stop()
 

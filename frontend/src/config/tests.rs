@@ -67,6 +67,15 @@ fn numbers_and_addresses_are_checked() {
         (&["--listen", "127.0.0.1:99999"], "SEALSTORE_GATEWAY_LISTEN"),
         (&["--db-pool-size", "0"], "SEALSTORE_DB_POOL_SIZE"),
         (&["--db-pool-size", "many"], "SEALSTORE_DB_POOL_SIZE"),
+        (
+            &["--db-read-connections", "0"],
+            "SEALSTORE_DB_READ_CONNECTIONS",
+        ),
+        (&["--db-pipeline-depth", "0"], "SEALSTORE_DB_PIPELINE_DEPTH"),
+        (
+            &["--db-pipeline-depth", "2000"],
+            "SEALSTORE_DB_PIPELINE_DEPTH",
+        ),
         (&["--db-timeout-secs", "61"], "SEALSTORE_DB_TIMEOUT_SECS"),
         (
             &["--request-timeout-secs=-1"],
@@ -123,6 +132,19 @@ fn hardening_defaults() {
         [1, 1, 1, 2, 8],
         "half the CPUs, at least one"
     );
+    assert_eq!(c.db_read_connections, default_read_connections(cpus));
+    assert_eq!([0, 1, 2, 16].map(default_read_connections), [2, 2, 4, 32]);
+    assert_eq!(c.db_pipeline_depth, 32);
+    let set = parse(&[
+        "--app-pg-url",
+        URL,
+        "--db-read-connections",
+        "1",
+        "--db-pipeline-depth",
+        "3",
+    ])
+    .unwrap();
+    assert_eq!((set.db_read_connections, set.db_pipeline_depth), (1, 3));
     let set = parse(&["--app-pg-url", URL, "--worker-threads", "3"]).unwrap();
     assert_eq!(set.worker_threads, 3);
     assert!(parse(&["--app-pg-url", URL, "--worker-threads", "0"]).is_err());
