@@ -11,9 +11,9 @@ Direct SQL is pgbench (C, prepared statements) running the gateway's exact state
 authenticates, then calls, in one statement and one read-only transaction), as the gateway's own
 login role, over TCP: the way a client reaches a database.
 HTTP is wrk (C, keep-alive, over TCP) against the real gateway binary, deployed as
-`.ci/sealstore run` deploys it: next to PostgreSQL, reaching it through its Unix socket, with a
-pool of POOL connections (4 per core of this machine, which PostgreSQL shares); limits raised
-so that the limiter runs but never refuses. Both load generators share the machine's two cores
+`.ci/sealstore run` deploys it: next to PostgreSQL, reaching it through its Unix socket, with its
+default READS read connections (2 per core), which concurrent calls share (pipelined); limits
+raised so that the limiter runs but never refuses. Both load generators share the machine's two cores
 with PostgreSQL and the gateway.
 At 1, 16 and 64 concurrent clients; ROUNDS interleaved rounds of SECONDS each. In each round a
 cell runs direct and then through the gateway, back to back, so the ratio of that pair sees the
@@ -45,7 +45,7 @@ from figures import figure, save
 
 ROUNDS = int(os.environ.get("SEALSTORE_BENCH_ROUNDS", "5"))
 SECONDS = int(os.environ.get("SEALSTORE_BENCH_SECONDS", "4"))
-POOL = 4 * (os.cpu_count() or 2)
+READS = 2 * (os.cpu_count() or 2)  # the gateway's default SEALSTORE_DB_READ_CONNECTIONS
 CLIENTS = [1, 16, 64]
 DIMS, DOCS = 128, 1000
 POSTGREST_GET = 2580  # req/s, PostgREST single-row GET on a 2-vCPU machine (the figure)
@@ -146,7 +146,7 @@ def main():
     admin_url, app_url, gateway_pg_url, gateway_bin, pgbench, wrk, out = sys.argv[1:8]
     os.environ["SEALSTORE_GATEWAY_BIN"] = gateway_bin
     key, doc_id, query = setup(admin_url)
-    gw = Gateway(gateway_pg_url, {"SEALSTORE_DB_POOL_SIZE": str(POOL), "SEALSTORE_RATE_PER_IP": "1000000",
+    gw = Gateway(gateway_pg_url, {"SEALSTORE_RATE_PER_IP": "1000000",
                            "SEALSTORE_RATE_PER_KEY": "1000000",
                            # Start-up events only: the per-request access log would be read by
                            # this Python process, on the same two cores.
@@ -218,8 +218,9 @@ def write(out, results, floors):
         "**Direct** is pgbench running the gateway's exact statement (prepared), one connection per client, "
         "as the gateway's login role, over TCP. "
         "**Gateway** is wrk over HTTP/1.1 keep-alive (TCP) against the gateway binary, deployed as "
-        "`.ci/sealstore run` deploys it: next to PostgreSQL, through its Unix socket, with a pool of "
-        f"{POOL} connections (4 per core); access log off, rate limiter on with limits above the load. "
+        "`.ci/sealstore run` deploys it: next to PostgreSQL, through its Unix socket, with its default "
+        f"{READS} read connections (2 per core), which concurrent calls share (pipelined); access log off, "
+        "rate limiter on with limits above the load. "
         "Load generator, gateway and PostgreSQL share the same 2 cores.", "",
         "In each round a cell runs direct and then through the gateway, back to back; **gateway / direct** is "
         "the median of those per-round ratios (neighbours on the shared host come and go between rounds, "
