@@ -79,7 +79,7 @@ fn pool(config: &Config, read_only: bool) -> Result<Pool, deadpool_postgres::Bui
 }
 
 /// Why a call failed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum DbError {
     /// No connection could be had, or it broke: the database is down or restarting.
     Unavailable(String),

@@ -18,6 +18,7 @@
 //! the next call would wait for it too, where separate connections flush together.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
 
@@ -80,8 +81,10 @@ struct Lane {
     /// `None` until connected, and again after its connection closed.
     open: Mutex<Option<Open>>,
     /// Held while the lane connects, so that calls choosing it meanwhile wait for that
-    /// connection instead of each taking one.
-    connecting: tokio::sync::Mutex<()>,
+    /// connection instead of each taking one; it keeps the last failed attempt, which the calls
+    /// that waited for it share instead of each trying again in turn (against an unreachable
+    /// server, one after another, each for the whole connect timeout).
+    connecting: tokio::sync::Mutex<Option<(Instant, DbError)>>,
 }
 
 impl Lane {
@@ -128,7 +131,7 @@ impl Lanes {
         let lanes = (0..pool.status().max_size)
             .map(|_| Lane {
                 open: Mutex::new(None),
-                connecting: tokio::sync::Mutex::new(()),
+                connecting: tokio::sync::Mutex::new(None),
             })
             .collect();
         Self { pool, lanes, depth }
@@ -145,11 +148,24 @@ impl Lanes {
             },
             Choice::Open(i) => &self.lanes[i],
         };
-        let _connecting = lane.connecting.lock().await;
+        let asked = Instant::now();
+        let mut failed = lane.connecting.lock().await;
         if let Some(lent) = lane.lend() {
             return Ok(lent);
         }
-        let client = Arc::new(self.pool.get().await.map_err(DbError::from_pool)?);
+        if let Some((at, e)) = &*failed {
+            if *at >= asked {
+                return Err(e.clone());
+            }
+        }
+        let client = match self.pool.get().await {
+            Ok(client) => Arc::new(client),
+            Err(e) => {
+                let e = DbError::from_pool(e);
+                *failed = Some((Instant::now(), e.clone()));
+                return Err(e);
+            }
+        };
         let open = Open {
             client,
             in_flight: Arc::new(()),
