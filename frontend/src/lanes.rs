@@ -158,6 +158,9 @@ impl Lanes {
                 return Err(e.clone());
             }
         }
+        // A closed connection still counts against the pool until the lane lets go of it (and
+        // its last call ends): with every lane holding one, no new one could be had.
+        drop(lane.open.lock().expect("lane lock").take());
         let client = match self.pool.get().await {
             Ok(client) => Arc::new(client),
             Err(e) => {

@@ -652,7 +652,9 @@ def own_cluster():
 
 def test_database_stopped_and_started_during_requests(own_cluster):
     cluster, app, key = own_cluster
-    g = Gateway(app, {"SEALSTORE_DB_TIMEOUT_SECS": "1"})
+    # One read connection, opened before the stop: after the restart the closed one must give
+    # way to a new one.
+    g = Gateway(app, {"SEALSTORE_DB_TIMEOUT_SECS": "1", "SEALSTORE_DB_READ_CONNECTIONS": "1"})
     try:
         api = Api(g.url, key)
         acked, statuses, stop = [], [], threading.Event()
@@ -674,6 +676,7 @@ def test_database_stopped_and_started_during_requests(own_cluster):
         for t in threads:
             t.start()
         assert wait_until(lambda: len(acked) > 20, 20)
+        assert api("GET", f"/v1/secrets/{acked[0]}").status_code == 200
         cluster.stop()
         assert wait_until(lambda: sum(s == 503 for s, _ in statuses) > 10, 20)
         down_started = time.monotonic()
@@ -690,7 +693,9 @@ def test_database_stopped_and_started_during_requests(own_cluster):
         assert kinds <= {204, 503}, kinds
         assert all(ra is not None for s, ra in statuses if s == 503)
         assert recovered < 30
-        # Every acknowledged write is there and decrypts.
+        # Reads recover too (the first ones may still meet the closed connection), and every
+        # acknowledged write is there and decrypts.
+        assert wait_until(lambda: api("GET", f"/v1/secrets/{acked[0]}").status_code == 200, 10)
         missing = [n for n in acked if api("GET", f"/v1/secrets/{n}").json().get("value") != f"value {n}"]
         assert missing == []
     finally:
