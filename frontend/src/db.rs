@@ -26,16 +26,13 @@ use crate::lanes::Lanes;
 #[derive(Clone)]
 pub struct Pools {
     pub write: Pool,
-    pub read: Pool,
     pub reads: Arc<Lanes>,
 }
 
 pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
-    let read = pool(config, true)?;
     Ok(Pools {
         write: pool(config, false)?,
-        reads: Arc::new(Lanes::new(read.clone(), config.db_pipeline_depth)),
-        read,
+        reads: Arc::new(Lanes::new(pool(config, true)?, config.db_pipeline_depth)),
     })
 }
 

@@ -88,19 +88,20 @@ struct Lane {
 }
 
 impl Lane {
-    /// The lane's connection with one more call on it, unless it has none open.
-    fn lend(&self) -> Option<Lent> {
+    /// `f` of the lane's connection, unless it has none open.
+    fn with_open<T>(&self, f: impl FnOnce(&Open) -> T) -> Option<T> {
         let open = self.open.lock().expect("lane lock");
-        open.as_ref()
-            .filter(|o| !o.client.is_closed())
-            .map(Open::lend)
+        open.as_ref().filter(|o| !o.client.is_closed()).map(f)
     }
 
+    /// The lane's connection with one more call on it, unless it has none open.
+    fn lend(&self) -> Option<Lent> {
+        self.with_open(Open::lend)
+    }
+
+    /// What `choose` needs to know of the lane.
     fn state(&self) -> Option<usize> {
-        let open = self.open.lock().expect("lane lock");
-        open.as_ref()
-            .filter(|o| !o.client.is_closed())
-            .map(Open::calls)
+        self.with_open(Open::calls)
     }
 }
 
@@ -176,6 +177,11 @@ impl Lanes {
         let lent = open.lend();
         *lane.open.lock().expect("lane lock") = Some(open);
         Ok(lent)
+    }
+
+    /// The pool's own counts (size, idle, waiting).
+    pub fn status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
     }
 
     /// Calls in flight on all lanes.

@@ -137,7 +137,7 @@ impl Metrics {
 
     /// The text exposition format, with the pool gauges read now.
     pub fn render(&self, pools: &crate::db::Pools) -> String {
-        let (w, r) = (pools.write.status(), pools.read.status());
+        let (w, r) = (pools.write.status(), pools.reads.status());
         self.pool_size.set((w.size + r.size) as i64);
         self.pool_available.set((w.available + r.available) as i64);
         self.pool_waiting.set((w.waiting + r.waiting) as i64);

@@ -423,10 +423,11 @@ def test_a_busy_pool_is_overload_not_an_outage(app_url, admin_url, tenants):
         g.stop()
 
 
-def read_connections(su) -> int:
-    """Open read connections of all gateways on this server (the read pool's application name)."""
-    return su.execute("SELECT count(*) FROM pg_stat_activity "
-                      "WHERE application_name = 'sealstore-gateway-read'").fetchone()[0]
+def read_connections(su, waiting_on_a_lock=False) -> int:
+    """Open read connections of all gateways on this server (the read pool's application name),
+    or those of them whose statement waits on a lock."""
+    return su.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sealstore-gateway-read'"
+                      + (" AND wait_event_type = 'Lock'" if waiting_on_a_lock else "")).fetchone()[0]
 
 
 def test_concurrent_reads_share_a_connection_and_keep_to_their_tenant(app_url, admin_url, tenants):
@@ -504,9 +505,7 @@ def test_a_full_read_connection_is_overload_and_recovers(app_url, admin_url, adm
             # The first waits on the lock in the server, the second behind it on the connection.
             waiting[0].start()
             with psycopg.connect(admin_url, autocommit=True) as watch:
-                assert wait_until(lambda: watch.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sealstore-gateway-read' "
-                    "AND wait_event_type = 'Lock'").fetchone()[0] == 1, 10)
+                assert wait_until(lambda: read_connections(watch, waiting_on_a_lock=True) == 1, 10)
             waiting[1].start()
             time.sleep(0.5)
             began = time.monotonic()

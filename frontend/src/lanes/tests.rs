@@ -23,8 +23,10 @@ fn every_lane_at_the_depth_is_overload() {
     assert_eq!(choose(std::iter::empty(), 8), Choice::Full);
 }
 
-/// A pool whose server accepts connections and never answers, with a short connect timeout.
-async fn silent_server_pool(timeout: std::time::Duration) -> (Pool, tokio::task::JoinHandle<()>) {
+/// The gateway's read lanes, as `db::pools` makes them, towards a server that accepts
+/// connections and never answers; 2 read connections, a connect timeout of 1 s.
+async fn lanes_to_a_silent_server() -> (Arc<Lanes>, tokio::task::JoinHandle<()>) {
+    use clap::Parser;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let held = tokio::spawn(async move {
@@ -33,30 +35,25 @@ async fn silent_server_pool(timeout: std::time::Duration) -> (Pool, tokio::task:
             open.push(socket);
         }
     });
-    let mut pg = tokio_postgres::Config::new();
-    pg.host("127.0.0.1")
-        .port(port)
-        .user("nobody")
-        .dbname("none");
-    let manager = deadpool_postgres::Manager::new(pg, tokio_postgres::NoTls);
-    let pool = Pool::builder(manager)
-        .max_size(2)
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .timeouts(deadpool_postgres::Timeouts {
-            wait: Some(timeout),
-            create: Some(timeout),
-            recycle: Some(timeout),
-        })
-        .build()
-        .unwrap();
-    (pool, held)
+    let url = format!("postgres://nobody:pw@127.0.0.1:{port}/none");
+    let cli = crate::config::Cli::try_parse_from([
+        "sealstore-gateway",
+        "--app-pg-url",
+        &url,
+        "--db-read-connections",
+        "2",
+        "--db-timeout-secs",
+        "1",
+    ])
+    .unwrap();
+    let config = crate::config::Config::from_cli(cli).unwrap();
+    (crate::db::pools(&config).unwrap().reads, held)
 }
 
 #[tokio::test]
 async fn calls_waiting_on_a_failed_connect_share_its_failure() {
-    let timeout = std::time::Duration::from_millis(300);
-    let (pool, held) = silent_server_pool(timeout).await;
-    let lanes = Arc::new(Lanes::new(pool, 8));
+    let timeout = std::time::Duration::from_secs(1);
+    let (lanes, held) = lanes_to_a_silent_server().await;
     let began = Instant::now();
     let calls: Vec<_> = (0..6)
         .map(|_| {
@@ -68,8 +65,8 @@ async fn calls_waiting_on_a_failed_connect_share_its_failure() {
         let e = call.await.unwrap().expect("nothing to connect to");
         assert!(matches!(e, DbError::Unavailable(_)), "{e:?}");
     }
-    // Two lanes, so two attempts in parallel; the other calls wait for one of them and fail
-    // with it, instead of trying again each in turn (which would take 3 x 300 ms).
+    // All six choose the first unopened lane: one attempt fails at the timeout, and the other
+    // five share its failure instead of each trying again in turn (6 x 1 s).
     let took = began.elapsed();
     assert!(took < timeout * 2, "{took:?}");
     // A later call tries again.
