@@ -21,9 +21,7 @@ use sealstore_core::crypto::TenantId;
 use sealstore_core::topk::{Offered, Rank, TopK};
 
 use crate::errors;
-use crate::pages::{
-    self, prefetch_rest, Pages, DESCRIPTOR_AHEAD, HEADER_AHEAD, MAX_HEAP_TUPLES_PER_PAGE,
-};
+use crate::pages::{self, Half, Pages, DESCRIPTOR_AHEAD, HEADER_AHEAD, MAX_HEAP_TUPLES_PER_PAGE};
 
 /// One row as the scorer sees it.
 pub struct Row<'a> {
@@ -279,11 +277,12 @@ pub fn top_k(
                 fetched += visible.len() as i64;
                 pgrx::check_for_interrupts!();
                 for j in 0..visible.len() {
-                    // The rest of the row scored after this one, while this one is scored.
-                    match visible.get(j + 1) {
-                        Some(after) => prefetch_rest(after.t_data.cast(), after.t_len as usize),
-                        None => pages.prefetch_rest_of_next(),
-                    }
+                    // The rest of the row scored after this one: half while this one is
+                    // scored, half after (see `pages::SPLIT_LINE`).
+                    let after = visible
+                        .get(j + 1)
+                        .map(|t| (t.t_data.cast::<i8>().cast_const(), t.t_len as usize));
+                    pages.prefetch_next_row(after, Half::First);
                     let tuple = &mut visible[j];
                     pg_sys::heap_deform_tuple(
                         tuple,
@@ -321,6 +320,7 @@ pub fn top_k(
                         if contains != Some(true) {
                             pg_sys::MemoryContextSwitchTo(old);
                             pg_sys::MemoryContextReset(per_row_cx);
+                            pages.prefetch_next_row(after, Half::Second);
                             continue;
                         }
                     }
@@ -329,6 +329,7 @@ pub fn top_k(
                         bytes: varlena_bytes(value, &mut copied),
                     };
                     let distance = score(&row);
+                    pages.prefetch_next_row(after, Half::Second);
                     pg_sys::MemoryContextSwitchTo(old);
                     let offered = top.offer(Rank { distance, id: *id }, || {
                         // Only rows that enter the top-k pay for their metadata: a detoasted copy in
@@ -463,16 +464,18 @@ pub unsafe fn visible_rows(
             pgrx::check_for_interrupts!();
 
             for j in 0..visible.len() {
-                match visible.get(j + 1) {
-                    Some((after, _)) => prefetch_rest(after.t_data.cast(), after.t_len as usize),
-                    None => pages.prefetch_rest_of_next(),
-                }
+                // As in `top_k`: the next row's rest, half before this one is visited, half after.
+                let after = visible
+                    .get(j + 1)
+                    .map(|(t, _)| (t.t_data.cast::<i8>().cast_const(), t.t_len as usize));
+                pages.prefetch_next_row(after, Half::First);
                 let (tuple, root) = &mut visible[j];
                 pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
                 let old = pg_sys::MemoryContextSwitchTo(per_row_cx);
                 let mut copied = false;
                 let bytes = datum(&values, &nulls, att).map(|d| varlena_bytes(d, &mut copied));
                 visit(tid(block, *root), bytes);
+                pages.prefetch_next_row(after, Half::Second);
                 pg_sys::MemoryContextSwitchTo(old);
                 if copied {
                     pg_sys::MemoryContextReset(per_row_cx);
