@@ -379,8 +379,8 @@ impl DataKey {
         }
     }
 
-    /// Decrypts `ciphertext` into `out`, which must be as long. On error `out` may hold
-    /// anything; the callers wipe it.
+    /// Decrypts `ciphertext` into `out`, which must be as long (else `Truncated`, whatever the
+    /// engine). On error `out` may hold anything; the callers wipe it.
     fn open_into(
         &self,
         nonce: &[u8],
@@ -389,6 +389,9 @@ impl DataKey {
         tag: &[u8],
         out: &mut [u8],
     ) -> Result<(), CryptoError> {
+        if out.len() != ciphertext.len() {
+            return Err(CryptoError::Truncated);
+        }
         match &self.cipher {
             Cipher::XChaCha(c) => open_with(c.as_ref(), nonce, ad, ciphertext, tag, out),
             Cipher::Aes(c) => c.open(nonce, ad, ciphertext, tag, out),

@@ -642,3 +642,25 @@ fn open_into_a_callers_buffer_opens_and_fails_closed() {
     }
     assert_eq!(opened_len(b"\x01\x02"), Err(CryptoError::Truncated));
 }
+
+#[test]
+fn an_output_of_the_wrong_length_is_refused_on_every_engine() {
+    for alg in ALGS {
+        for k in keys_on_every_engine(alg, 1) {
+            let nonce = vec![0u8; alg.nonce_len()];
+            let sealed = k.raw_seal(&nonce, b"ad", &[7u8; 40]).unwrap();
+            let (ct, tag) = sealed.split_at(40);
+            for len in [0, 39, 41] {
+                let mut out = vec![0u8; len];
+                assert_eq!(
+                    k.open_into(&nonce, b"ad", ct, tag, &mut out),
+                    Err(CryptoError::Truncated),
+                    "{alg:?}, {len} bytes"
+                );
+            }
+            let mut out = vec![0u8; 40];
+            k.open_into(&nonce, b"ad", ct, tag, &mut out).unwrap();
+            assert_eq!(out, [7u8; 40]);
+        }
+    }
+}
