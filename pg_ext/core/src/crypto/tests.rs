@@ -21,14 +21,20 @@ const ENGINES: [AesEngine; 2] = [AesEngine::AwsLc, AesEngine::Ring];
 /// A random key of `alg` on each AES-256-GCM engine (one key for XChaCha20-Poly1305), so the
 /// tests cover both engines whichever this CPU would choose.
 fn keys_on_every_engine(alg: Algorithm, version: u32) -> Vec<DataKey> {
-    let engines: &[AesEngine] = match alg {
-        Algorithm::Aes256Gcm => &ENGINES,
-        Algorithm::XChaCha20Poly1305 => &ENGINES[..1],
-    };
-    engines
-        .iter()
-        .map(|&e| DataKey::from_bytes_on(e, alg, version, &random_bytes::<32>().unwrap()))
-        .collect()
+    match alg {
+        Algorithm::Aes256Gcm => ENGINES
+            .iter()
+            .map(|&e| DataKey::from_bytes_on(e, alg, version, &random_bytes::<32>().unwrap()))
+            .collect(),
+        Algorithm::XChaCha20Poly1305 => vec![key(alg, version)],
+    }
+}
+
+/// Copies `envelope` into `room` at `at`, as a row lies at some offset in its page, and returns
+/// where it now lies.
+fn lay(room: &mut [u8], at: usize, envelope: &[u8]) -> std::ops::Range<usize> {
+    room[at..at + envelope.len()].copy_from_slice(envelope);
+    at..at + envelope.len()
 }
 
 /// Runs one Wycheproof AEAD set through `DataKey`'s raw AEAD; returns how many cases ran.
@@ -530,8 +536,8 @@ fn embeddings_open_where_the_copy_before_decrypting_is_fast() {
         let mut places = HashSet::new();
         let mut by_place = std::collections::HashMap::new();
         for shift in 0..4096 {
-            room[shift..shift + sealed.len()].copy_from_slice(&sealed);
-            let envelope = &room[shift..shift + sealed.len()];
+            let at = lay(&mut room, shift, &sealed);
+            let envelope = &room[at];
             open_f32_into(&k, &me, b"doc", envelope, &mut buf).unwrap();
             assert_eq!(buf.as_slice(), values);
             let place = buf.as_slice().as_ptr() as usize;
@@ -554,41 +560,20 @@ fn embeddings_open_where_the_copy_before_decrypting_is_fast() {
         let empty = seal(&k, &me, b"doc", &f32_plaintext(&[])).unwrap();
         for shift in 0..4096 {
             let mut fresh = OpenedF32::default();
-            room[shift..shift + empty.len()].copy_from_slice(&empty);
-            open_f32_into(
-                &k,
-                &me,
-                b"doc",
-                &room[shift..shift + empty.len()],
-                &mut fresh,
-            )
-            .unwrap();
+            let at = lay(&mut room, shift, &empty);
+            open_f32_into(&k, &me, b"doc", &room[at], &mut fresh).unwrap();
             assert!(fresh.as_slice().is_empty());
         }
 
         // A row opened in the second place, then a forged one in the first: nothing of the first
         // row is left anywhere in the buffer.
         let second = by_place[&(first + 64)];
-        room[second..second + sealed.len()].copy_from_slice(&sealed);
-        open_f32_into(
-            &k,
-            &me,
-            b"doc",
-            &room[second..second + sealed.len()],
-            &mut buf,
-        )
-        .unwrap();
-        let shift = by_place[&first];
-        room[shift..shift + sealed.len()].copy_from_slice(&sealed);
-        room[shift + ciphertext_at] ^= 1;
+        let at = lay(&mut room, second, &sealed);
+        open_f32_into(&k, &me, b"doc", &room[at], &mut buf).unwrap();
+        let at = lay(&mut room, by_place[&first], &sealed);
+        room[at.start + ciphertext_at] ^= 1;
         assert_eq!(
-            open_f32_into(
-                &k,
-                &me,
-                b"doc",
-                &room[shift..shift + sealed.len()],
-                &mut buf
-            ),
+            open_f32_into(&k, &me, b"doc", &room[at], &mut buf),
             Err(CryptoError::Authentication)
         );
         assert!(buf.values.iter().all(|&x| x == 0.0));
