@@ -107,6 +107,11 @@ pub struct Cli {
     #[arg(long, env = "SEALSTORE_WORKER_THREADS")]
     pub worker_threads: Option<String>,
 
+    /// Scheduling policy of the gateway's threads on Linux: batch (no preemption on wake-up,
+    /// so a busy machine's database backends are interrupted less) or normal.
+    #[arg(long, env = "SEALSTORE_SCHED_POLICY", default_value = "batch")]
+    pub sched_policy: String,
+
     /// Seconds between refreshes of the JWT verification keys from the database.
     #[arg(long, env = "SEALSTORE_KEY_REFRESH_SECS", default_value = "5")]
     pub key_refresh_secs: String,
@@ -158,6 +163,7 @@ pub struct Config {
     pub auth_penalty: Duration,
     pub key_refresh: Duration,
     pub worker_threads: usize,
+    pub sched_policy: crate::sched::Policy,
 }
 
 /// Passwords shorter than this, or made of one repeated character, are weak in production.
@@ -358,6 +364,10 @@ impl Config {
                 Some(n) => bounded("SEALSTORE_WORKER_THREADS", n, 1usize, 256)?,
                 None => default_worker_threads(cpus),
             },
+            sched_policy: cli
+                .sched_policy
+                .parse()
+                .map_err(|()| invalid("SEALSTORE_SCHED_POLICY", "expected batch or normal"))?,
         };
         if config.production {
             config.check_production()?;

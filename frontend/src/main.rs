@@ -17,6 +17,7 @@ mod limits;
 mod metrics;
 mod response;
 mod routes;
+mod sched;
 mod server;
 mod tls;
 
@@ -48,6 +49,10 @@ fn main() {
         .with_current_span(false)
         .with_env_filter(log_filter(std::env::var("SEALSTORE_LOG").ok().as_deref()))
         .init();
+    // Before the runtime starts, so that its threads inherit the policy.
+    if let Err(e) = sched::apply(config.sched_policy) {
+        tracing::warn!(policy = %config.sched_policy, error = %e, "scheduling policy not set");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads)

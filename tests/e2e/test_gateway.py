@@ -6,6 +6,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -167,6 +168,30 @@ def test_sigterm_when_idle_exits_cleanly(gateway):
     assert [e for e in gateway.events() if e.get("message") == "stopped"]
 
 
+def thread_policies(pid: int) -> set[int]:
+    """The scheduling policy of each of a process's threads (field 41 of their stat lines)."""
+    policies = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        policies.add(int(fields[41 - 3]))
+    return policies
+
+
+SCHED_OTHER, SCHED_BATCH = 0, 3
+
+
+def test_every_gateway_thread_runs_under_the_configured_scheduling_policy(gateway, app_url):
+    assert requests.get(f"{gateway.url}/readyz", timeout=10).status_code == 200
+    assert thread_policies(gateway.proc.pid) == {SCHED_BATCH}
+    normal = Gateway(app_url, {"SEALSTORE_SCHED_POLICY": "normal"})
+    try:
+        assert requests.get(f"{normal.url}/readyz", timeout=10).status_code == 200
+        assert thread_policies(normal.proc.pid) == {SCHED_OTHER}
+    finally:
+        normal.stop()
+    assert not [e for e in gateway.events() if "scheduling policy" in e.get("message", "")]
+
+
 def run_gateway(env_vars: dict, args=()):
     e = {"PATH": "/usr/bin:/bin"}
     e.update(env_vars)
@@ -190,7 +215,8 @@ def test_bad_config_exits_64_before_binding_and_never_echoes_the_password():
 
     good = "postgresql://gw:Very-S3cret@127.0.0.1:1/db"
     for name, value in [("SEALSTORE_DB_POOL_SIZE", "0"), ("SEALSTORE_GATEWAY_LISTEN", "nowhere"),
-                        ("SEALSTORE_SHUTDOWN_TIMEOUT_SECS", "forever")]:
+                        ("SEALSTORE_SHUTDOWN_TIMEOUT_SECS", "forever"),
+                        ("SEALSTORE_SCHED_POLICY", "realtime")]:
         r = run_gateway({**listen, "SEALSTORE_APP_PG_URL": good, name: value})
         assert r.returncode == 64 and name in r.stderr, (name, r.stderr)
         assert "Very-S3cret" not in r.stdout + r.stderr

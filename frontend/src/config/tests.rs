@@ -85,6 +85,7 @@ fn numbers_and_addresses_are_checked() {
             &["--shutdown-timeout-secs", "601"],
             "SEALSTORE_SHUTDOWN_TIMEOUT_SECS",
         ),
+        (&["--sched-policy", "fifo"], "SEALSTORE_SCHED_POLICY"),
     ];
     for (args, name) in cases {
         let mut all = vec!["--app-pg-url", URL];
@@ -148,6 +149,9 @@ fn hardening_defaults() {
     let set = parse(&["--app-pg-url", URL, "--worker-threads", "3"]).unwrap();
     assert_eq!(set.worker_threads, 3);
     assert!(parse(&["--app-pg-url", URL, "--worker-threads", "0"]).is_err());
+    assert_eq!(c.sched_policy, crate::sched::Policy::Batch);
+    let set = parse(&["--app-pg-url", URL, "--sched-policy", "normal"]).unwrap();
+    assert_eq!(set.sched_policy, crate::sched::Policy::Normal);
     assert_eq!(
         default_hosts("127.0.0.1:8080".parse().unwrap()),
         ["127.0.0.1", "127.0.0.1:8080", "localhost", "localhost:8080"]
