@@ -3,13 +3,14 @@
 //! Under a normal policy a thread that wakes may preempt the one running on its core at once.
 //! The gateway wakes for every HTTP request and every database answer, so on a machine it
 //! shares with PostgreSQL it would preempt a backend each time, handle one event, and sleep
-//! again: measured on 2 cores with 16 clients reading documents, one voluntary context switch
-//! per request, and 31 µs of gateway CPU per request. `SCHED_BATCH` threads do not preempt on
-//! waking (sched(7)); they run when the core's current task yields or its slice ends, and then
-//! find several events ready. Same run: 0.08 switches and 18 µs per request, and the
-//! backends' CPU per request fell from 77 to 68 µs, since their own batches of pipelined calls
-//! were interrupted less. Throughput rose from 78–83% to 96–98% of direct SQL; one client saw
-//! no change (a waking thread on an idle core runs at once under either policy).
+//! again: measured on 2 cores with 16 clients reading documents, 0.8–1.1 voluntary context
+//! switches per request, and 28–34 µs of gateway CPU per request. `SCHED_BATCH` threads do not
+//! preempt on waking (sched(7)); they run when the core's current task yields or its slice
+//! ends, and then find several events ready. Same rounds: 0.08–0.14 switches and 17–18 µs per
+//! request, and the backends' CPU per request fell too (73–109 to 68–92 µs), since their runs
+//! of pipelined calls were interrupted less. Throughput went from 78–85% to 96–114% of direct
+//! SQL; one client saw no change (a waking thread on an idle core runs at once under either
+//! policy).
 //!
 //! The policy is set on the main thread before the runtime starts, and every thread the
 //! runtime makes inherits it. Switching between the two normal policies needs no privilege;

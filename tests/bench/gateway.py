@@ -12,8 +12,9 @@ authenticates, then calls, in one statement and one read-only transaction), as t
 login role, over TCP: the way a client reaches a database.
 HTTP is wrk (C, keep-alive, over TCP) against the real gateway binary, deployed as
 `.ci/sealstore run` deploys it: next to PostgreSQL, reaching it through its Unix socket, with its
-default READS read connections (2 per core), which concurrent calls share (pipelined); limits
-raised so that the limiter runs but never refuses. Both load generators share the machine's two cores
+default READS read connections (2 per core), which concurrent calls share (pipelined), and its
+threads under SCHED_BATCH, its default scheduling policy; limits raised so that the limiter runs
+but never refuses. Both load generators share the machine's two cores
 with PostgreSQL and the gateway.
 At 1, 16 and 64 concurrent clients; ROUNDS interleaved rounds of SECONDS each. In each round a
 cell runs direct and then through the gateway, back to back, so the ratio of that pair sees the
@@ -219,7 +220,8 @@ def write(out, results, floors):
         "as the gateway's login role, over TCP. "
         "**Gateway** is wrk over HTTP/1.1 keep-alive (TCP) against the gateway binary, deployed as "
         "`.ci/sealstore run` deploys it: next to PostgreSQL, through its Unix socket, with its default "
-        f"{READS} read connections (2 per core), which concurrent calls share (pipelined); access log off, "
+        f"{READS} read connections (2 per core), which concurrent calls share (pipelined), and its threads "
+        "under `SCHED_BATCH` (its default scheduling policy, `SEALSTORE_SCHED_POLICY`); access log off, "
         "rate limiter on with limits above the load. "
         "Load generator, gateway and PostgreSQL share the same 2 cores.", "",
         "In each round a cell runs direct and then through the gateway, back to back; **gateway / direct** is "
