@@ -246,13 +246,15 @@ impl DataKey {
             .checked_sub(TAG_LEN)
             .ok_or(CryptoError::Truncated)?;
         let mut buf = vec![0u8; split];
+        // As every caller of `open_into`: nothing unauthenticated is left behind on failure.
         self.open_into(
             nonce,
             ad,
             &ct_and_tag[..split],
             &ct_and_tag[split..],
             &mut buf,
-        )?;
+        )
+        .inspect_err(|_| buf.zeroize())?;
         Ok(buf)
     }
 
@@ -510,8 +512,9 @@ impl<'a> Parts<'a> {
 /// row of a search, wiped whenever its length changes and when it is dropped.
 ///
 /// ring decrypts in place, so on the ring engine each row's ciphertext is first copied here, by
-/// glibc's `memcpy` (`rep movsb` for a 3 KB row); AWS-LC reads it where it lies. On these machines' AMD CPUs that copy takes about 1.2 µs
-/// instead of 50–80 ns when the destination lies 1 to 31 bytes past the source modulo 4 KB
+/// glibc's `memcpy` (`rep movsb` for a 3 KB row); AWS-LC reads it where it lies. On these
+/// machines' AMD CPUs that copy takes about 1.2 µs instead of 50–80 ns when the destination
+/// lies 1 to 31 bytes past the source modulo 4 KB
 /// (measured byte by byte for sources at several offsets; every other distance is fast). Rows
 /// of the same shape sit at the same offsets in their pages, so a buffer that happened to fall
 /// in that window for one of them slowed half of a search's rows by 20 times. The buffer
