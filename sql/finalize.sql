@@ -9,14 +9,22 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sealstore_admin') THEN
         CREATE ROLE sealstore_admin NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
     END IF;
+    -- The gateway's own role: what an application role is, plus the gateway's audit report.
+    -- No application is ever given it (sql/roles.sql gives it LOGIN for the gateway alone), so
+    -- no application can change its settings, signal its backends or speak in its name.
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sealstore_gateway') THEN
+        CREATE ROLE sealstore_gateway NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+    END IF;
+    GRANT sealstore_app TO sealstore_gateway;
 END
 $roles$;
 
 -- Re-encrypts one tenant's values in a column to the tenant's active key version, in batches
 -- that each commit, so it can run beside live traffic and, if killed, be started again: it
 -- only touches values not yet on the active version. Must be CALLed outside a transaction
--- block (it commits). It sets the tenant context itself in each batch's transaction, hence
--- the explicit tenant and the administrators-only EXECUTE.
+-- block (it commits). Administrators only; each batch runs the table's own code (triggers,
+-- defaults, policies) as the table's owner in a security-restricted operation (see
+-- pg_ext/src/column_rotation.rs).
 CREATE PROCEDURE @extschema@.rotate_column(
     tbl regclass,
     col name,
@@ -30,28 +38,19 @@ DECLARE
     total bigint;
     done bigint := 0;
     n bigint;
-    pending text;
 BEGIN
     IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 100000 THEN
         RAISE EXCEPTION 'batch_size must be from 1 to 100000' USING ERRCODE = '22023';
     END IF;
-    IF tenant IS NULL OR col IS NULL OR context_col IS NULL OR tenant_column IS NULL THEN
-        RAISE EXCEPTION 'tenant, col, context_col and tenant_column are required' USING ERRCODE = '22023';
+    IF tbl IS NULL OR tenant IS NULL OR col IS NULL OR context_col IS NULL OR tenant_column IS NULL THEN
+        RAISE EXCEPTION 'tbl, tenant, col, context_col and tenant_column are required' USING ERRCODE = '22023';
     END IF;
-    pending := format('%s WHERE %I = $1 AND %I IS NOT NULL AND @extschema@.envelope_key_version(%I) <> $2',
-                      tbl, tenant_column, col, col);
     PERFORM @extschema@.act_as_tenant(tenant);
     target := @extschema@.active_key_version();
-    EXECUTE 'SELECT count(*) FROM ' || pending INTO total USING tenant, target;
+    total := @extschema@.rotate_column_pending(tbl, col, context_col, tenant, tenant_column);
     RAISE NOTICE 'rotate_column: % values of % to re-encrypt to key version %', total, tbl, target;
     LOOP
-        PERFORM @extschema@.act_as_tenant(tenant);
-        EXECUTE format('WITH batch AS (SELECT ctid FROM %s LIMIT $3 FOR UPDATE) '
-                       'UPDATE %s t SET %I = @extschema@.reencrypt(t.%I, t.%I::text) '
-                       'FROM batch WHERE t.ctid = batch.ctid',
-                       pending, tbl, col, col, context_col)
-            USING tenant, target, batch_size;
-        GET DIAGNOSTICS n = ROW_COUNT;
+        n := @extschema@.rotate_column_batch(tbl, col, context_col, tenant, tenant_column, batch_size);
         done := done + n;
         COMMIT;
         EXIT WHEN n = 0;
@@ -123,6 +122,10 @@ BEGIN
                                                                WHERE attrelid = tbl AND attname = tenant_column)) THEN
         EXECUTE format('CREATE INDEX ON %s (%I)', tbl, tenant_column);
     END IF;
+    -- Partitions and inheritance children too: read directly, a child answers with its own
+    -- policies, not its parent's.
+    PERFORM @extschema@.enable_tenant_isolation(inhrelid::regclass, tenant_column)
+       FROM pg_inherits WHERE inhparent = tbl;
 END
 $fn$;
 
@@ -174,6 +177,31 @@ UNION ALL
 SELECT 'warning', i.name, 'missing tenant index', format('no index starts with %I', i.col)
   FROM isolated i
  WHERE NOT EXISTS (SELECT FROM pg_index x WHERE x.indrelid = i.rel AND x.indkey[0] = i.attnum)
+UNION ALL
+-- A unique index without the tenant column is one namespace for all tenants: where tenants
+-- choose the values, a unique violation tells one that another holds a value. Any other index
+-- that does not start with it mixes all tenants' entries, so a lookup's time follows theirs. (The
+-- extension's own tables are reached only through its functions, which pick their keys.)
+SELECT 'warning', x.indexrelid::regclass::text,
+       CASE WHEN x.indisunique THEN 'unique index without the tenant column'
+            ELSE 'index does not start with the tenant column' END,
+       CASE WHEN x.indisunique
+            THEN format('where tenants choose its values, a unique violation on %s reveals another tenant''s value: add %I', i.name, i.col)
+            ELSE format('lookups in %s pass over every tenant''s entries: lead it with %I', i.name, i.col) END
+  FROM isolated i
+  JOIN pg_index x ON x.indrelid = i.rel
+ WHERE NOT (x.indisunique AND i.attnum = ANY (x.indkey::int2[]))
+   AND (x.indisunique OR x.indkey[0] <> i.attnum)
+   AND NOT EXISTS (SELECT FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = i.rel
+                      AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e')
+UNION ALL
+-- Activity counters (pg_stat_*_tables and the functions behind them) count every tenant's
+-- reads and writes of every table; sql/roles.sql revokes them from PUBLIC.
+SELECT 'warning', 'pg_catalog.pg_stat_get_tuples_inserted(oid)', 'activity statistics readable by applications',
+       'sealstore_app can count every tenant''s writes: revoke pg_stat_* from PUBLIC (see sql/roles.sql)'
+ WHERE has_function_privilege('sealstore_app', 'pg_catalog.pg_stat_get_tuples_inserted(oid)', 'EXECUTE')
+    OR has_table_privilege('sealstore_app', 'pg_catalog.pg_stat_all_tables', 'SELECT')
 UNION ALL
 SELECT DISTINCT 'error', v.oid::regclass::text,
        CASE v.relkind WHEN 'm' THEN 'materialized view over an isolated table'
@@ -243,15 +271,14 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.shred_tenant(uuid),
     @extschema@.create_api_key(uuid, text, text[]),
     @extschema@.revoke_api_key(uuid),
-    @extschema@.add_jwt_key(text, text, text),
+    @extschema@.add_jwt_key(text, text, text, uuid, boolean),
     @extschema@.retire_jwt_key(text)
 TO sealstore_app, sealstore_admin;
 
--- For gateways: public verification data, and the audit of failed authentications.
-GRANT EXECUTE ON FUNCTION
-    @extschema@.jwt_verification_config(),
-    @extschema@.record_auth_failures(jsonb)
-TO sealstore_app, sealstore_admin;
+-- For gateways: public verification data, and (the gateway's role only, so that no application
+-- can write audit rows in its name) the audit of failed authentications.
+GRANT EXECUTE ON FUNCTION @extschema@.jwt_verification_config() TO sealstore_app, sealstore_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.record_auth_failures(jsonb) TO sealstore_gateway;
 
 -- Database administrators only.
 GRANT EXECUTE ON FUNCTION
@@ -260,6 +287,10 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.isolation_report()
 TO sealstore_admin;
 GRANT EXECUTE ON PROCEDURE @extschema@.rotate_column(regclass, name, name, integer, uuid, name)
+TO sealstore_admin;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.rotate_column_pending(oid, text, text, uuid, text),
+    @extschema@.rotate_column_batch(oid, text, text, uuid, text, integer)
 TO sealstore_admin;
 GRANT EXECUTE ON FUNCTION
     @extschema@.rewrap_tenant_keys_batch(integer),

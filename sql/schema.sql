@@ -45,11 +45,15 @@ CREATE TABLE @extschema@.audit_log (
 -- Keys that verify JWTs, selected by the token's kid; each allows exactly one algorithm.
 -- HS256 secrets are stored sealed under the master key (master_fingerprint names it); public
 -- keys are stored as PEM. A retired kid is never accepted again and cannot be reused.
+-- for_tenant: the only tenant the key's tokens may name (NULL: any); admin: whether they may
+-- carry scope admin.
 CREATE TABLE @extschema@.jwt_keys (
     kid                text PRIMARY KEY CHECK (length(kid) BETWEEN 1 AND 200),
     algorithm          text NOT NULL CHECK (algorithm IN ('HS256', 'RS256', 'ES256', 'EdDSA')),
     material           bytea,
     master_fingerprint text,
+    for_tenant         uuid REFERENCES @extschema@.tenants (id),
+    admin              boolean NOT NULL DEFAULT false,
     created_at         timestamptz NOT NULL DEFAULT now(),
     retired_at         timestamptz,
     CHECK ((retired_at IS NULL) = (material IS NOT NULL)),

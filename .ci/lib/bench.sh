@@ -63,7 +63,8 @@ cmd_bench() {
     if [ "$which" = all ] || [ "$which" = gateway ]; then
     say "Benchmark: the gateway against direct SQL (pgbench and wrk, about 4 minutes)"
     cluster_psql "$BENCH_CLUSTER" sealstore_bench -v db=sealstore_bench \
-        -v gateway_password="$(gateway_password "$BENCH_CLUSTER")" -f "$REPO/sql/roles.sql" >/dev/null
+        -v gateway_password="$(gateway_password "$BENCH_CLUSTER")" \
+        -v app_password="$(app_password "$BENCH_CLUSTER")" -f "$REPO/sql/roles.sql" >/dev/null
     "$STATE/venv/bin/python" "$REPO/tests/bench/gateway.py" \
         "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$(gateway_url "$BENCH_CLUSTER" sealstore_bench)" \
         "$(gateway_local_url "$BENCH_CLUSTER" sealstore_bench)" "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$(command -v wrk)" "$REPO/tests/bench/results/gateway.md" \

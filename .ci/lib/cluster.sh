@@ -40,6 +40,8 @@ cluster_init() {
     if [ -f "$base/data/PG_VERSION" ]; then
         [ "$(cat "$base/data/PG_VERSION")" = "$PG_MAJOR" ] \
             || die "cluster $base was made by PostgreSQL $(cat "$base/data/PG_VERSION"), not $PG_MAJOR: remove it or move it away"
+        # Clusters made before applications got a login role of their own.
+        [ -f "$base/app.password" ] || random_hex 24 | write_private "$base/app.password" "$owner"
         return 0
     fi
     say "Initialising PostgreSQL cluster '$name' in $base (as OS user $owner)"
@@ -51,6 +53,7 @@ cluster_init() {
     random_hex 32 | write_private "$base/master.key" "$owner"
     random_hex 24 | write_private "$base/superuser.password" "$owner"
     random_hex 24 | write_private "$base/gateway.password" "$owner"
+    random_hex 24 | write_private "$base/app.password" "$owner"
     as_pg_user "$PG_BINDIR/initdb" -D "$base/data" -U postgres --pwfile="$base/superuser.password" \
         --auth=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-instructions >"$base/initdb.log" 2>&1 \
         || { cat "$base/initdb.log" >&2; die "initdb failed for $base"; }
@@ -117,6 +120,7 @@ cluster_destroy() {
 
 superuser_password() { cat "$(cluster_dir "$1")/superuser.password"; }
 gateway_password() { cat "$(cluster_dir "$1")/gateway.password"; }
+app_password() { cat "$(cluster_dir "$1")/app.password"; }
 
 # psql as the cluster's superuser: cluster_psql NAME DB [psql args...]
 cluster_psql() {
@@ -125,7 +129,8 @@ cluster_psql() {
         -h 127.0.0.1 -p "$CLUSTER_PORT" -U postgres -d "$db" "$@"
 }
 
-# Creates database DB (if missing) with the extension and the gateway's login role.
+# Creates database DB (if missing) with the extension, the gateway's login role and an
+# application's (sql/roles.sql).
 cluster_prepare_db() {
     local name=$1 db=$2
     if [ -z "$(cluster_psql "$name" postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
@@ -145,11 +150,13 @@ cluster_prepare_db() {
         echo "$want" > "$stamp"
     fi
     cluster_psql "$name" "$db" -v db="$db" -v gateway_password="$(gateway_password "$name")" \
-        -f "$REPO/sql/roles.sql" >/dev/null
+        -v app_password="$(app_password "$name")" -f "$REPO/sql/roles.sql" >/dev/null
 }
 
 superuser_url() { echo "postgresql://postgres:$(superuser_password "$1")@127.0.0.1:$CLUSTER_PORT/$2"; }
 gateway_url() { echo "postgresql://sealstore_gateway:$(gateway_password "$1")@127.0.0.1:$CLUSTER_PORT/$2"; }
+# An application's login role (member of sealstore_app; never the gateway's).
+app_url() { echo "postgresql://sealstore_app_user:$(app_password "$1")@127.0.0.1:$CLUSTER_PORT/$2"; }
 
 # The URL for a gateway on the database's own machine: through the cluster's Unix socket (no
 # TCP stack on either side of each call) when it has one, else gateway_url.

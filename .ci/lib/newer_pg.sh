@@ -134,7 +134,7 @@ cmd_newer_pg() {
     in_npg_root chown postgres "$c"
     chmod 700 "$c"
     local f
-    for f in master.key superuser.password gateway.password; do
+    for f in master.key superuser.password gateway.password app.password; do
         random_hex 32 > "$c/$f"
         chmod 600 "$c/$f"
         in_npg_root chown postgres "$c/$f"
@@ -153,7 +153,8 @@ cmd_newer_pg() {
     admin=$(npg_url postgres superuser postgres)
     psql -X -q "$admin" -c 'CREATE DATABASE sealstore_e2e' -c 'CREATE DATABASE sealstore_regress'
     psql -X -q "$(npg_url postgres superuser sealstore_e2e)" -c 'CREATE EXTENSION sealstore' \
-        -v db=sealstore_e2e -v gateway_password="$(cat "$c/gateway.password")" -f "$REPO/sql/roles.sql" >/dev/null
+        -v db=sealstore_e2e -v gateway_password="$(cat "$c/gateway.password")" \
+        -v app_password="$(cat "$c/app.password")" -f "$REPO/sql/roles.sql" >/dev/null
     psql -X -qtA "$admin" -c 'SHOW server_version'
 
     say "SQL regression tests on PostgreSQL $NPG"
@@ -164,6 +165,7 @@ cmd_newer_pg() {
 
     say "End-to-end tests on PostgreSQL $NPG (all but those that run this machine's PostgreSQL programs)"
     run_e2e "$(npg_url postgres superuser sealstore_e2e)" \
+        "$(npg_url sealstore_app_user app sealstore_e2e)" \
         "$(npg_url sealstore_gateway gateway sealstore_e2e)" \
         "postgresql://sealstore_gateway:$(cat "$c/gateway.password")@/sealstore_e2e?host=$c&port=$NPG_PORT" \
         "$c" "$(npg_dir)" -q "${NPG_E2E_SKIPPED[@]}" || rc=1

@@ -26,7 +26,7 @@ cmd_run() {
     port_in_use "${listen##*:}" && die "gateway address $listen is taken: set SEALSTORE_GATEWAY_LISTEN"
     mkdir -p "$STATE/logs"
     say "Starting the gateway on http://$listen (log: $STATE/logs/gateway.log)"
-    SEALSTORE_GATEWAY_LISTEN=$listen SEALSTORE_APP_PG_URL=$(gateway_local_url "$DEV_CLUSTER" "$DEV_DB") \
+    SEALSTORE_GATEWAY_LISTEN=$listen SEALSTORE_GATEWAY_PG_URL=$(gateway_local_url "$DEV_CLUSTER" "$DEV_DB") \
         "$GATEWAY_BIN" >>"$STATE/logs/gateway.log" 2>&1 &
     GATEWAY_PID=$!
     wait_ready "http://$listen/readyz"
@@ -59,14 +59,14 @@ write_dev_env() {
     # Its key, registered once; the secret goes through stdin and is never logged.
     {
         echo "SET log_min_error_statement = panic; SET log_statement = none;"
-        echo "SELECT sealstore.add_jwt_key('sealstore-dev', 'HS256', '$(cat "$secret_file")')"
+        echo "SELECT sealstore.add_jwt_key('sealstore-dev', 'HS256', '$(cat "$secret_file")', admin => true)"
         echo " WHERE NOT EXISTS (SELECT FROM sealstore.jwt_keys WHERE kid = 'sealstore-dev');"
     } | cluster_psql "$DEV_CLUSTER" "$DEV_DB" >/dev/null \
         || die "could not register the development JWT key"
     {
         echo "# Written by .ci/sealstore run; load with: set -a; . .sealstore/dev.env; set +a"
         echo "SEALSTORE_PG_URL='$(superuser_url "$DEV_CLUSTER" "$DEV_DB")'"
-        echo "SEALSTORE_APP_PG_URL='$(gateway_url "$DEV_CLUSTER" "$DEV_DB")'"
+        echo "SEALSTORE_APP_PG_URL='$(app_url "$DEV_CLUSTER" "$DEV_DB")'"
         echo "SEALSTORE_GATEWAY_URL='http://$listen'"
         echo "SEALSTORE_DEV_ADMIN_TOKEN='$token'"
     } | write_private "$env"

@@ -80,7 +80,7 @@ pytest_summary() {
 
 unit_tests() {
     # Run without the dev settings in the environment: the gateway's config tests read it.
-    env -u SEALSTORE_APP_PG_URL -u SEALSTORE_APP_PG_URL_FILE -u SEALSTORE_GATEWAY_LISTEN \
+    env -u SEALSTORE_GATEWAY_PG_URL -u SEALSTORE_GATEWAY_PG_URL_FILE -u SEALSTORE_GATEWAY_LISTEN \
         cargo test -p sealstore-core -p sealstore-gateway
 }
 
@@ -128,26 +128,29 @@ run_pg_regress() {
 
 e2e_tests() {
     run_e2e "$(superuser_url "$TEST_CLUSTER" sealstore_e2e)" \
+        "$(app_url "$TEST_CLUSTER" sealstore_e2e)" \
         "$(gateway_url "$TEST_CLUSTER" sealstore_e2e)" \
         "$(gateway_local_url "$TEST_CLUSTER" sealstore_e2e)" \
         "$(cluster_dir "$TEST_CLUSTER")" "$(cluster_root)"
 }
 
-# run_e2e ADMIN_URL APP_URL APP_LOCAL_URL CLUSTER_DIR CLUSTER_ROOT [PYTEST_ARGS...]: pytest over
-# tests/e2e against the server those URLs reach, whose master key and log are in CLUSTER_DIR;
-# the tests that make their own clusters make them under CLUSTER_ROOT.
+# run_e2e ADMIN_URL APP_URL GATEWAY_URL GATEWAY_LOCAL_URL CLUSTER_DIR CLUSTER_ROOT
+# [PYTEST_ARGS...]: pytest over tests/e2e against the server those URLs reach (an application's
+# login role, the gateway's, and the gateway's through the Unix socket), whose master key and
+# log are in CLUSTER_DIR; the tests that make their own clusters make them under CLUSTER_ROOT.
 run_e2e() {
     SEALSTORE_TEST_PG_URL=$1 \
     SEALSTORE_TEST_APP_PG_URL=$2 \
-    SEALSTORE_TEST_APP_PG_LOCAL_URL=$3 \
-    SEALSTORE_TEST_MASTER_KEY_FILE="$4/master.key" \
-    SEALSTORE_TEST_PG_LOG="$4/postgres.log" \
+    SEALSTORE_TEST_GATEWAY_PG_URL=$3 \
+    SEALSTORE_TEST_GATEWAY_PG_LOCAL_URL=$4 \
+    SEALSTORE_TEST_MASTER_KEY_FILE="$5/master.key" \
+    SEALSTORE_TEST_PG_LOG="$5/postgres.log" \
     SEALSTORE_GATEWAY_BIN=$GATEWAY_BIN \
     SEALSTORE_PG_BINDIR=$PG_BINDIR \
-    SEALSTORE_CLUSTER_ROOT=$5 \
+    SEALSTORE_CLUSTER_ROOT=$6 \
     SEALSTORE_PG_OS_USER=$(pg_os_user) \
     SEALSTORE_SCHEMATHESIS_BIN="$STATE/st-venv/bin/schemathesis" \
-        "$STATE/venv/bin/python" -m pytest -p no:cacheprovider -ra "$REPO/tests/e2e" "${@:6}"
+        "$STATE/venv/bin/python" -m pytest -p no:cacheprovider -ra "$REPO/tests/e2e" "${@:7}"
 }
 
 cmd_test() {

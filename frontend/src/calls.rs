@@ -36,10 +36,46 @@ fn bad(message: &'static str) -> Refusal {
     Refusal(StatusCode::BAD_REQUEST, "invalid_request", message)
 }
 
+/// How deeply a body's arrays and objects may nest. Metadata and filters pass through to
+/// PostgreSQL unparsed, and a body nested 100,000 levels deep would exhaust its stack.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Whether the JSON text nests arrays and objects deeper than `limit` (brackets inside
+/// strings do not count). Only the nesting is read; validity is the parser's business.
+fn nested_deeper_than(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Strict JSON: unknown fields and wrong types are refused. The message never quotes the body.
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
     if body.is_empty() {
         return Err(bad("a JSON body is required"));
+    }
+    if nested_deeper_than(body, MAX_JSON_DEPTH) {
+        return Err(bad("the body nests arrays and objects more than 64 levels deep"));
     }
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
@@ -58,11 +94,10 @@ fn no_body(body: &[u8]) -> Result<(), Refusal> {
 }
 
 fn uuid_param(p: &str) -> Result<uuid::Uuid, Refusal> {
-    // Only the canonical hyphenated form: one spelling per id.
-    if p.len() != 36 {
-        return Err(bad("the id must be a UUID"));
-    }
-    uuid::Uuid::try_parse(p).map_err(|_| bad("the id must be a UUID"))
+    // Only the canonical form (hyphenated, lower case): one spelling per id.
+    sealstore_core::auth::parse_uuid(p)
+        .map(uuid::Uuid::from_bytes)
+        .ok_or_else(|| bad("the id must be a UUID"))
 }
 
 /// Embedding values must be finite f32 (JSON numbers beyond f32 range would become infinite).
@@ -152,7 +187,8 @@ pub enum Answer {
     NoContent,
     /// One boolean: true is 204, false is 404 (delete_document).
     Deleted,
-    /// One boolean, has_scope('admin'): false is 403 (the caller renders the true case).
+    /// One boolean, has_scope('admin'), for a credential that names no tenant: anything else
+    /// is 403 (the caller renders the allowed case).
     AdminOnly,
     /// The key text create_api_key returns, shown this once, with its id.
     ApiKey { name: String, scopes: Vec<String> },
@@ -167,10 +203,17 @@ impl Answer {
                 None => response::mapped(errors::NOT_FOUND, rid),
             },
             Self::NoContent => response::no_content(),
-            Self::AdminOnly => match first.and_then(|r| r.try_get::<_, bool>(1).ok()) {
-                Some(true) => response::no_content(),
-                _ => response::mapped(errors::for_sqlstate("42501"), rid),
-            },
+            Self::AdminOnly => {
+                // The counters cover every tenant: a tenant's own admin credential may not
+                // read them, only one that names no tenant.
+                let global = first
+                    .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok())
+                    .is_some_and(|identity| identity.get("tenant").is_some_and(|t| t.is_null()));
+                match first.and_then(|r| r.try_get::<_, bool>(1).ok()) {
+                    Some(true) if global => response::no_content(),
+                    _ => response::mapped(errors::for_sqlstate("42501"), rid),
+                }
+            }
             Self::Deleted => match first.and_then(|r| r.try_get::<_, bool>(1).ok()) {
                 Some(true) => response::no_content(),
                 _ => response::mapped(errors::NOT_FOUND, rid),
@@ -265,10 +308,10 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
             let b: NewCollection = parse(body)?;
             write(
                 authed!(concat!(
-                    "json_build_object('id', sealstore.create_collection(",
-                    after_auth!("$2::text"),
-                    ", $3::int, $4::text, $5::bool), 'name', $2::text, 'dims', $3::int, ",
-                    "'metric', $4::text, 'encrypt_embeddings', $5::bool)::text FROM auth"
+                    "pg_catalog.json_build_object('id', sealstore.create_collection(",
+                    after_auth!("$2::pg_catalog.text"),
+                    ", $3::pg_catalog.int4, $4::pg_catalog.text, $5::pg_catalog.bool), 'name', $2::pg_catalog.text, 'dims', $3::pg_catalog.int4, ",
+                    "'metric', $4::pg_catalog.text, 'encrypt_embeddings', $5::pg_catalog.bool)::pg_catalog.text FROM auth"
                 )),
                 vec![
                     Box::new(b.name),
@@ -284,9 +327,9 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
             finite(&b.embedding)?;
             write(
                 authed!(concat!(
-                    "json_build_object('id', sealstore.put_document(",
-                    after_auth!("$2::text"),
-                    ", $3::text, $4::real[]::sealstore.vector, $5::text::jsonb))::text FROM auth"
+                    "pg_catalog.json_build_object('id', sealstore.put_document(",
+                    after_auth!("$2::pg_catalog.text"),
+                    ", $3::pg_catalog.text, $4::pg_catalog.float4[]::sealstore.vector, $5::pg_catalog.text::pg_catalog.jsonb))::pg_catalog.text FROM auth"
                 )),
                 vec![
                     Box::new(param),
@@ -302,13 +345,13 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
             finite(&b.vector)?;
             read(
                 authed!(concat!(
-                    "(SELECT json_build_object('results', coalesce(json_agg(json_build_object(",
+                    "(SELECT pg_catalog.json_build_object('results', COALESCE(pg_catalog.json_agg(pg_catalog.json_build_object(",
                     // JSON has no NaN: an undefined distance (cosine with a zero vector) is null.
-                    "'id', s.id, 'distance', nullif(s.distance, 'NaN'), 'metadata', s.metadata) ",
-                    "ORDER BY s.distance, s.id), '[]'::json))::text ",
+                    "'id', s.id, 'distance', CASE WHEN s.distance OPERATOR(pg_catalog.=) 'NaN'::pg_catalog.float4 THEN NULL ELSE s.distance END, 'metadata', s.metadata) ",
+                    "ORDER BY s.distance, s.id), '[]'::pg_catalog.json))::pg_catalog.text ",
                     "FROM sealstore.search(",
-                    after_auth!("$2::text"),
-                    ", $3::real[]::sealstore.vector, $4::int, $5::text::jsonb) s) FROM auth"
+                    after_auth!("$2::pg_catalog.text"),
+                    ", $3::pg_catalog.float4[]::sealstore.vector, $4::pg_catalog.int4, $5::pg_catalog.text::pg_catalog.jsonb) s) FROM auth"
                 )),
                 vec![
                     Box::new(param),
@@ -321,10 +364,10 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
         }
         Route::GetDocument => by_id(
             authed!(concat!(
-                "(SELECT json_build_object('id', d.id, 'collection', d.collection, ",
-                "'content', d.content, 'metadata', d.metadata)::text ",
+                "(SELECT pg_catalog.json_build_object('id', d.id, 'collection', d.collection, ",
+                "'content', d.content, 'metadata', d.metadata)::pg_catalog.text ",
                 "FROM sealstore.get_document(",
-                after_auth!("$2::uuid"),
+                after_auth!("$2::pg_catalog.uuid"),
                 ") d) FROM auth"
             )),
             &param,
@@ -335,7 +378,7 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
         Route::DeleteDocument => by_id(
             authed!(concat!(
                 "sealstore.delete_document(",
-                after_auth!("$2::uuid"),
+                after_auth!("$2::pg_catalog.uuid"),
                 ") FROM auth"
             )),
             &param,
@@ -348,8 +391,8 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
             write(
                 authed!(concat!(
                     "sealstore.put_secret(",
-                    after_auth!("$2::text"),
-                    ", $3::text) FROM auth"
+                    after_auth!("$2::pg_catalog.text"),
+                    ", $3::pg_catalog.text) FROM auth"
                 )),
                 vec![Box::new(param), Box::new(b.value)],
                 Answer::NoContent,
@@ -359,9 +402,9 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
             no_body(body)?;
             read(
                 authed!(concat!(
-                    "json_build_object('name', $2::text, 'value', sealstore.get_secret(",
-                    after_auth!("$2::text"),
-                    "))::text FROM auth"
+                    "pg_catalog.json_build_object('name', $2::pg_catalog.text, 'value', sealstore.get_secret(",
+                    after_auth!("$2::pg_catalog.text"),
+                    "))::pg_catalog.text FROM auth"
                 )),
                 vec![Box::new(param)],
                 Answer::Json(StatusCode::OK),
@@ -372,7 +415,7 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
             write(
                 authed!(concat!(
                     "sealstore.delete_secret(",
-                    after_auth!("$2::text"),
+                    after_auth!("$2::pg_catalog.text"),
                     ") FROM auth"
                 )),
                 vec![Box::new(param)],
@@ -383,9 +426,9 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
             let b: NewTenant = parse(body)?;
             write(
                 authed!(concat!(
-                    "json_build_object('id', sealstore.create_tenant(",
-                    after_auth!("$2::text"),
-                    ", $3::text), 'name', $2::text, 'algorithm', $3::text)::text FROM auth"
+                    "pg_catalog.json_build_object('id', sealstore.create_tenant(",
+                    after_auth!("$2::pg_catalog.text"),
+                    ", $3::pg_catalog.text), 'name', $2::pg_catalog.text, 'algorithm', $3::pg_catalog.text)::pg_catalog.text FROM auth"
                 )),
                 vec![Box::new(b.name), Box::new(b.algorithm)],
                 Answer::Json(StatusCode::CREATED),
@@ -393,9 +436,9 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
         }
         Route::RotateKey => by_id(
             authed!(concat!(
-                "json_build_object('version', sealstore.rotate_tenant_key(",
-                after_auth!("$2::uuid"),
-                "))::text FROM auth"
+                "pg_catalog.json_build_object('version', sealstore.rotate_tenant_key(",
+                after_auth!("$2::pg_catalog.uuid"),
+                "))::pg_catalog.text FROM auth"
             )),
             &param,
             body,
@@ -405,7 +448,7 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
         Route::ShredTenant => by_id(
             authed!(concat!(
                 "sealstore.shred_tenant(",
-                after_auth!("$2::uuid"),
+                after_auth!("$2::pg_catalog.uuid"),
                 ") FROM auth"
             )),
             &param,
@@ -419,8 +462,8 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
             write(
                 authed!(concat!(
                     "sealstore.create_api_key(",
-                    after_auth!("$2::uuid"),
-                    ", $3::text, $4::text[]) FROM auth"
+                    after_auth!("$2::pg_catalog.uuid"),
+                    ", $3::pg_catalog.text, $4::pg_catalog.text[]) FROM auth"
                 )),
                 vec![
                     Box::new(tenant),
@@ -436,7 +479,7 @@ pub fn prepare(route: Route, param: String, body: &[u8]) -> Result<Prepared, Ref
         Route::RevokeApiKey => by_id(
             authed!(concat!(
                 "sealstore.revoke_api_key(",
-                after_auth!("$2::uuid"),
+                after_auth!("$2::pg_catalog.uuid"),
                 ") FROM auth"
             )),
             &param,

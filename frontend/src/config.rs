@@ -1,5 +1,5 @@
 //! Gateway configuration: command-line flags with environment fallbacks (clap), validated in
-//! full before anything binds. Secrets may come from files (`--app-pg-url-file`), as mounted
+//! full before anything binds. Secrets may come from files (`--pg-url-file`), as mounted
 //! secrets do. Nothing here ever prints a secret: the connection string's value is hidden from
 //! `--help` and never echoed in an error.
 
@@ -26,12 +26,12 @@ pub struct Cli {
     pub listen: String,
 
     /// PostgreSQL connection URL of the gateway's login role (member of sealstore_app only).
-    #[arg(long, env = "SEALSTORE_APP_PG_URL", hide_env_values = true)]
-    pub app_pg_url: Option<String>,
+    #[arg(long, env = "SEALSTORE_GATEWAY_PG_URL", hide_env_values = true)]
+    pub pg_url: Option<String>,
 
-    /// File holding the connection URL (instead of --app-pg-url).
-    #[arg(long, env = "SEALSTORE_APP_PG_URL_FILE")]
-    pub app_pg_url_file: Option<PathBuf>,
+    /// File holding the connection URL (instead of --pg-url).
+    #[arg(long, env = "SEALSTORE_GATEWAY_PG_URL_FILE")]
+    pub pg_url_file: Option<PathBuf>,
 
     /// Maximum number of database connections for writes (one call on each at a time).
     #[arg(long, env = "SEALSTORE_DB_POOL_SIZE", default_value = "16")]
@@ -208,44 +208,44 @@ impl Config {
         })?;
 
         let url =
-            match (cli.app_pg_url, cli.app_pg_url_file) {
+            match (cli.pg_url, cli.pg_url_file) {
                 (Some(_), Some(_)) => {
                     return Err(invalid(
-                        "SEALSTORE_APP_PG_URL",
-                        "set either SEALSTORE_APP_PG_URL or SEALSTORE_APP_PG_URL_FILE, not both",
+                        "SEALSTORE_GATEWAY_PG_URL",
+                        "set either SEALSTORE_GATEWAY_PG_URL or SEALSTORE_GATEWAY_PG_URL_FILE, not both",
                     ))
                 }
                 (Some(url), None) => url,
                 (None, Some(path)) => std::fs::read_to_string(&path)
                     .map_err(|e| {
                         invalid(
-                            "SEALSTORE_APP_PG_URL_FILE",
+                            "SEALSTORE_GATEWAY_PG_URL_FILE",
                             format!("cannot read {}: {e}", path.display()),
                         )
                     })?
                     .trim()
                     .to_owned(),
                 (None, None) => return Err(invalid(
-                    "SEALSTORE_APP_PG_URL",
-                    "required: the gateway role's connection URL (or SEALSTORE_APP_PG_URL_FILE)",
+                    "SEALSTORE_GATEWAY_PG_URL",
+                    "required: the gateway role's connection URL (or SEALSTORE_GATEWAY_PG_URL_FILE)",
                 )),
             };
         // tokio-postgres's parse errors can quote the input, which holds the password.
         let pg = tokio_postgres::Config::from_str(&url).map_err(|_| {
             invalid(
-                "SEALSTORE_APP_PG_URL",
+                "SEALSTORE_GATEWAY_PG_URL",
                 "not a valid PostgreSQL connection URL (value not shown)",
             )
         })?;
         if pg.get_hosts().is_empty() {
             return Err(invalid(
-                "SEALSTORE_APP_PG_URL",
+                "SEALSTORE_GATEWAY_PG_URL",
                 "names no host (value not shown)",
             ));
         }
         if pg.get_user().is_none_or(str::is_empty) {
             return Err(invalid(
-                "SEALSTORE_APP_PG_URL",
+                "SEALSTORE_GATEWAY_PG_URL",
                 "names no user (value not shown)",
             ));
         }
@@ -386,7 +386,7 @@ impl Config {
         };
         if let Some(problem) = weak {
             return Err(invalid(
-                "SEALSTORE_APP_PG_URL",
+                "SEALSTORE_GATEWAY_PG_URL",
                 format!("{problem}, refused in production (value not shown)"),
             ));
         }

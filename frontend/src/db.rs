@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{
-    ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts,
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime,
+    Timeouts,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -19,6 +20,7 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::config::Config;
 use crate::lanes::Lanes;
+use crate::session;
 
 /// Connections for writes (up to the pool size, one call on each at a time), and connections
 /// whose transactions are read-only by default (`default_transaction_read_only`), for the read
@@ -38,15 +40,20 @@ pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
 
 fn pool(config: &Config, read_only: bool) -> Result<Pool, deadpool_postgres::BuildError> {
     let mut pg = config.pg.config().clone();
-    // The database enforces the bounds too: a statement cannot outlive the request, and a
-    // connection cannot sit in an open transaction.
-    pg.options(format!(
-        "-c statement_timeout={} -c idle_in_transaction_session_timeout={} \
-         -c default_transaction_read_only={}",
-        config.statement_timeout_ms,
-        config.statement_timeout_ms.saturating_mul(2),
-        if read_only { "on" } else { "off" },
-    ));
+    // Besides what every session pins (see `session`), the database enforces the bounds too:
+    // a statement cannot outlive the request, and a connection cannot sit in an open
+    // transaction.
+    pg.options(session::options(&[
+        ("statement_timeout", config.statement_timeout_ms.to_string()),
+        (
+            "idle_in_transaction_session_timeout",
+            config.statement_timeout_ms.saturating_mul(2).to_string(),
+        ),
+        (
+            "default_transaction_read_only",
+            if read_only { "on" } else { "off" }.to_owned(),
+        ),
+    ]));
     pg.application_name(if read_only {
         "sealstore-gateway-read"
     } else {
@@ -72,7 +79,32 @@ fn pool(config: &Config, read_only: bool) -> Result<Pool, deadpool_postgres::Bui
             create: Some(config.db_timeout),
             recycle: Some(config.db_timeout),
         })
+        .post_create(Hook::async_fn(|client, _| {
+            Box::pin(async move {
+                let facts = session::facts(client).await.map_err(HookError::Backend)?;
+                let problems = session::problems(&facts);
+                if problems.is_empty() {
+                    return Ok(());
+                }
+                for problem in &problems {
+                    tracing::error!(problem = problem.as_str(), "database login role refused");
+                }
+                Err(HookError::message(problems.join("; ")))
+            })
+        }))
         .build()
+}
+
+/// Makes one connection now, so that a login role the gateway refuses stops it at start
+/// (`Err` with the reasons). A database that cannot be reached is not an error here: the
+/// gateway starts and answers 503 until it can.
+pub async fn check_login_role(pool: &Pool) -> Result<(), String> {
+    match pool.get().await {
+        Err(deadpool_postgres::PoolError::PostCreateHook(HookError::Message(why))) => {
+            Err(why.into_owned())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Why a call failed.

@@ -139,6 +139,15 @@ const CLASSES: &[(&str, Mapped)] = &[
         retry("service_unavailable", "service overloaded, try again", 2),
     ),
     ("57", DATABASE_UNAVAILABLE),
+    // Program limits (54000 above; 54001 a value too deeply nested for the server's stack).
+    (
+        "54",
+        m(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "input exceeds a limit",
+        ),
+    ),
 ];
 
 const INTERNAL: Mapped = m(

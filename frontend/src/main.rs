@@ -19,6 +19,7 @@ mod response;
 mod routes;
 mod sched;
 mod server;
+mod session;
 mod tls;
 
 use config::{Cli, Config, EXIT_CONFIG};
@@ -77,6 +78,11 @@ async fn run(config: Config) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    let checked = tokio::time::timeout(config.db_timeout, db::check_login_role(&pools.write));
+    if let Ok(Err(why)) = checked.await {
+        tracing::error!(problem = why.as_str(), "refusing to start with this database login role");
+        return EXIT_CONFIG;
+    }
     let listener = match TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

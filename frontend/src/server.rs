@@ -140,19 +140,25 @@ pub async fn serve(
     }
 }
 
-fn host_allowed(state: &AppState, req: &Request<Incoming>) -> bool {
-    if state.allowed_hosts.is_empty() {
-        return true;
+/// The request's one Host value (the URI's authority for HTTP/1.0 without one). RFC 9112
+/// (3.2): a request with two Host lines, an invalid one, or none in HTTP/1.1 is answered 400,
+/// whatever the route; a proxy and this server could otherwise each read another host.
+fn host(req: &Request<Incoming>) -> Result<Option<&str>, ()> {
+    let mut values = req.headers().get_all(header::HOST).iter();
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => Err(()),
+        (Some(v), None) => v.to_str().map(Some).map_err(|_| ()),
+        (None, _) => match req.uri().authority() {
+            Some(a) => Ok(Some(a.as_str())),
+            None if req.version() == hyper::Version::HTTP_10 => Ok(None),
+            None => Err(()),
+        },
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    host.is_some_and(|h| {
-        let h = h.to_ascii_lowercase();
-        state.allowed_hosts.contains(&h)
-    })
+}
+
+fn host_allowed(state: &AppState, host: Option<&str>) -> bool {
+    state.allowed_hosts.is_empty()
+        || host.is_some_and(|h| state.allowed_hosts.contains(&h.to_ascii_lowercase()))
 }
 
 async fn envelope(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -168,7 +174,15 @@ async fn envelope(state: &AppState, req: Request<Incoming>, peer: SocketAddr) ->
         resolved,
         Resolved::Found(routes::Route::Healthz | routes::Route::Readyz, _, _)
     );
-    let resp = if !health_check && !host_allowed(state, &req) {
+    let host = host(&req);
+    let resp = if host.is_err() {
+        response::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "exactly one valid Host header is required",
+            &request_id,
+        )
+    } else if !health_check && !host_allowed(state, host.ok().flatten()) {
         response::error(
             StatusCode::MISDIRECTED_REQUEST,
             "host_not_allowed",

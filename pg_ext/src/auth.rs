@@ -13,11 +13,13 @@ use std::rc::Rc;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use sealstore_core::auth::{self, AuthError, Credential, JwtAlgorithm, Policy, VerificationKey};
+use sealstore_core::auth::{
+    self, AuthError, Credential, JwtAlgorithm, KeyBinding, Policy, VerificationKey,
+};
 use sealstore_core::crypto::{self, TenantId};
 
 use crate::errors::{self, spi};
-use crate::owner::{as_owner, owner_row};
+use crate::owner::{as_owner, latest_rows};
 use crate::{context, gucs, keycache, master_key};
 
 /// Entries per cache before it is emptied: unknown kids and ids are cached too (as misses), and
@@ -34,10 +36,16 @@ struct ApiKeyRow {
     last_use: Cell<i64>,
 }
 
+/// A JWT verification key and what its tokens may claim.
+struct JwtKey {
+    key: VerificationKey,
+    binding: KeyBinding,
+}
+
 #[derive(Default)]
 struct Cache {
     generation: keycache::Generation,
-    jwt: HashMap<String, Option<Rc<VerificationKey>>>,
+    jwt: HashMap<String, Option<Rc<JwtKey>>>,
     api: HashMap<[u8; 16], Option<Rc<ApiKeyRow>>>,
 }
 
@@ -94,24 +102,29 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-fn jwt_key(kid: &str) -> Option<Rc<VerificationKey>> {
+fn jwt_key(kid: &str) -> Option<Rc<JwtKey>> {
     cached(|c| &mut c.jwt, kid, || load_jwt_key(kid))
 }
 
-fn load_jwt_key(kid: &str) -> Option<VerificationKey> {
-    let row = owner_row(
-        "SELECT algorithm, material, master_fingerprint FROM sealstore.jwt_keys \
-         WHERE kid = $1 AND retired_at IS NULL",
+/// The active key `kid` as now committed (see `latest_rows`: a transaction's older snapshot
+/// must not bring back a retired key).
+fn load_jwt_key(kid: &str) -> Option<JwtKey> {
+    let row = latest_rows(
+        "SELECT algorithm, material, master_fingerprint, for_tenant, admin \
+         FROM sealstore.jwt_keys WHERE kid = $1 AND retired_at IS NULL",
         &[kid.into()],
         |row| {
-            Ok((
-                row.get::<String>(1)?.unwrap_or_default(),
-                row.get::<Vec<u8>>(2)?.unwrap_or_default(),
-                row.get::<String>(3)?,
-            ))
+            (
+                row.get::<String>(1).unwrap_or_default(),
+                row.get::<Vec<u8>>(2).unwrap_or_default(),
+                row.get::<String>(3),
+                row.get::<pgrx::Uuid>(4).map(|t| *t.as_bytes()),
+                row.get::<bool>(5).unwrap_or(false),
+            )
         },
-    );
-    row.map(|(algorithm, material, fingerprint)| {
+    )
+    .pop();
+    row.map(|(algorithm, material, fingerprint, tenant, admin)| {
         let algorithm = JwtAlgorithm::from_name(&algorithm)
             .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
         let material = match fingerprint {
@@ -123,8 +136,11 @@ fn load_jwt_key(kid: &str) -> Option<VerificationKey> {
             .unwrap_or_else(|e| errors::raise(errors::crypto(&e))),
             None => zeroize::Zeroizing::new(material),
         };
-        VerificationKey::new(algorithm, &material)
-            .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)))
+        JwtKey {
+            key: VerificationKey::new(algorithm, &material)
+                .unwrap_or_else(|e| errors::raise(errors::bad_key(&e))),
+            binding: KeyBinding { tenant, admin },
+        }
     })
 }
 
@@ -132,30 +148,30 @@ fn api_key_row(id: &[u8; 16]) -> Option<Rc<ApiKeyRow>> {
     cached(|c| &mut c.api, id, || load_api_key_row(id))
 }
 
+/// The API key `id` unless revoked, as now committed (see `load_jwt_key`).
 fn load_api_key_row(id: &[u8; 16]) -> Option<ApiKeyRow> {
     let uuid = pgrx::Uuid::from_bytes(*id);
-    owner_row(
+    latest_rows(
         "SELECT tenant_id, scopes, tag, \
                 coalesce(extract(epoch FROM last_used_at)::bigint, 0) \
          FROM sealstore.api_keys WHERE id = $1 AND revoked_at IS NULL",
         &[uuid.into()],
-        |row| {
-            Ok(ApiKeyRow {
-                tenant: *row
-                    .get::<pgrx::Uuid>(1)?
-                    .expect("tenant_id is NOT NULL")
-                    .as_bytes(),
-                scopes: row
-                    .get::<Vec<Option<String>>>(2)?
-                    .unwrap_or_default()
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-                tag: row.get::<Vec<u8>>(3)?.unwrap_or_default(),
-                last_use: Cell::new(row.get::<i64>(4)?.unwrap_or(0)),
-            })
+        |row| ApiKeyRow {
+            tenant: *row
+                .get::<pgrx::Uuid>(1)
+                .expect("tenant_id is NOT NULL")
+                .as_bytes(),
+            scopes: row
+                .get::<Vec<Option<String>>>(2)
+                .unwrap_or_default()
+                .into_iter()
+                .flatten()
+                .collect(),
+            tag: row.get::<Vec<u8>>(3).unwrap_or_default(),
+            last_use: Cell::new(row.get::<i64>(4).unwrap_or(0)),
         },
     )
+    .pop()
 }
 
 /// Records that an API key was used, coarsely: at most once an hour per key (and per backend),
@@ -206,7 +222,9 @@ fn authenticate(token: &str) -> pgrx::JsonB {
     let identity = match auth::classify(token).unwrap_or_else(|e| reject(e)) {
         Credential::Jwt { kid } => {
             let key = jwt_key(&kid).unwrap_or_else(|| reject(AuthError::UnknownKey));
-            let identity = auth::verify_jwt(token, &key, &policy()).unwrap_or_else(|e| reject(e));
+            let identity =
+                auth::verify_jwt(token, &key.key, &policy()).unwrap_or_else(|e| reject(e));
+            key.binding.check(&identity).unwrap_or_else(|e| reject(e));
             if let Some(tenant) = &identity.tenant {
                 if keycache::try_tenant_keys(tenant).is_err() {
                     reject(AuthError::UnknownTenant);
@@ -252,16 +270,33 @@ pub fn audit(action: &str, tenant: Option<pgrx::Uuid>, mut detail: serde_json::V
 }
 
 /// Adds a JWT verification key: `key` is the HMAC secret (HS256, at least 32 bytes, stored
-/// sealed under the master key) or a PEM public key (RS256, ES256, EdDSA). Effective in every
-/// backend once committed. A kid is never reused, even after retirement.
-#[pg_extern(volatile, parallel_unsafe, strict)]
-fn add_jwt_key(kid: &str, algorithm: &str, key: &str) {
+/// sealed under the master key) or a PEM public key (RS256, ES256, EdDSA). With `tenant`, the
+/// key's tokens must name that tenant (one tenant's identity provider); only with `admin` may
+/// they carry scope `admin`. Effective in every backend once committed. A kid is never reused,
+/// even after retirement.
+#[pg_extern(volatile, parallel_unsafe)]
+fn add_jwt_key(
+    kid: Option<&str>,
+    algorithm: Option<&str>,
+    key: Option<&str>,
+    tenant: default!(Option<pgrx::Uuid>, "NULL"),
+    admin: default!(Option<bool>, false),
+) {
+    let (Some(kid), Some(algorithm), Some(key), Some(admin)) = (kid, algorithm, key, admin) else {
+        errors::raise(errors::plain(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "kid, algorithm, key and admin must not be NULL",
+        ))
+    };
     context::require_system_admin();
     auth::check_kid(kid).unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
     let alg =
         JwtAlgorithm::from_name(algorithm).unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
     VerificationKey::new(alg, key.as_bytes())
         .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
+    if let Some(t) = tenant {
+        keycache::check_tenant_usable(t.as_bytes());
+    }
     let (material, fingerprint) = if alg.is_hmac() {
         let master = master_key::get();
         let sealed = crypto::seal_secret(master, &secret_purpose(kid, alg), key.as_bytes())
@@ -272,16 +307,24 @@ fn add_jwt_key(kid: &str, algorithm: &str, key: &str) {
     };
     let added = as_owner(|| {
         let added = spi(Spi::get_one_with_args::<bool>(
-            "WITH i AS (INSERT INTO sealstore.jwt_keys (kid, algorithm, material, master_fingerprint) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (kid) DO NOTHING RETURNING 1) \
+            "WITH i AS (INSERT INTO sealstore.jwt_keys \
+                          (kid, algorithm, material, master_fingerprint, for_tenant, admin) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING RETURNING 1) \
              SELECT count(*) = 1 FROM i",
-            &[kid.into(), alg.name().into(), material.into(), fingerprint.into()],
+            &[
+                kid.into(),
+                alg.name().into(),
+                material.into(),
+                fingerprint.into(),
+                tenant.into(),
+                admin.into(),
+            ],
         ));
         if added == Some(true) {
             audit(
                 "add_jwt_key",
-                None,
-                serde_json::json!({"kid": kid, "algorithm": alg.name()}),
+                tenant,
+                serde_json::json!({"kid": kid, "algorithm": alg.name(), "admin": admin}),
             );
         }
         added

@@ -138,6 +138,19 @@ pub fn tenant() -> TenantId {
         .unwrap_or_else(|| errors::raise(errors::no_tenant_context()))
 }
 
+/// The current tenant, when the context grants one of `scopes`: 28000 without a tenant,
+/// 42501 without the scope. What every function that uses the tenant's keys starts with.
+pub fn tenant_with(scopes: &[&'static str]) -> TenantId {
+    let identity = get().unwrap_or_else(|| errors::raise(errors::no_tenant_context()));
+    let Some(tenant) = identity.tenant else {
+        errors::raise(errors::no_tenant_context())
+    };
+    if !scopes.iter().any(|s| identity.has_scope(s)) {
+        errors::raise(errors::missing_scope(&scopes.join(" or ")));
+    }
+    tenant
+}
+
 /// Raises 42501 unless the context grants `scope`; 28000 without a context.
 pub fn require_scope(scope: &'static str) {
     let Some(identity) = get() else {

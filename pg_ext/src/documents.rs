@@ -15,6 +15,7 @@ use sealstore_core::vector as core_vector;
 use crate::context;
 use crate::encryption;
 use crate::errors::{self, spi};
+use crate::jsonb::Jsonb;
 use crate::keycache;
 use crate::owner::{as_owner, owner_row};
 use crate::scan::{self, Column};
@@ -42,7 +43,7 @@ fn check_collection_name(name: &str) {
     }
 }
 
-fn require_object(value: &serde_json::Value, what: &'static str) {
+fn require_object(value: &Jsonb, what: &'static str) {
     if !value.is_object() {
         errors::raise(errors::invalid_argument(what));
     }
@@ -152,14 +153,14 @@ fn put_document(
     collection: &str,
     content: &str,
     embedding: VectorArg<'_>,
-    metadata: default!(pgrx::JsonB, "'{}'"),
+    metadata: default!(Jsonb, "'{}'"),
 ) -> pgrx::Uuid {
     context::require_scope("write");
     let tenant = context::tenant();
     let coll = self::collection(&tenant, collection);
     core_vector::check_expected(Some(coll.dims), embedding.0.len())
         .unwrap_or_else(|e| errors::raise(errors::vector(&e)));
-    require_object(&metadata.0, "metadata must be a JSON object");
+    require_object(&metadata, "metadata must be a JSON object");
     let keys = keycache::tenant_keys(&tenant);
     let id = new_uuid();
     let sealed_content = crypto::seal(
@@ -213,7 +214,7 @@ fn get_document(
         name!(id, pgrx::Uuid),
         name!(collection, String),
         name!(content, String),
-        name!(metadata, pgrx::JsonB),
+        name!(metadata, Jsonb),
     ),
 > {
     context::require_scope("read");
@@ -227,7 +228,7 @@ fn get_document(
             Ok((
                 row.get::<String>(1)?,
                 row.get::<Vec<u8>>(2)?,
-                row.get::<pgrx::JsonB>(3)?,
+                row.get::<Jsonb>(3)?,
             ))
         },
     );
@@ -279,13 +280,13 @@ fn search(
     collection: Option<&str>,
     query: Option<VectorArg<'_>>,
     k: default!(Option<i32>, 10),
-    filter: default!(Option<pgrx::JsonB>, "NULL"),
+    filter: default!(Option<Jsonb>, "NULL"),
 ) -> TableIterator<
     'static,
     (
         name!(id, pgrx::Uuid),
         name!(distance, f32),
-        name!(metadata, pgrx::JsonB),
+        name!(metadata, Jsonb),
     ),
 > {
     let (Some(collection), Some(query), Some(k)) = (collection, query, k) else {
@@ -296,6 +297,9 @@ fn search(
     };
     context::require_scope("read");
     let tenant = context::tenant();
+    // Also where no key opens anything (plaintext embeddings): a shredded tenant's documents
+    // are gone, also for a transaction whose snapshot still shows them.
+    let keys = keycache::tenant_keys(&tenant);
     let coll = self::collection(&tenant, collection);
     core_vector::check_expected(Some(coll.dims), query.0.len())
         .unwrap_or_else(|e| errors::raise(errors::vector(&e)));
@@ -303,7 +307,7 @@ fn search(
         errors::raise(errors::invalid_argument("k must be from 1 to 1000"));
     }
     let filter = filter.map(|f| {
-        require_object(&f.0, "filter must be a JSON object");
+        require_object(&f, "filter must be a JSON object");
         f.into_datum().expect("a jsonb value is a datum")
     });
     let query = query.0;
@@ -311,7 +315,6 @@ fn search(
     let k = usize::try_from(k).expect("k is from 1 to 1000");
     let collection_id = *coll.id.as_bytes();
     let hits = if coll.encrypted {
-        let keys = keycache::tenant_keys(&tenant);
         // Each row's id is written into the context's tail before its envelope is opened.
         let mut context = bound_context(EMBEDDING_CONTEXT, &[0; 16]);
         // The decrypted embedding of the row being scored: each row's plaintext overwrites the
@@ -360,8 +363,7 @@ fn search(
         .map(|hit| {
             // SAFETY: the datum is a detoasted jsonb copy made by the scan in this call's
             // memory context.
-            let metadata = unsafe { pgrx::JsonB::from_datum(hit.metadata, false) }
-                .unwrap_or_else(|| scan::damaged());
+            let metadata = unsafe { Jsonb::from_jsonb_datum(hit.metadata) };
             (
                 pgrx::Uuid::from_bytes(hit.rank.id),
                 hit.rank.distance as f32,

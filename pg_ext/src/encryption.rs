@@ -21,8 +21,14 @@ pub fn fail(e: CryptoError) -> ! {
     errors::raise(errors::crypto(&e))
 }
 
+/// Scopes: sealing is writing (`write`), opening is reading (`read`), re-encrypting both, and a
+/// blind index serves writers (to store it) and readers (to look rows up) alike.
+const WRITE: &[&str] = &["write"];
+const READ: &[&str] = &["read"];
+const READ_OR_WRITE: &[&str] = &["read", "write"];
+
 pub fn seal_for_current(plaintext: &[u8], context: &str) -> Vec<u8> {
-    let tenant = context::tenant();
+    let tenant = context::tenant_with(WRITE);
     let keys = keycache::tenant_keys(&tenant);
     crypto::seal(keys.active_key(), &tenant, context.as_bytes(), plaintext)
         .unwrap_or_else(|e| fail(e))
@@ -31,7 +37,7 @@ pub fn seal_for_current(plaintext: &[u8], context: &str) -> Vec<u8> {
 /// The current tenant, its keys, and the key version `ciphertext` names (its header checked):
 /// what every decrypting function starts with.
 fn opening_keys(ciphertext: &[u8]) -> (TenantId, Rc<TenantKeys>, u32) {
-    let tenant = context::tenant();
+    let tenant = context::tenant_with(READ);
     let header = crypto::parse_header(ciphertext).unwrap_or_else(|e| fail(e));
     (tenant, keycache::tenant_keys(&tenant), header.key_version)
 }
@@ -66,7 +72,7 @@ unsafe impl BoxRet for Bytea {
 
 /// Seals `plaintext` for the current tenant into a new bytea.
 fn sealed_bytea(plaintext: &[u8], context: &str) -> Bytea {
-    let tenant = context::tenant();
+    let tenant = context::tenant_with(WRITE);
     let keys = keycache::tenant_keys(&tenant);
     let key = keys.active_key();
     filled_bytea(
@@ -134,14 +140,27 @@ fn decrypt_text(ciphertext: &[u8], context: default!(&str, "''")) -> String {
     })
 }
 
+/// Opens `ciphertext` under whatever key version it names and seals the plaintext again under
+/// the active version, with a new nonce, bound to the same tenant and context.
+pub fn reencrypt_with(
+    keys: &TenantKeys,
+    tenant: &TenantId,
+    ciphertext: &[u8],
+    context: &[u8],
+) -> Vec<u8> {
+    let header = crypto::parse_header(ciphertext).unwrap_or_else(|e| fail(e));
+    let plain = crypto::open(keys.key(header.key_version), tenant, context, ciphertext)
+        .unwrap_or_else(|e| fail(e));
+    crypto::seal(keys.active_key(), tenant, context, &plain).unwrap_or_else(|e| fail(e))
+}
+
 /// Decrypts with whatever key version the value names and encrypts again with the tenant's
 /// active version (values already on the active version are re-encrypted too, with a new nonce).
 #[pg_extern(volatile, parallel_restricted, strict)]
 fn reencrypt(ciphertext: &[u8], context: default!(&str, "''")) -> Vec<u8> {
-    let (tenant, keys, version) = opening_keys(ciphertext);
-    let plain = crypto::open(keys.key(version), &tenant, context.as_bytes(), ciphertext)
-        .unwrap_or_else(|e| fail(e));
-    crypto::seal(keys.active_key(), &tenant, context.as_bytes(), &plain).unwrap_or_else(|e| fail(e))
+    context::tenant_with(WRITE);
+    let tenant = context::tenant_with(READ);
+    reencrypt_with(&keycache::tenant_keys(&tenant), &tenant, ciphertext, context.as_bytes())
 }
 
 /// The current tenant's active key version: the one new writes and reencrypt() use.
@@ -162,7 +181,7 @@ fn envelope_key_version(ciphertext: &[u8]) -> i32 {
 /// store it beside an encrypted column and look rows up by equality without decrypting.
 #[pg_extern(stable, parallel_restricted, strict)]
 fn blind_index(value: &str, context: default!(&str, "''")) -> Vec<u8> {
-    let tenant = context::tenant();
+    let tenant = context::tenant_with(READ_OR_WRITE);
     keycache::tenant_keys(&tenant)
         .index_key()
         .blind_index(context.as_bytes(), value.as_bytes())

@@ -283,8 +283,7 @@ unsafe extern "C-unwind" fn get_relation_info(
         if list.is_null() || (*root).simple_rte_array.is_null() {
             return;
         }
-        let entry = *(*root).simple_rte_array.add((*rel).relid as usize);
-        if entry.is_null() || (*entry).securityQuals.is_null() {
+        if !filtered_by_policy(root, (*rel).relid) {
             return;
         }
         // An index is a flat one when the planner would cost it with this access method's
@@ -300,6 +299,34 @@ unsafe extern "C-unwind" fn get_relation_info(
             }
         }
         (*rel).indexlist = kept;
+    }
+}
+
+/// Whether a row-level security policy (or a security barrier view) filters the relation at
+/// range table index `relid`. A partition or inheritance child carries no quals of its own
+/// (the planner gives it its parent's), so the question goes to the top of its append
+/// hierarchy.
+///
+/// # Safety
+/// `root` is the planner state of the relation being planned.
+unsafe fn filtered_by_policy(root: *mut pg_sys::PlannerInfo, mut relid: pg_sys::Index) -> bool {
+    // SAFETY: the RTE and append-relation arrays cover every index of this query level.
+    unsafe {
+        loop {
+            let entry = *(*root).simple_rte_array.add(relid as usize);
+            if !entry.is_null() && !(*entry).securityQuals.is_null() {
+                return true;
+            }
+            let parents = (*root).append_rel_array;
+            if parents.is_null() {
+                return false;
+            }
+            let info = *parents.add(relid as usize);
+            if info.is_null() || (*info).parent_relid == relid {
+                return false;
+            }
+            relid = (*info).parent_relid;
+        }
     }
 }
 
@@ -504,6 +531,26 @@ unsafe fn pass(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
     }
 }
 
+/// Whether row-level security filters the current user's reads of table `relid` or of any
+/// table it inherits from: a partition is filtered by its root's policy, not its own.
+fn under_policy(relid: pg_sys::Oid) -> bool {
+    // SAFETY: a plain call with a valid relation id (the scan's heap).
+    let own = unsafe { pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true) };
+    own == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+        || crate::errors::spi(Spi::get_one_with_args::<bool>(
+            // Under the caller's search_path: every name and operator is qualified.
+            "WITH RECURSIVE up(rel) AS ( \
+                 SELECT inhparent FROM pg_catalog.pg_inherits \
+                  WHERE inhrelid OPERATOR(pg_catalog.=) $1 \
+                 UNION SELECT i.inhparent FROM pg_catalog.pg_inherits i \
+                   JOIN up ON i.inhrelid OPERATOR(pg_catalog.=) up.rel) \
+             SELECT coalesce(pg_catalog.bool_or(pg_catalog.row_security_active(rel)), false) \
+               FROM up",
+            &[relid.into()],
+        ))
+        .unwrap_or(false)
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn get_tuple(
     scan: pg_sys::IndexScanDesc,
@@ -517,10 +564,7 @@ unsafe extern "C-unwind" fn get_tuple(
             // The planner never sees this index when a policy filters the table (see
             // `get_relation_info`); a scan that gets here anyway refuses rather than score rows
             // the policy hides.
-            let heap = (*scan).heapRelation;
-            if pg_sys::check_enable_rls((*heap).rd_id, pg_sys::InvalidOid, true)
-                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-            {
+            if under_policy((*(*scan).heapRelation).rd_id) {
                 errors::raise(errors::plain(
                     PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                     "a flat index cannot be scanned under a row-level security policy",

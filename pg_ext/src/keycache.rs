@@ -16,7 +16,7 @@ use sealstore_core::crypto::{self, Algorithm, DataKey, TenantId};
 
 use crate::errors;
 use crate::master_key;
-use crate::owner::as_owner;
+use crate::owner::latest_rows;
 
 static KEY_EPOCH: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"sealstore_key_epoch") };
 
@@ -150,40 +150,31 @@ pub fn on_abort() {
     }
 }
 
+/// Loads the tenant's row and wrapped keys as they are now committed, in one query (see
+/// [`latest_rows`]: a transaction's older snapshot must not bring back shredded keys).
 fn load(tenant: &TenantId) -> Result<TenantKeys, Unusable> {
     let id = pgrx::Uuid::from_bytes(*tenant);
-    let (algorithm, active, shredded, wrapped) = as_owner(|| {
-        Spi::connect(|client| {
-            let tenants = client.select(
-                "SELECT algorithm, active_version, shredded_at IS NOT NULL \
-                 FROM sealstore.tenants WHERE id = $1",
-                Some(1),
-                &[id.into()],
-            )?;
-            let row = if tenants.is_empty() {
-                (None, None, None)
-            } else {
-                tenants.first().get_three::<String, i32, bool>()?
-            };
-            let keys = client
-                .select(
-                    "SELECT version, wrapped, master_fingerprint FROM sealstore.tenant_keys \
-                     WHERE tenant_id = $1",
-                    None,
-                    &[id.into()],
-                )?
-                .map(|row| {
-                    Ok((
-                        row.get::<i32>(1)?.unwrap_or(0),
-                        row.get::<Vec<u8>>(2)?.unwrap_or_default(),
-                        row.get::<String>(3)?.unwrap_or_default(),
-                    ))
-                })
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()?;
-            Ok::<_, pgrx::spi::Error>((row.0, row.1, row.2, keys))
-        })
-        .unwrap_or_else(|e| errors::raise(errors::internal(&e)))
-    });
+    let rows = latest_rows(
+        "SELECT t.algorithm, t.active_version, t.shredded_at IS NOT NULL, \
+                k.version, k.wrapped, k.master_fingerprint \
+         FROM sealstore.tenants t LEFT JOIN sealstore.tenant_keys k ON k.tenant_id = t.id \
+         WHERE t.id = $1",
+        &[id.into()],
+        |row| {
+            (
+                (row.get::<String>(1), row.get::<i32>(2), row.get::<bool>(3)),
+                row.get::<i32>(4).map(|version| {
+                    (
+                        version,
+                        row.get::<Vec<u8>>(5).unwrap_or_default(),
+                        row.get::<String>(6).unwrap_or_default(),
+                    )
+                }),
+            )
+        },
+    );
+    let (algorithm, active, shredded) = rows.first().map_or((None, None, None), |r| r.0.clone());
+    let wrapped: Vec<_> = rows.into_iter().filter_map(|(_, key)| key).collect();
     let Some(algorithm) = algorithm else {
         return Err(Unusable::Unknown);
     };

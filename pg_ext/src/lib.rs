@@ -7,12 +7,15 @@ use pgrx::prelude::*;
 
 mod auth;
 mod buffer_hints;
+mod column_rotation;
 mod context;
 mod documents;
 mod encryption;
 mod errors;
+mod explain_guard;
 mod flat;
 mod gucs;
+mod jsonb;
 mod keycache;
 mod master_key;
 mod master_rotation;
@@ -33,6 +36,7 @@ pub extern "C-unwind" fn _PG_init() {
     master_key::init();
     context::init();
     flat::init();
+    explain_guard::init();
     // SAFETY: a plain read of a PostgreSQL global during library load.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         keycache::init_shmem();

@@ -15,6 +15,7 @@ use std::ffi::CStr;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::FromDatum;
 
 thread_local! {
     static OWNER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
@@ -66,6 +67,31 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
 
 /// As [`as_owner`], with more settings for the duration (planner settings of a fixed query).
 pub fn as_owner_with<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
+    // Looked up under the safe search_path too.
+    switched(settings, extension_owner, 0, f)
+}
+
+/// Runs `f` as `role` inside a security-restricted operation, with a safe search_path, as
+/// PostgreSQL's own maintenance commands run the code of a table's owner (triggers, defaults,
+/// policies, index expressions): that code gets the owner's rights, not the caller's, and can
+/// neither change role nor leave state behind (temporary objects, SET ROLE).
+pub fn as_restricted<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    switched(
+        &[],
+        || role,
+        pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        f,
+    )
+}
+
+/// Pins search_path (and `settings`) at a new GUC nest level, switches the current user to
+/// `role()` with the security-context `flags` added, runs `f`, and restores everything.
+fn switched<R>(
+    settings: &[(&CStr, &CStr)],
+    role: impl FnOnce() -> pg_sys::Oid,
+    flags: i32,
+    f: impl FnOnce() -> R,
+) -> R {
     let mut user = pg_sys::Oid::INVALID;
     let mut context = 0i32;
     // SAFETY: plain reads of the backend's current-user state and GUC nesting, and setting a
@@ -73,17 +99,8 @@ pub fn as_owner_with<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R
     let restore = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
         let guc_level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        for (name, value) in settings {
+        let pinned = [(c"search_path", c"pg_catalog, pg_temp")];
+        for (name, value) in pinned.iter().chain(settings) {
             pg_sys::set_config_option(
                 name.as_ptr(),
                 value.as_ptr(),
@@ -101,13 +118,12 @@ pub fn as_owner_with<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R
             guc_level,
         }
     };
-    // Looked up under the safe search_path too.
-    let owner = extension_owner();
+    let role = role();
     // SAFETY: as above.
     unsafe {
         pg_sys::SetUserIdAndSecContext(
-            owner,
-            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+            role,
+            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | flags,
         );
     }
     let result = f();
@@ -124,6 +140,83 @@ pub fn session_user_name() -> String {
             .to_string_lossy()
             .into_owned()
     }
+}
+
+/// One row of a query run by [`latest_rows`]: its columns by position (from 1).
+pub struct LatestRow {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl LatestRow {
+    /// Column `n` (from 1), converted and copied out of SPI's memory; `None` for NULL.
+    pub fn get<T: FromDatum>(&self, n: i32) -> Option<T> {
+        let mut null = false;
+        // SAFETY: `tuple` and `desc` are a row of the SPI result being read and its
+        // descriptor, alive until the SPI connection ends; `T::from_datum` copies the value.
+        unsafe {
+            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut null);
+            T::from_datum(datum, null)
+        }
+    }
+}
+
+/// The rows of one of the extension's own queries, run as the owner and read under the latest
+/// committed state, not under the transaction's snapshot.
+///
+/// Keys, API key rows and JWT keys are read this way: in a REPEATABLE READ or SERIALIZABLE
+/// transaction, the transaction's snapshot predates a shred, a revocation or a retirement that
+/// committed after it began, and a key reloaded under it would come back to life. A key that
+/// is gone in the latest state is gone for every transaction, whatever its isolation level.
+pub fn latest_rows<T>(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    mut read: impl FnMut(&LatestRow) -> T,
+) -> Vec<T> {
+    let sql = std::ffi::CString::new(sql).expect("a fixed query has no NUL byte");
+    as_owner(|| {
+        crate::errors::spi(Spi::connect(|_client| {
+            let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+            let mut values: Vec<pg_sys::Datum> = args
+                .iter()
+                .map(|a| a.datum().map_or(pg_sys::Datum::from(0usize), |d| d.sans_lifetime()))
+                .collect();
+            let nulls: Vec<std::ffi::c_char> = args
+                .iter()
+                .map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char)
+                .collect();
+            // SAFETY: SPI is connected (Spi::connect) for the whole block; the plan, the
+            // argument arrays and the result live until it disconnects. With a snapshot and
+            // read_only, SPI runs the query under exactly that snapshot (GetLatestSnapshot's
+            // static copy, which SPI copies when it pushes it).
+            unsafe {
+                let plan = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
+                if plan.is_null() {
+                    Spi::check_status(pg_sys::SPI_result)?;
+                }
+                Spi::check_status(pg_sys::SPI_execute_snapshot(
+                    plan,
+                    values.as_mut_ptr(),
+                    nulls.as_ptr(),
+                    pg_sys::GetLatestSnapshot(),
+                    std::ptr::null_mut(),
+                    true,
+                    false,
+                    0,
+                ))?;
+                let table = pg_sys::SPI_tuptable;
+                let count = usize::try_from(pg_sys::SPI_processed).unwrap_or(0);
+                let mut out = Vec::with_capacity(count);
+                for i in 0..count {
+                    out.push(read(&LatestRow {
+                        tuple: *(*table).vals.add(i),
+                        desc: (*table).tupdesc,
+                    }));
+                }
+                Ok(out)
+            }
+        }))
+    })
 }
 
 /// The first row of one of the extension's own queries, run as the owner, read by `read`;

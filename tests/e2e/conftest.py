@@ -10,8 +10,14 @@ from harness import Gateway, create_login_role, env  # noqa: E402
 
 @pytest.fixture(scope="session")
 def app_url() -> str:
-    """The gateway login role of the test cluster (member of sealstore_app only)."""
+    """An application's login role of the test cluster (member of sealstore_app only)."""
     return env("SEALSTORE_TEST_APP_PG_URL")
+
+
+@pytest.fixture(scope="session")
+def gateway_pg_url() -> str:
+    """The gateway's own login role (sealstore_gateway), which no application is given."""
+    return env("SEALSTORE_TEST_GATEWAY_PG_URL")
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +32,7 @@ def admin_login(admin_url) -> str:
 
 
 @pytest.fixture
-def gateway(app_url):
-    gw = Gateway(app_url)
+def gateway(gateway_pg_url):
+    gw = Gateway(gateway_pg_url)
     yield gw
     gw.stop()

@@ -38,7 +38,7 @@ class Gateway:
     def __init__(self, pg_url: str, extra_env: dict | None = None, args: list | None = None):
         self.lines: list[str] = []
         e = {k: v for k, v in os.environ.items() if not k.startswith("SEALSTORE_")}
-        e.update({"SEALSTORE_APP_PG_URL": pg_url, "SEALSTORE_GATEWAY_LISTEN": "127.0.0.1:0",
+        e.update({"SEALSTORE_GATEWAY_PG_URL": pg_url, "SEALSTORE_GATEWAY_LISTEN": "127.0.0.1:0",
                   "SEALSTORE_DB_TIMEOUT_SECS": "2"})
         e.update(extra_env or {})
         self.proc = subprocess.Popen([env("SEALSTORE_GATEWAY_BIN"), *(args or [])], env=e,
@@ -117,7 +117,9 @@ class Cluster:
                       "--locale=C.UTF-8", "--no-instructions"])
         with open(self.data / "postgresql.conf", "a") as f:
             f.write("\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
-                    "shared_preload_libraries = 'sealstore'\n")
+                    "shared_preload_libraries = 'sealstore'\n"
+                    # As every cluster of .ci/sealstore: bind parameters never reach the log.
+                    "log_parameter_max_length = 0\nlog_parameter_max_length_on_error = 0\n")
 
     def chown(self, path: Path):
         if os.geteuid() == 0:
@@ -164,10 +166,10 @@ class Cluster:
         with open(self.data / "postgresql.conf", "a") as f:
             f.write("\n" + text + "\n")
 
-    def prepare_database(self, db: str = "sealstore") -> tuple[str, str]:
-        """Creates DB with the extension and the gateway's login role from sql/roles.sql, as
-        `.ci/sealstore` does. Returns (superuser URL, gateway URL)."""
-        gateway_password = secrets.token_hex(16)
+    def prepare_database(self, db: str = "sealstore") -> tuple[str, str, str]:
+        """Creates DB with the extension and the login roles of sql/roles.sql, as
+        `.ci/sealstore` does. Returns the URLs of (superuser, gateway, application)."""
+        gateway_password, app_password = secrets.token_hex(16), secrets.token_hex(16)
         with psycopg.connect(self.url(), autocommit=True) as su:
             su.execute(f'CREATE DATABASE "{db}"')
         with psycopg.connect(self.url(db=db), autocommit=True) as su:
@@ -175,11 +177,13 @@ class Cluster:
         roles = Path(__file__).resolve().parents[2] / "sql" / "roles.sql"
         subprocess.run([str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
                         "-v", f"db={db}", "-v", f"gateway_password={gateway_password}",
+                        "-v", f"app_password={app_password}",
                         "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
                         "-f", str(roles)],
                        env={**os.environ, "PGPASSWORD": self.password}, check=True,
                        capture_output=True, timeout=60)
-        return self.url(db=db), self.url("sealstore_gateway", gateway_password, db)
+        return (self.url(db=db), self.url("sealstore_gateway", gateway_password, db),
+                self.url("sealstore_app_user", app_password, db))
 
     def destroy(self):
         self.stop()

@@ -23,34 +23,9 @@ from cryptography.x509.oid import NameOID
 
 import keys
 from harness import Cluster, Gateway, create_login_role, env, wait_until
-from test_gateway import assert_error, assert_security_headers
+from clients import Api, assert_error, assert_security_headers, mint
 
 DIMS = 4
-
-
-def mint(secret, kid, alg="HS256", ttl=300, **claims):
-    body = {"sub": "tester", "exp": int(time.time()) + ttl, **claims}
-    return jwt.encode(body, secret, algorithm=alg, headers={"kid": kid})
-
-
-class Api:
-    """A client of one gateway with one credential."""
-
-    def __init__(self, url, token=None):
-        self.url, self.token = url, token
-
-    def __call__(self, method, path, body=None, token=..., headers=None, **kw):
-        h = dict(headers or {})
-        tok = self.token if token is ... else token
-        if tok is not None:
-            h["Authorization"] = f"Bearer {tok}"
-        if body is not None:
-            kw["data"] = json.dumps(body)
-            h.setdefault("Content-Type", "application/json")
-        return requests.request(method, self.url + path, headers=h, timeout=20, **kw)
-
-    def as_(self, token):
-        return Api(self.url, token)
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +34,13 @@ def hs(admin_url):
     kid, secret = f"e2e-hs-{secrets.token_hex(4)}", secrets.token_hex(32)
     with psycopg.connect(admin_url, autocommit=True) as su:
         su.execute("SET log_statement = 'none'")
-        su.execute("SELECT sealstore.add_jwt_key(%s, 'HS256', %s)", (kid, secret))
+        su.execute("SELECT sealstore.add_jwt_key(%s, 'HS256', %s, admin => true)", (kid, secret))
     return kid, secret
 
 
 @pytest.fixture(scope="module")
-def gw(app_url):
-    g = Gateway(app_url)
+def gw(gateway_pg_url):
+    g = Gateway(gateway_pg_url)
     yield g
     g.stop()
 
@@ -312,8 +287,8 @@ def test_strict_input(gw, tenants):
     assert_error(a("PATCH", "/v1/secrets/x", {"value": "v"}), 405, "method_not_allowed")
 
 
-def test_body_limit_is_413(app_url, hs):
-    g = Gateway(app_url, {"SEALSTORE_MAX_BODY_BYTES": "4096"})
+def test_body_limit_is_413(gateway_pg_url, hs):
+    g = Gateway(gateway_pg_url, {"SEALSTORE_MAX_BODY_BYTES": "4096"})
     try:
         api = Api(g.url, mint(hs[1], hs[0], scope="admin"))
         r = api("PUT", "/v1/secrets/big", {"value": "x" * 5000})
@@ -330,8 +305,8 @@ def test_body_limit_is_413(app_url, hs):
         g.stop()
 
 
-def test_rate_limits_answer_429_with_retry_after(app_url, tenants):
-    g = Gateway(app_url, {"SEALSTORE_RATE_PER_KEY": "2", "SEALSTORE_RATE_PER_IP": "1000"})
+def test_rate_limits_answer_429_with_retry_after(gateway_pg_url, tenants):
+    g = Gateway(gateway_pg_url, {"SEALSTORE_RATE_PER_KEY": "2", "SEALSTORE_RATE_PER_IP": "1000"})
     try:
         api = Api(g.url, tenants[0]["keys"]["r"]["key"])
         statuses = [api("GET", "/v1/secrets/none").status_code for _ in range(12)]
@@ -344,7 +319,7 @@ def test_rate_limits_answer_429_with_retry_after(app_url, tenants):
         assert api.as_(tenants[1]["keys"]["r"]["key"])("GET", "/v1/secrets/none").status_code == 404
     finally:
         g.stop()
-    g = Gateway(app_url, {"SEALSTORE_RATE_PER_IP": "3"})
+    g = Gateway(gateway_pg_url, {"SEALSTORE_RATE_PER_IP": "3"})
     try:
         statuses = [requests.get(f"{g.url}/v1/secrets/x", timeout=5).status_code for _ in range(12)]
         assert 429 in statuses and statuses[0] == 401, statuses
@@ -352,8 +327,8 @@ def test_rate_limits_answer_429_with_retry_after(app_url, tenants):
         g.stop()
 
 
-def test_repeated_auth_failures_throttle_the_address_and_are_audited(app_url, admin_url, tenants):
-    g = Gateway(app_url, {"SEALSTORE_AUTH_FAILURES_PER_MINUTE": "5", "SEALSTORE_AUTH_PENALTY_SECS": "30"})
+def test_repeated_auth_failures_throttle_the_address_and_are_audited(gateway_pg_url, admin_url, tenants):
+    g = Gateway(gateway_pg_url, {"SEALSTORE_AUTH_FAILURES_PER_MINUTE": "5", "SEALSTORE_AUTH_PENALTY_SECS": "30"})
     try:
         api = Api(g.url, tenants[0]["keys"]["r"]["key"])
         with psycopg.connect(admin_url, autocommit=True) as su:
@@ -380,27 +355,33 @@ def test_repeated_auth_failures_throttle_the_address_and_are_audited(app_url, ad
         assert all(d["client"] == "127.0.0.1" and set(d) == {"client", "reason", "count"} for _, d in rows)
         assert any(d["reason"] == "bad_api_key" for _, d in rows)
         assert "1111111111" not in json.dumps([d for _, d in rows])
-        assert {a for a, _ in rows} == {app_url.split("//")[1].split(":")[0]}
+        assert {a for a, _ in rows} == {gateway_pg_url.split("//")[1].split(":")[0]}
     finally:
         g.stop()
 
 
-def test_the_application_role_cannot_forge_audit_rows_beyond_its_name(app_url):
+def test_only_the_gateway_reports_failed_authentications_and_only_well_formed_ones(app_url, gateway_pg_url):
+    good = '[{"client": "1.2.3.4", "reason": "bad_signature", "count": 1}]'
     with psycopg.connect(app_url, autocommit=True) as conn:
+        # An application cannot write audit rows that look like the gateway's.
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("SELECT sealstore.record_auth_failures(%s::jsonb)", (good,))
+        assert info.value.sqlstate == "42501"
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("DELETE FROM sealstore.audit_log")
+        assert info.value.sqlstate == "42501"
+    with psycopg.connect(gateway_pg_url, autocommit=True) as conn:
         for bad in ['[]', '[{"client": "1.2.3.4", "reason": "x", "count": 1, "token": "t"}]',
                     '[{"client": "not-an-ip", "reason": "x", "count": 1}]']:
             with pytest.raises(psycopg.Error) as info:
                 conn.execute("SELECT sealstore.record_auth_failures(%s::jsonb)", (bad,))
             assert info.value.sqlstate == "22023"
-        with pytest.raises(psycopg.Error) as info:
-            conn.execute("DELETE FROM sealstore.audit_log")
-        assert info.value.sqlstate == "42501"
 
 
-def test_a_busy_pool_is_overload_not_an_outage(app_url, admin_url, tenants):
+def test_a_busy_pool_is_overload_not_an_outage(gateway_pg_url, admin_url, tenants):
     """All connections busy: 503 `overloaded` after the pool wait, and the next request is
     served at once (no fail-fast mode, which is for an unreachable database)."""
-    g = Gateway(app_url, {"SEALSTORE_DB_POOL_SIZE": "1", "SEALSTORE_DB_TIMEOUT_SECS": "1"})
+    g = Gateway(gateway_pg_url, {"SEALSTORE_DB_POOL_SIZE": "1", "SEALSTORE_DB_TIMEOUT_SECS": "1"})
     try:
         api = Api(g.url, tenants[0]["keys"]["rw"]["key"])
         assert api("PUT", "/v1/secrets/busy", {"value": "v0"}).status_code == 204
@@ -430,7 +411,7 @@ def read_connections(su, waiting_on_a_lock=False) -> int:
                       + (" AND wait_event_type = 'Lock'" if waiting_on_a_lock else "")).fetchone()[0]
 
 
-def test_concurrent_reads_share_a_connection_and_keep_to_their_tenant(app_url, admin_url, tenants):
+def test_concurrent_reads_share_a_connection_and_keep_to_their_tenant(gateway_pg_url, admin_url, tenants):
     """Reads of two tenants at once through one read connection, where they follow one another
     without waiting (pipelined): every answer is its own caller's, and a call that fails in the
     database (a search of the wrong dimension) fails alone."""
@@ -449,7 +430,7 @@ def test_concurrent_reads_share_a_connection_and_keep_to_their_tenant(app_url, a
         own.append((coll, docs))
     with psycopg.connect(admin_url, autocommit=True) as su:
         before = read_connections(su)
-        g = Gateway(app_url, {"SEALSTORE_DB_READ_CONNECTIONS": "1", "SEALSTORE_DB_PIPELINE_DEPTH": "1024",
+        g = Gateway(gateway_pg_url, {"SEALSTORE_DB_READ_CONNECTIONS": "1", "SEALSTORE_DB_PIPELINE_DEPTH": "1024",
                               "SEALSTORE_RATE_PER_IP": "100000", "SEALSTORE_RATE_PER_KEY": "100000"})
         try:
             jobs = []
@@ -486,14 +467,14 @@ def test_concurrent_reads_share_a_connection_and_keep_to_their_tenant(app_url, a
             g.stop()
 
 
-def test_a_full_read_connection_is_overload_and_recovers(app_url, admin_url, admin, tenants):
+def test_a_full_read_connection_is_overload_and_recovers(gateway_pg_url, admin_url, admin, tenants):
     """Past SEALSTORE_DB_PIPELINE_DEPTH calls waiting on every read connection, a read is 503
     `overloaded` at once; the waiting ones complete, and the next read is served."""
     api0 = tenants[0]["api"]
     coll = f"full-{secrets.token_hex(3)}"
     assert api0("POST", "/v1/collections", {"name": coll, "dims": DIMS}).status_code == 201
     doc = api0("POST", f"/v1/collections/{coll}/documents", {"content": "held", "embedding": [1, 0, 0, 0]}).json()["id"]
-    g = Gateway(app_url, {"SEALSTORE_DB_READ_CONNECTIONS": "1", "SEALSTORE_DB_PIPELINE_DEPTH": "2"})
+    g = Gateway(gateway_pg_url, {"SEALSTORE_DB_READ_CONNECTIONS": "1", "SEALSTORE_DB_PIPELINE_DEPTH": "2"})
     try:
         api = Api(g.url, tenants[0]["keys"]["r"]["key"])
         assert api("GET", f"/v1/documents/{doc}").status_code == 200  # the connection is open
@@ -525,8 +506,8 @@ def test_a_full_read_connection_is_overload_and_recovers(app_url, admin_url, adm
         g.stop()
 
 
-def test_cors_allow_list_and_host_check(app_url, tenants):
-    g = Gateway(app_url, {"SEALSTORE_CORS_ORIGINS": "https://app.example.com"})
+def test_cors_allow_list_and_host_check(gateway_pg_url, tenants):
+    g = Gateway(gateway_pg_url, {"SEALSTORE_CORS_ORIGINS": "https://app.example.com"})
     try:
         pre = lambda origin: requests.options(  # noqa: E731
             f"{g.url}/v1/secrets/x", timeout=5,
@@ -600,9 +581,9 @@ def self_signed(tmp_path):
     return cert_file, key_file
 
 
-def test_tls_with_hsts(app_url, tenants, tmp_path):
+def test_tls_with_hsts(gateway_pg_url, tenants, tmp_path):
     cert, key = self_signed(tmp_path)
-    g = Gateway(app_url, {"SEALSTORE_TLS_CERT_FILE": str(cert), "SEALSTORE_TLS_KEY_FILE": str(key)})
+    g = Gateway(gateway_pg_url, {"SEALSTORE_TLS_CERT_FILE": str(cert), "SEALSTORE_TLS_KEY_FILE": str(key)})
     try:
         url = f"https://{g.addr}"
         r = requests.get(f"{url}/v1/secrets/none", verify=str(cert), timeout=10,
@@ -615,7 +596,7 @@ def test_tls_with_hsts(app_url, tenants, tmp_path):
         g.stop()
     # A key file that is not a key: refused at start, exit 64, nothing of the file in the log.
     (tmp_path / "bad.pem").write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
-    r = run_gateway({"SEALSTORE_APP_PG_URL": app_url, "SEALSTORE_GATEWAY_LISTEN": "127.0.0.1:0",
+    r = run_gateway({"SEALSTORE_GATEWAY_PG_URL": gateway_pg_url, "SEALSTORE_GATEWAY_LISTEN": "127.0.0.1:0",
                      "SEALSTORE_TLS_CERT_FILE": str(cert), "SEALSTORE_TLS_KEY_FILE": str(tmp_path / "bad.pem")})
     assert r.returncode == 64
     assert "bad.pem" in r.stdout + r.stderr and "bm90IGEga2V5" not in r.stdout + r.stderr
@@ -628,7 +609,7 @@ def run_gateway(environment):
 
 def test_production_mode_refuses_weak_secrets():
     weak = "postgresql://sealstore_gateway:short@127.0.0.1:1/sealstore"
-    r = run_gateway({"SEALSTORE_APP_PG_URL": weak, "SEALSTORE_PRODUCTION": "true"})
+    r = run_gateway({"SEALSTORE_GATEWAY_PG_URL": weak, "SEALSTORE_PRODUCTION": "true"})
     assert r.returncode == 64
     assert "under 16 bytes" in r.stderr and "short" not in r.stderr.replace("under 16 bytes", "")
 
@@ -644,7 +625,7 @@ def own_cluster():
         su.execute("CREATE EXTENSION sealstore")
         t = su.execute("SELECT sealstore.create_tenant('restart')").fetchone()[0]
         key = su.execute("SELECT sealstore.create_api_key(%s, 'k', ARRAY['read','write'])", (t,)).fetchone()[0]
-    app = create_login_role(c.url(db="sealstore"), "gw_restart", "sealstore_app")
+    app = create_login_role(c.url(db="sealstore"), "gw_restart", "sealstore_gateway")
     yield c, app, key
     c.destroy()
 

@@ -56,7 +56,8 @@ def setup(admin_url):
     with psycopg.connect(admin_url, autocommit=True) as su:
         su.execute("SET log_min_error_statement = panic")
         for alg, kid in keys.kids.items():
-            su.execute("SELECT sealstore.add_jwt_key(%s, %s, %s)", (kid, alg, keys.material(alg)))
+            su.execute("SELECT sealstore.add_jwt_key(%s, %s, %s, admin => true)",
+                       (kid, alg, keys.material(alg)))
         tenant = su.execute("SELECT sealstore.create_tenant('auth-e2e')").fetchone()[0]
         other = su.execute("SELECT sealstore.create_tenant('auth-e2e-shredded')").fetchone()[0]
         su.execute("SELECT sealstore.shred_tenant(%s)", (other,))

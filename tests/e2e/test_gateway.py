@@ -12,31 +12,8 @@ import psycopg
 import pytest
 import requests
 
+from clients import UUID, assert_error, assert_security_headers
 from harness import Gateway, env, free_port
-
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-def assert_security_headers(resp):
-    h = resp.headers
-    assert h["X-Content-Type-Options"] == "nosniff"
-    assert h["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
-    assert h["X-Frame-Options"] == "DENY"
-    assert h["Referrer-Policy"] == "no-referrer"
-    assert h["Cache-Control"] == "no-store"
-    assert UUID.match(h["X-Request-Id"]), h["X-Request-Id"]
-
-
-def assert_error(resp, status, code):
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"] == "application/json"
-    body = resp.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "request_id"}
-    assert body["error"]["code"] == code
-    assert body["error"]["request_id"] == resp.headers["X-Request-Id"]
-    assert_security_headers(resp)
-    return body["error"]
 
 
 def test_healthz_is_up(gateway):
@@ -59,7 +36,7 @@ def test_readyz_is_ready_with_database_and_key(gateway):
 def test_gateway_next_to_its_database_goes_through_the_unix_socket(admin_url):
     """`.ci/sealstore run` connects the gateway through the cluster's Unix socket: the whole
     API works that way, and the server sees the gateway's sessions on the socket, not TCP."""
-    url = env("SEALSTORE_TEST_APP_PG_LOCAL_URL")
+    url = env("SEALSTORE_TEST_GATEWAY_PG_LOCAL_URL")
     assert "?host=/" in url, "the test cluster has no Unix socket"
     with psycopg.connect(admin_url, autocommit=True) as su:
         tenant = su.execute("SELECT sealstore.create_tenant('unix-socket')").fetchone()[0]
@@ -180,10 +157,10 @@ def thread_policies(pid: int) -> set[int]:
 SCHED_OTHER, SCHED_BATCH = 0, 3
 
 
-def test_every_gateway_thread_runs_under_the_configured_scheduling_policy(gateway, app_url):
+def test_every_gateway_thread_runs_under_the_configured_scheduling_policy(gateway, gateway_pg_url):
     assert requests.get(f"{gateway.url}/readyz", timeout=10).status_code == 200
     assert thread_policies(gateway.proc.pid) == {SCHED_BATCH}
-    normal = Gateway(app_url, {"SEALSTORE_SCHED_POLICY": "normal"})
+    normal = Gateway(gateway_pg_url, {"SEALSTORE_SCHED_POLICY": "normal"})
     try:
         assert requests.get(f"{normal.url}/readyz", timeout=10).status_code == 200
         assert thread_policies(normal.proc.pid) == {SCHED_OTHER}
@@ -204,31 +181,31 @@ def test_bad_config_exits_64_before_binding_and_never_echoes_the_password():
     listen = {"SEALSTORE_GATEWAY_LISTEN": f"127.0.0.1:{port}"}
     r = run_gateway(listen)
     assert r.returncode == 64
-    assert "SEALSTORE_APP_PG_URL: required" in r.stderr
+    assert "SEALSTORE_GATEWAY_PG_URL: required" in r.stderr
 
     for bad in ["postgresql://gw:Very-S3cret@127.0.0.1:notaport/db",
                 "host=127.0.0.1 password=Very-S3cret port=x"]:
-        r = run_gateway({**listen, "SEALSTORE_APP_PG_URL": bad})
+        r = run_gateway({**listen, "SEALSTORE_GATEWAY_PG_URL": bad})
         assert r.returncode == 64, r.stderr
-        assert "SEALSTORE_APP_PG_URL" in r.stderr
+        assert "SEALSTORE_GATEWAY_PG_URL" in r.stderr
         assert "Very-S3cret" not in r.stdout + r.stderr
 
     good = "postgresql://gw:Very-S3cret@127.0.0.1:1/db"
     for name, value in [("SEALSTORE_DB_POOL_SIZE", "0"), ("SEALSTORE_GATEWAY_LISTEN", "nowhere"),
                         ("SEALSTORE_SHUTDOWN_TIMEOUT_SECS", "forever"),
                         ("SEALSTORE_SCHED_POLICY", "realtime")]:
-        r = run_gateway({**listen, "SEALSTORE_APP_PG_URL": good, name: value})
+        r = run_gateway({**listen, "SEALSTORE_GATEWAY_PG_URL": good, name: value})
         assert r.returncode == 64 and name in r.stderr, (name, r.stderr)
         assert "Very-S3cret" not in r.stdout + r.stderr
-    r = run_gateway({**listen, "SEALSTORE_APP_PG_URL": good}, ["--no-such-flag"])
+    r = run_gateway({**listen, "SEALSTORE_GATEWAY_PG_URL": good}, ["--no-such-flag"])
     assert r.returncode == 64
 
 
 def test_help_never_shows_the_connection_url():
-    r = run_gateway({"SEALSTORE_APP_PG_URL": "postgresql://gw:Very-S3cret@127.0.0.1/db"},
+    r = run_gateway({"SEALSTORE_GATEWAY_PG_URL": "postgresql://gw:Very-S3cret@127.0.0.1/db"},
                     ["--help"])
     assert r.returncode == 0
-    assert "SEALSTORE_APP_PG_URL" in r.stdout
+    assert "SEALSTORE_GATEWAY_PG_URL" in r.stdout
     assert "Very-S3cret" not in r.stdout + r.stderr
 
 
@@ -237,14 +214,14 @@ def test_port_in_use_exits_69():
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        r = run_gateway({"SEALSTORE_APP_PG_URL": "postgresql://gw:pw@127.0.0.1:1/db",
+        r = run_gateway({"SEALSTORE_GATEWAY_PG_URL": "postgresql://gw:pw@127.0.0.1:1/db",
                          "SEALSTORE_GATEWAY_LISTEN": f"127.0.0.1:{port}"})
     assert r.returncode == 69
     assert "cannot listen" in r.stdout
 
 
-def test_logs_are_json_and_carry_no_credentials(app_url):
-    gw = Gateway(app_url)
+def test_logs_are_json_and_carry_no_credentials(gateway_pg_url):
+    gw = Gateway(gateway_pg_url)
     token = "sk_test_" + "Q" * 40
     try:
         requests.get(f"{gw.url}/readyz", headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -253,7 +230,7 @@ def test_logs_are_json_and_carry_no_credentials(app_url):
     finally:
         gw.stop()
     log = gw.log()
-    password = app_url.split(":")[2].split("@")[0]
+    password = gateway_pg_url.split(":")[2].split("@")[0]
     assert token not in log
     assert password not in log
     for line in gw.lines:

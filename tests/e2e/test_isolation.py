@@ -352,6 +352,16 @@ def test_isolation_report_names_every_problem(world, admin_url):
         su.execute("GRANT SELECT ON iso.docs TO e2e_iso_bypass")
         su.execute("""CREATE FUNCTION isoprob.peek() RETURNS bigint SECURITY DEFINER LANGUAGE sql
                       AS $$ SELECT count(*) FROM iso.docs $$""")
+        # Partitions isolated with their parent; one attached afterwards is not.
+        su.execute("CREATE TABLE isoprob.parts (tenant_id uuid, k int) PARTITION BY LIST (k)")
+        su.execute("CREATE TABLE isoprob.parts_1 PARTITION OF isoprob.parts FOR VALUES IN (1)")
+        su.execute("SELECT sealstore.enable_tenant_isolation('isoprob.parts')")
+        su.execute("CREATE TABLE isoprob.parts_2 PARTITION OF isoprob.parts FOR VALUES IN (2)")
+        # One namespace for all tenants, and an index that mixes their entries.
+        su.execute("CREATE TABLE isoprob.shared (tenant_id uuid, email text UNIQUE, created int)")
+        su.execute("SELECT sealstore.enable_tenant_isolation('isoprob.shared')")
+        su.execute("CREATE INDEX isoprob_shared_created ON isoprob.shared (created)")
+        su.execute("CREATE INDEX isoprob_shared_led ON isoprob.shared (tenant_id, created)")
         new = report(su) - base
         expected = {
             ("error", "isoprob.no_rls", "row level security disabled"),
@@ -363,8 +373,12 @@ def test_isolation_report_names_every_problem(world, admin_url):
             ("error", "isoprob.mat", "materialized view over an isolated table"),
             ("error", "e2e_iso_bypass", "role has BYPASSRLS"),
             ("error", "isoprob.peek()", "SECURITY DEFINER function touches an isolated table"),
+            ("error", "isoprob.parts_2", "row level security disabled"),
+            ("warning", "isoprob.shared_email_key", "unique index without the tenant column"),
+            ("warning", "isoprob.isoprob_shared_created", "index does not start with the tenant column"),
         }
         assert expected <= new, new
+        assert not any(r[1] in ("isoprob.parts_1", "isoprob.parts", "isoprob.isoprob_shared_led") for r in new), new
         assert not any("invoker_view" in r[1] for r in new)
         su.execute("DROP SCHEMA isoprob CASCADE")
         drop_role(su, "e2e_iso_bypass")

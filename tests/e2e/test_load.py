@@ -54,8 +54,8 @@ def start_cluster(name: str, verbose: bool) -> tuple[Cluster, str, str, Path]:
     if verbose:
         c.append_conf(VERBOSE)
     c.restart()
-    admin, app = c.prepare_database()
-    return c, admin, app, key_file
+    admin, gateway, _app = c.prepare_database()
+    return c, admin, gateway, key_file
 
 
 def report(stats: workload.Stats, summary: dict, label: str) -> dict:
@@ -75,7 +75,7 @@ def report(stats: workload.Stats, summary: dict, label: str) -> dict:
 
 
 def cluster_fixture(name, verbose):
-    """A module-scoped fixture: a cluster of its own, (cluster, admin URL, app URL, key file)."""
+    """A module-scoped fixture: a cluster of its own, (cluster, admin URL, gateway URL, key file)."""
     @pytest.fixture(scope="module")
     def fixture():
         started = start_cluster(name, verbose=verbose)
@@ -88,9 +88,9 @@ verbose_cluster = cluster_fixture("load", verbose=True)
 
 
 def test_mixed_load_loses_nothing_and_leaks_nothing(verbose_cluster):
-    cluster, admin, app, key_file = verbose_cluster
+    cluster, admin, gateway_url, key_file = verbose_cluster
     wl = workload.Workload(admin, tenants=24)
-    gw = Gateway(app, {**GATEWAY_ENV, "SEALSTORE_LOG": "trace"})
+    gw = Gateway(gateway_url, {**GATEWAY_ENV, "SEALSTORE_LOG": "trace"})
     try:
         stats = asyncio.run(wl.run(gw.url, LOAD_SECONDS, clients=64))
     finally:
@@ -121,7 +121,7 @@ def test_mixed_load_loses_nothing_and_leaks_nothing(verbose_cluster):
     needles = {**wl.credentials(), **workload.plaintext_needles(), "master key": master_key,
                "master key, first half": master_key[:32], "master key, second half": master_key[32:],
                "superuser password": cluster.password,
-               "gateway password": app.split(":")[2].split("@")[0]}
+               "gateway password": gateway_url.split(":")[2].split("@")[0]}
     assert workload.leaks(pg_log, needles) == []
     assert workload.leaks(gw_log, needles) == []
     # The scan sees a leak where there is one: a plaintext written into a statement by a careless
@@ -137,11 +137,11 @@ fault_cluster = cluster_fixture("faults", verbose=False)
 
 
 def test_faults_under_load_lose_nothing(fault_cluster):
-    cluster, admin, app, _ = fault_cluster
+    cluster, admin, gateway_url, _ = fault_cluster
     wl = workload.Workload(admin, tenants=24)
     listen = f"127.0.0.1:{free_port()}"
     env = {**GATEWAY_ENV, "SEALSTORE_GATEWAY_LISTEN": listen, "SEALSTORE_DB_TIMEOUT_SECS": "1"}
-    gateways = [Gateway(app, env)]
+    gateways = [Gateway(gateway_url, env)]
     events = []
 
     def note(what):
@@ -160,7 +160,7 @@ def test_faults_under_load_lose_nothing(fault_cluster):
         note("gateway SIGKILL")
         gateways[-1].proc.send_signal(signal.SIGKILL)
         gateways[-1].wait(10)
-        gateways.append(Gateway(app, env))
+        gateways.append(Gateway(gateway_url, env))
         note("gateway back")
 
     # Each fault, then time to recover before the next; the last seconds run clean.
@@ -263,12 +263,12 @@ def snapshot(url) -> str:
 
 
 def test_master_key_missing_or_wrong_at_start_refuses_cleanly_and_modifies_nothing(fault_cluster):
-    cluster, admin, app, key_file = fault_cluster
+    cluster, admin, gateway_url, key_file = fault_cluster
     with psycopg.connect(admin, autocommit=True) as su:
         su.execute("SET log_statement = 'none'")
         t = su.execute("SELECT sealstore.create_tenant('keyless')").fetchone()[0]
         key = su.execute("SELECT sealstore.create_api_key(%s, 'k', ARRAY['read','write'])", (t,)).fetchone()[0]
-    gw = Gateway(app, {"SEALSTORE_DB_TIMEOUT_SECS": "1"})
+    gw = Gateway(gateway_url, {"SEALSTORE_DB_TIMEOUT_SECS": "1"})
     api = lambda m, p, body=None: requests.request(  # noqa: E731
         m, gw.url + p, headers={"Authorization": f"Bearer {key}"}, json=body, timeout=20)
     try:

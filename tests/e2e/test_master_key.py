@@ -20,7 +20,7 @@ def cluster():
     with psycopg.connect(c.url(), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION sealstore")
         conn.execute("SET log_statement = 'none'")
-        conn.execute(f"CREATE ROLE gw LOGIN PASSWORD '{GATEWAY_PASSWORD}' IN ROLE sealstore_app")
+        conn.execute(f"CREATE ROLE gw LOGIN PASSWORD '{GATEWAY_PASSWORD}' IN ROLE sealstore_gateway")
     yield c
     c.destroy()
 

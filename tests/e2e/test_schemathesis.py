@@ -32,10 +32,10 @@ def tenant_key(admin_url):
     return key
 
 
-def test_schemathesis_finds_no_server_error_and_no_departure_from_the_document(app_url, tenant_key,
+def test_schemathesis_finds_no_server_error_and_no_departure_from_the_document(gateway_pg_url, tenant_key,
                                                                                 tmp_path):
     # Generated requests would trip the limits meant for attackers; they are not under test here.
-    gw = Gateway(app_url, {"SEALSTORE_RATE_PER_IP": "1000000", "SEALSTORE_RATE_PER_KEY": "1000000",
+    gw = Gateway(gateway_pg_url, {"SEALSTORE_RATE_PER_IP": "1000000", "SEALSTORE_RATE_PER_KEY": "1000000",
                            "SEALSTORE_AUTH_FAILURES_PER_MINUTE": "100000"})
     try:
         r = subprocess.run(

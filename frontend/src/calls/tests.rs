@@ -95,3 +95,33 @@ fn reads_are_read_only_transactions() {
     assert!(!ro(Route::PutSecret, "n", br#"{"value": "v"}"#));
     assert!(!ro(Route::RotateKey, id, b""));
 }
+
+#[test]
+fn nesting_is_bounded_and_brackets_in_strings_do_not_count() {
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    assert!(!nested_deeper_than(deep(MAX_JSON_DEPTH).as_bytes(), MAX_JSON_DEPTH));
+    assert!(nested_deeper_than(deep(MAX_JSON_DEPTH + 1).as_bytes(), MAX_JSON_DEPTH));
+    assert!(nested_deeper_than(deep(100_000).as_bytes(), MAX_JSON_DEPTH));
+    let in_string = format!(r#"{{"content": "{}", "esc": "\"[[["}}"#, "[{".repeat(200));
+    assert!(!nested_deeper_than(in_string.as_bytes(), MAX_JSON_DEPTH));
+    // A document whose metadata nests 100 levels is refused before the database.
+    let body = format!(
+        r#"{{"content": "x", "embedding": [1, 2, 3], "metadata": {}}}"#,
+        format!("{}1{}", r#"{"a": "#.repeat(100), "}".repeat(100))
+    );
+    refused(Route::PutDocument, "c", body.as_bytes());
+}
+
+#[test]
+fn ids_have_one_spelling() {
+    let id = "6f1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f";
+    assert!(prepare(Route::GetDocument, id.to_owned(), b"").is_ok());
+    for other in [
+        id.to_uppercase(),
+        id.replace('-', ""),
+        format!("{{{id}}}"),
+        format!("urn:uuid:{id}"),
+    ] {
+        refused(Route::GetDocument, &other, b"");
+    }
+}

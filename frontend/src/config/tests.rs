@@ -10,7 +10,7 @@ fn parse(args: &[&str]) -> Result<Config, ConfigError> {
 
 #[test]
 fn defaults_apply_with_only_a_url() {
-    let c = parse(&["--app-pg-url", URL]).unwrap();
+    let c = parse(&["--pg-url", URL]).unwrap();
     assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.db_pool_size, 16);
     assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
@@ -22,10 +22,10 @@ fn url_is_required_and_exclusive_with_file() {
     let err = parse(&[]).unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("SEALSTORE_APP_PG_URL: required"),
+            .starts_with("SEALSTORE_GATEWAY_PG_URL: required"),
         "{err}"
     );
-    let err = parse(&["--app-pg-url", URL, "--app-pg-url-file", "/x"]).unwrap_err();
+    let err = parse(&["--pg-url", URL, "--pg-url-file", "/x"]).unwrap_err();
     assert!(err.to_string().contains("not both"), "{err}");
 }
 
@@ -34,12 +34,12 @@ fn url_from_file_is_trimmed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("url");
     std::fs::write(&path, format!("{URL}\n")).unwrap();
-    let c = parse(&["--app-pg-url-file", path.to_str().unwrap()]).unwrap();
+    let c = parse(&["--pg-url-file", path.to_str().unwrap()]).unwrap();
     assert_eq!(c.pg.config().get_dbname(), Some("app"));
-    let err = parse(&["--app-pg-url-file", "/nonexistent/url"]).unwrap_err();
+    let err = parse(&["--pg-url-file", "/nonexistent/url"]).unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("SEALSTORE_APP_PG_URL_FILE: cannot read"),
+            .starts_with("SEALSTORE_GATEWAY_PG_URL_FILE: cannot read"),
         "{err}"
     );
 }
@@ -52,11 +52,11 @@ fn bad_url_errors_never_echo_the_password() {
         "host=127.0.0.1 password=s3cr3t-pw port=x",
         "postgres://:s3cr3t-pw@127.0.0.1/app?user=",
     ] {
-        let err = parse(&["--app-pg-url", bad]).expect_err(bad).to_string();
-        assert!(err.starts_with("SEALSTORE_APP_PG_URL:"), "{err}");
+        let err = parse(&["--pg-url", bad]).expect_err(bad).to_string();
+        assert!(err.starts_with("SEALSTORE_GATEWAY_PG_URL:"), "{err}");
         assert!(!err.contains("s3cr3t"), "{err}");
     }
-    let c = parse(&["--app-pg-url", URL]).unwrap();
+    let c = parse(&["--pg-url", URL]).unwrap();
     assert!(!format!("{c:?}").contains("s3cr3t"));
 }
 
@@ -88,13 +88,13 @@ fn numbers_and_addresses_are_checked() {
         (&["--sched-policy", "fifo"], "SEALSTORE_SCHED_POLICY"),
     ];
     for (args, name) in cases {
-        let mut all = vec!["--app-pg-url", URL];
+        let mut all = vec!["--pg-url", URL];
         all.extend_from_slice(args);
         let err = parse(&all).unwrap_err().to_string();
         assert!(err.starts_with(name), "{args:?}: {err}");
     }
     let c = parse(&[
-        "--app-pg-url",
+        "--pg-url",
         URL,
         "--listen",
         "[::1]:0",
@@ -113,14 +113,14 @@ fn help_hides_the_url_value() {
     let cmd = Cli::command();
     let url = cmd
         .get_arguments()
-        .find(|a| a.get_id() == "app_pg_url")
+        .find(|a| a.get_id() == "pg_url")
         .unwrap();
     assert!(url.is_hide_env_values_set());
 }
 
 #[test]
 fn hardening_defaults() {
-    let c = parse(&["--app-pg-url", URL]).unwrap();
+    let c = parse(&["--pg-url", URL]).unwrap();
     assert!(!c.production);
     assert!(c.tls.is_none());
     assert!(c.cors_origins.is_empty());
@@ -137,7 +137,7 @@ fn hardening_defaults() {
     assert_eq!([0, 1, 2, 16].map(default_read_connections), [2, 2, 4, 32]);
     assert_eq!(c.db_pipeline_depth, 32);
     let set = parse(&[
-        "--app-pg-url",
+        "--pg-url",
         URL,
         "--db-read-connections",
         "1",
@@ -146,11 +146,11 @@ fn hardening_defaults() {
     ])
     .unwrap();
     assert_eq!((set.db_read_connections, set.db_pipeline_depth), (1, 3));
-    let set = parse(&["--app-pg-url", URL, "--worker-threads", "3"]).unwrap();
+    let set = parse(&["--pg-url", URL, "--worker-threads", "3"]).unwrap();
     assert_eq!(set.worker_threads, 3);
-    assert!(parse(&["--app-pg-url", URL, "--worker-threads", "0"]).is_err());
+    assert!(parse(&["--pg-url", URL, "--worker-threads", "0"]).is_err());
     assert_eq!(c.sched_policy, crate::sched::Policy::Batch);
-    let set = parse(&["--app-pg-url", URL, "--sched-policy", "normal"]).unwrap();
+    let set = parse(&["--pg-url", URL, "--sched-policy", "normal"]).unwrap();
     assert_eq!(set.sched_policy, crate::sched::Policy::Normal);
     assert_eq!(
         default_hosts("127.0.0.1:8080".parse().unwrap()),
@@ -170,7 +170,7 @@ fn hardening_defaults() {
 #[test]
 fn lists_are_checked() {
     let c = parse(&[
-        "--app-pg-url",
+        "--pg-url",
         URL,
         "--cors-origins",
         "https://App.example.com, http://localhost:3000",
@@ -192,20 +192,20 @@ fn lists_are_checked() {
         )
     );
     for bad in ["*", "app.example.com", "ftp://x", "https://"] {
-        let err = parse(&["--app-pg-url", URL, "--cors-origins", bad]).unwrap_err();
+        let err = parse(&["--pg-url", URL, "--cors-origins", bad]).unwrap_err();
         assert!(
             err.to_string().starts_with("SEALSTORE_CORS_ORIGINS"),
             "{err}"
         );
     }
     for bad in [",", "a b", "host/path"] {
-        let err = parse(&["--app-pg-url", URL, "--allowed-hosts", bad]).unwrap_err();
+        let err = parse(&["--pg-url", URL, "--allowed-hosts", bad]).unwrap_err();
         assert!(
             err.to_string().starts_with("SEALSTORE_ALLOWED_HOSTS"),
             "{err}"
         );
     }
-    let err = parse(&["--app-pg-url", URL, "--tls-cert-file", "/c"]).unwrap_err();
+    let err = parse(&["--pg-url", URL, "--tls-cert-file", "/c"]).unwrap_err();
     assert!(err.to_string().contains("both"), "{err}");
     for (flag, value) in [
         ("--max-body-bytes", "10"),
@@ -215,7 +215,7 @@ fn lists_are_checked() {
         ("--worker-threads", "0"),
     ] {
         assert!(
-            parse(&["--app-pg-url", URL, flag, value]).is_err(),
+            parse(&["--pg-url", URL, flag, value]).is_err(),
             "{flag} {value}"
         );
     }
@@ -226,7 +226,7 @@ fn production_refuses_weak_or_missing_secrets() {
     let strong = "postgres://gw:Zq8vN3xL0pT7rW2k-9yHc@db.internal:5432/app";
     let tls = ["--tls-cert-file", "/c.pem", "--tls-key-file", "/k.pem"];
     let prod = |url: &str, extra: &[&str]| {
-        let mut args = vec!["--production", "true", "--app-pg-url", url];
+        let mut args = vec!["--production", "true", "--pg-url", url];
         args.extend_from_slice(extra);
         parse(&args)
     };

@@ -38,7 +38,7 @@ async fn lanes_to_a_silent_server() -> (Arc<Lanes>, tokio::task::JoinHandle<()>)
     let url = format!("postgres://nobody:pw@127.0.0.1:{port}/none");
     let cli = crate::config::Cli::try_parse_from([
         "sealstore-gateway",
-        "--app-pg-url",
+        "--pg-url",
         &url,
         "--db-read-connections",
         "2",

@@ -3,7 +3,7 @@ use crate::config::{Cli, Config};
 use clap::Parser;
 
 fn limits(extra: &[&str]) -> Limits {
-    let mut argv = vec!["gw", "--app-pg-url", "postgres://gw:pw@127.0.0.1/db"];
+    let mut argv = vec!["gw", "--pg-url", "postgres://gw:pw@127.0.0.1/db"];
     argv.extend_from_slice(extra);
     Limits::new(&Config::from_cli(Cli::try_parse_from(argv).unwrap()).unwrap())
 }

@@ -56,6 +56,10 @@ pub enum AuthError {
     UnknownTenant,
     #[error("API key is unknown, revoked or wrong")]
     BadApiKey,
+    #[error("JWT names a tenant its key may not issue tokens for")]
+    TenantNotAllowed,
+    #[error("JWT grants scope admin, which its key may not issue")]
+    AdminNotAllowed,
 }
 
 /// The claim names the checks can report as missing or malformed.
@@ -80,6 +84,8 @@ impl AuthError {
             Self::NoTenant,
             Self::UnknownTenant,
             Self::BadApiKey,
+            Self::TenantNotAllowed,
+            Self::AdminNotAllowed,
         ];
         for claim in REPORTED_CLAIMS {
             all.extend([Self::MissingClaim(claim), Self::BadClaim(claim)]);
@@ -110,6 +116,8 @@ impl AuthError {
             Self::NoTenant => "no_tenant",
             Self::UnknownTenant => "unknown_tenant",
             Self::BadApiKey => "bad_api_key",
+            Self::TenantNotAllowed => "tenant_not_allowed",
+            Self::AdminNotAllowed => "admin_not_allowed",
         }
     }
 }
@@ -443,6 +451,32 @@ fn identity_from_claims(claims: Value) -> Result<Identity, AuthError> {
     Ok(identity)
 }
 
+/// What a JWT verification key may vouch for: a key of one tenant's identity provider issues
+/// tokens for that tenant only, and only a key registered for it issues tokens with scope
+/// `admin` (without a tenant, such a token administers every tenant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyBinding {
+    /// The only tenant the key's tokens may name; `None`: any tenant.
+    pub tenant: Option<[u8; 16]>,
+    /// Whether the key's tokens may carry scope `admin`.
+    pub admin: bool,
+}
+
+impl KeyBinding {
+    /// Refuses a verified identity that the key which signed it may not vouch for.
+    pub fn check(&self, identity: &Identity) -> Result<(), AuthError> {
+        if let Some(tenant) = self.tenant {
+            if identity.tenant != Some(tenant) {
+                return Err(AuthError::TenantNotAllowed);
+            }
+        }
+        if identity.has_scope("admin") && !self.admin {
+            return Err(AuthError::AdminNotAllowed);
+        }
+        Ok(())
+    }
+}
+
 /// Space-separated, as OAuth's `scope`; duplicates dropped, order kept.
 pub fn parse_scopes(s: &str) -> Vec<String> {
     let mut seen = HashSet::new();
@@ -454,7 +488,8 @@ pub fn parse_scopes(s: &str) -> Vec<String> {
 
 /// Only the canonical hyphenated form: tokens are compared as written by their issuer.
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    if s.len() != 36 {
+    // One spelling per id: hyphenated lower-case hex, as PostgreSQL prints a uuid.
+    if s.len() != 36 || s.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
     uuid::Uuid::try_parse(s).ok().map(|u| *u.as_bytes())

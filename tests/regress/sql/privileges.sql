@@ -1,5 +1,6 @@
--- Least privilege: PUBLIC can use nothing; sealstore_app and sealstore_admin exactly what the
--- design gives them; the gateway's login role is a plain member of sealstore_app.
+-- Least privilege: PUBLIC can use nothing; sealstore_app, sealstore_admin and sealstore_gateway
+-- exactly what the design gives them; the gateway's role is a member of sealstore_app, and
+-- only it may report failed authentications.
 SELECT rolname, rolsuper, rolinherit, rolcanlogin, rolbypassrls, rolcreaterole, rolcreatedb
 FROM pg_roles WHERE rolname IN ('sealstore_app', 'sealstore_admin', 'sealstore_gateway')
 ORDER BY rolname;
@@ -9,7 +10,8 @@ WHERE m.member = 'sealstore_gateway'::regrole ORDER BY 1;
 SELECT p.oid::regprocedure AS function,
        has_function_privilege('public', p.oid, 'EXECUTE') AS public_exec,
        has_function_privilege('sealstore_app', p.oid, 'EXECUTE') AS app_exec,
-       has_function_privilege('sealstore_admin', p.oid, 'EXECUTE') AS admin_exec
+       has_function_privilege('sealstore_admin', p.oid, 'EXECUTE') AS admin_exec,
+       has_function_privilege('sealstore_gateway', p.oid, 'EXECUTE') AS gateway_exec
 FROM pg_proc p WHERE p.pronamespace = 'sealstore'::regnamespace ORDER BY p.proname, p.oid::regprocedure::text;
 SELECT has_schema_privilege('public', 'sealstore', 'USAGE') AS public_usage,
        has_schema_privilege('sealstore_app', 'sealstore', 'USAGE') AS app_usage,

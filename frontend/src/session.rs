@@ -1,0 +1,168 @@
+//! What the gateway's database sessions may rely on: the settings it pins in every
+//! connection's startup options (which outrank the login role's and the database's defaults),
+//! and the checks of its login role that every new connection passes before it is used.
+//!
+//! The login role is the gateway's alone (see sql/roles.sql). If it were not, an application
+//! could `ALTER ROLE CURRENT_USER SET` defaults that make the server log every request's token
+//! and values (`debug_print_plan`, `log_parameter_max_length_on_error`), or put a schema of its
+//! own first on the search path. Pinning makes such defaults powerless; the check refuses a
+//! role that has any the gateway does not know, that lets bind parameters into the log, or
+//! that is more than an application role.
+
+use std::fmt::Write;
+
+use tokio_postgres::Client;
+
+/// Settings pinned on every connection. `search_path` holds pg_catalog alone: nothing an
+/// application creates can stand in for a function or operator the gateway's SQL names.
+pub const PINNED: &[(&str, &str)] = &[
+    ("search_path", "pg_catalog"),
+    ("log_parameter_max_length_on_error", "0"),
+    ("debug_print_parse", "off"),
+    ("debug_print_rewritten", "off"),
+    ("debug_print_plan", "off"),
+    ("row_security", "on"),
+    ("idle_session_timeout", "0"),
+    ("default_transaction_isolation", "read committed"),
+];
+
+/// Role defaults the gateway accepts besides the pinned ones (sql/roles.sql sets them).
+const ACCEPTED: &[&str] = &["log_parameter_max_length", "log_parameter_max_length_on_error"];
+
+/// The startup options of a connection: the pinned settings and `extra`, as libpq's `options`
+/// (`-c name=value`, spaces escaped).
+pub fn options(extra: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    let all = PINNED
+        .iter()
+        .map(|(n, v)| (*n, (*v).to_owned()))
+        .chain(extra.iter().map(|(n, v)| (*n, v.clone())));
+    for (name, value) in all {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let _ = write!(out, "-c {name}={}", value.replace('\\', "\\\\").replace(' ', "\\ "));
+    }
+    out
+}
+
+/// What the check reads of the login role.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RoleFacts {
+    /// Names of the settings `ALTER ROLE ... SET` gave the role (in any or this database).
+    pub defaults: Vec<String>,
+    /// `log_parameter_max_length` in effect (only a superuser can pin it).
+    pub log_parameter_max_length: String,
+    pub superuser: bool,
+    pub bypass_rls: bool,
+    /// Member of sealstore_admin: every request would administer every tenant.
+    pub admin: bool,
+}
+
+/// Why the login role is refused, one reason each; empty when it is fit.
+pub fn problems(facts: &RoleFacts) -> Vec<String> {
+    let mut out = Vec::new();
+    let unknown: Vec<&str> = facts
+        .defaults
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !ACCEPTED.contains(name) && !PINNED.iter().any(|(p, _)| p == name))
+        .collect();
+    if !unknown.is_empty() {
+        out.push(format!(
+            "the login role has defaults the gateway does not accept: {} (ALTER ROLE ... RESET them)",
+            unknown.join(", ")
+        ));
+    }
+    if facts.log_parameter_max_length != "0" {
+        out.push(
+            "log_parameter_max_length is not 0: bind parameters (tokens, plaintext) could reach the server log \
+             (ALTER ROLE ... SET log_parameter_max_length = 0, as a superuser)"
+                .to_owned(),
+        );
+    }
+    if facts.superuser || facts.bypass_rls {
+        out.push("the login role is a superuser or bypasses row-level security".to_owned());
+    }
+    if facts.admin {
+        out.push("the login role is a member of sealstore_admin".to_owned());
+    }
+    out
+}
+
+/// Reads the facts of the connection's login role. The names are pinned to pg_catalog by the
+/// connection's search_path.
+pub async fn facts(client: &Client) -> Result<RoleFacts, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT ARRAY(SELECT DISTINCT split_part(s, '=', 1) \
+                            FROM pg_db_role_setting d, unnest(d.setconfig) s \
+                           WHERE d.setrole = r.oid \
+                             AND d.setdatabase IN (0, (SELECT oid FROM pg_database \
+                                                        WHERE datname = current_database())) \
+                           ORDER BY 1), \
+                    current_setting('log_parameter_max_length'), r.rolsuper, r.rolbypassrls, \
+                    pg_has_role(r.oid, 'sealstore_admin', 'USAGE') \
+               FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await?;
+    Ok(RoleFacts {
+        defaults: row.get(0),
+        log_parameter_max_length: row.get(1),
+        superuser: row.get(2),
+        bypass_rls: row.get(3),
+        admin: row.get(4),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fit() -> RoleFacts {
+        RoleFacts {
+            defaults: vec!["log_parameter_max_length".into(), "log_parameter_max_length_on_error".into()],
+            log_parameter_max_length: "0".into(),
+            ..RoleFacts::default()
+        }
+    }
+
+    #[test]
+    fn the_role_that_roles_sql_makes_is_fit() {
+        assert!(problems(&fit()).is_empty());
+        // Defaults of pinned settings are harmless: the startup options outrank them.
+        let pinned = RoleFacts {
+            defaults: vec!["debug_print_plan".into(), "search_path".into()],
+            ..fit()
+        };
+        assert!(problems(&pinned).is_empty());
+    }
+
+    #[test]
+    fn unknown_defaults_logged_parameters_and_extra_rights_are_refused() {
+        let logs = RoleFacts {
+            defaults: vec!["plan_cache_mode".into(), "log_min_messages".into()],
+            ..fit()
+        };
+        let p = problems(&logs);
+        assert!(p[0].contains("plan_cache_mode, log_min_messages"), "{p:?}");
+        for facts in [
+            RoleFacts { log_parameter_max_length: "-1".into(), ..fit() },
+            RoleFacts { superuser: true, ..fit() },
+            RoleFacts { bypass_rls: true, ..fit() },
+            RoleFacts { admin: true, ..fit() },
+        ] {
+            assert_eq!(problems(&facts).len(), 1, "{facts:?}");
+        }
+    }
+
+    #[test]
+    fn options_pin_every_setting_with_spaces_escaped() {
+        let o = options(&[("statement_timeout", "10000".into())]);
+        assert!(o.starts_with("-c search_path=pg_catalog "), "{o}");
+        assert!(o.contains("-c default_transaction_isolation=read\\ committed"), "{o}");
+        assert!(o.ends_with("-c statement_timeout=10000"), "{o}");
+        assert_eq!(o.matches("-c ").count(), PINNED.len() + 1);
+    }
+}
