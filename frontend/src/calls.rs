@@ -75,7 +75,9 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
         return Err(bad("a JSON body is required"));
     }
     if nested_deeper_than(body, MAX_JSON_DEPTH) {
-        return Err(bad("the body nests arrays and objects more than 64 levels deep"));
+        return Err(bad(
+            "the body nests arrays and objects more than 64 levels deep",
+        ));
     }
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {

@@ -207,29 +207,26 @@ impl Config {
             )
         })?;
 
-        let url =
-            match (cli.pg_url, cli.pg_url_file) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        "SEALSTORE_GATEWAY_PG_URL",
-                        "set either SEALSTORE_GATEWAY_PG_URL or SEALSTORE_GATEWAY_PG_URL_FILE, not both",
-                    ))
-                }
-                (Some(url), None) => url,
-                (None, Some(path)) => std::fs::read_to_string(&path)
-                    .map_err(|e| {
-                        invalid(
-                            "SEALSTORE_GATEWAY_PG_URL_FILE",
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })?
-                    .trim()
-                    .to_owned(),
-                (None, None) => return Err(invalid(
-                    "SEALSTORE_GATEWAY_PG_URL",
-                    "required: the gateway role's connection URL (or SEALSTORE_GATEWAY_PG_URL_FILE)",
-                )),
-            };
+        let url = match (cli.pg_url, cli.pg_url_file) {
+            (Some(_), Some(_)) => return Err(invalid(
+                "SEALSTORE_GATEWAY_PG_URL",
+                "set either SEALSTORE_GATEWAY_PG_URL or SEALSTORE_GATEWAY_PG_URL_FILE, not both",
+            )),
+            (Some(url), None) => url,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| {
+                    invalid(
+                        "SEALSTORE_GATEWAY_PG_URL_FILE",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => return Err(invalid(
+                "SEALSTORE_GATEWAY_PG_URL",
+                "required: the gateway role's connection URL (or SEALSTORE_GATEWAY_PG_URL_FILE)",
+            )),
+        };
         // tokio-postgres's parse errors can quote the input, which holds the password.
         let pg = tokio_postgres::Config::from_str(&url).map_err(|_| {
             invalid(

@@ -80,7 +80,10 @@ async fn run(config: Config) -> i32 {
     };
     let checked = tokio::time::timeout(config.db_timeout, db::check_login_role(&pools.write));
     if let Ok(Err(why)) = checked.await {
-        tracing::error!(problem = why.as_str(), "refusing to start with this database login role");
+        tracing::error!(
+            problem = why.as_str(),
+            "refusing to start with this database login role"
+        );
         return EXIT_CONFIG;
     }
     let listener = match TcpListener::bind(config.listen).await {

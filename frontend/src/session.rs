@@ -27,7 +27,10 @@ pub const PINNED: &[(&str, &str)] = &[
 ];
 
 /// Role defaults the gateway accepts besides the pinned ones (sql/roles.sql sets them).
-const ACCEPTED: &[&str] = &["log_parameter_max_length", "log_parameter_max_length_on_error"];
+const ACCEPTED: &[&str] = &[
+    "log_parameter_max_length",
+    "log_parameter_max_length_on_error",
+];
 
 /// The startup options of a connection: the pinned settings and `extra`, as libpq's `options`
 /// (`-c name=value`, spaces escaped).
@@ -41,7 +44,11 @@ pub fn options(extra: &[(&str, String)]) -> String {
         if !out.is_empty() {
             out.push(' ');
         }
-        let _ = write!(out, "-c {name}={}", value.replace('\\', "\\\\").replace(' ', "\\ "));
+        let _ = write!(
+            out,
+            "-c {name}={}",
+            value.replace('\\', "\\\\").replace(' ', "\\ ")
+        );
     }
     out
 }
@@ -122,7 +129,10 @@ mod tests {
 
     fn fit() -> RoleFacts {
         RoleFacts {
-            defaults: vec!["log_parameter_max_length".into(), "log_parameter_max_length_on_error".into()],
+            defaults: vec![
+                "log_parameter_max_length".into(),
+                "log_parameter_max_length_on_error".into(),
+            ],
             log_parameter_max_length: "0".into(),
             ..RoleFacts::default()
         }
@@ -148,10 +158,22 @@ mod tests {
         let p = problems(&logs);
         assert!(p[0].contains("plan_cache_mode, log_min_messages"), "{p:?}");
         for facts in [
-            RoleFacts { log_parameter_max_length: "-1".into(), ..fit() },
-            RoleFacts { superuser: true, ..fit() },
-            RoleFacts { bypass_rls: true, ..fit() },
-            RoleFacts { admin: true, ..fit() },
+            RoleFacts {
+                log_parameter_max_length: "-1".into(),
+                ..fit()
+            },
+            RoleFacts {
+                superuser: true,
+                ..fit()
+            },
+            RoleFacts {
+                bypass_rls: true,
+                ..fit()
+            },
+            RoleFacts {
+                admin: true,
+                ..fit()
+            },
         ] {
             assert_eq!(problems(&facts).len(), 1, "{facts:?}");
         }
@@ -161,7 +183,10 @@ mod tests {
     fn options_pin_every_setting_with_spaces_escaped() {
         let o = options(&[("statement_timeout", "10000".into())]);
         assert!(o.starts_with("-c search_path=pg_catalog "), "{o}");
-        assert!(o.contains("-c default_transaction_isolation=read\\ committed"), "{o}");
+        assert!(
+            o.contains("-c default_transaction_isolation=read\\ committed"),
+            "{o}"
+        );
         assert!(o.ends_with("-c statement_timeout=10000"), "{o}");
         assert_eq!(o.matches("-c ").count(), PINNED.len() + 1);
     }

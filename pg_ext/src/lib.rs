@@ -5,26 +5,9 @@
 
 use pgrx::prelude::*;
 
-mod auth;
-mod buffer_hints;
-mod column_rotation;
-mod context;
-mod documents;
-mod encryption;
-mod errors;
-mod explain_guard;
-mod flat;
-mod gucs;
-mod jsonb;
-mod keycache;
-mod master_key;
-mod master_rotation;
-mod owner;
-mod pages;
-mod scan;
-mod secrets;
-mod tenants;
-mod vector;
+mod api;
+mod runtime;
+mod storage;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -32,15 +15,15 @@ mod vector;
 /// `shared_preload_libraries` (the supported set-up), otherwise in the first backend that uses it.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    gucs::define();
-    master_key::init();
-    context::init();
-    flat::init();
-    explain_guard::init();
+    runtime::gucs::define();
+    runtime::master_key::init();
+    runtime::context::init();
+    storage::flat::init();
+    runtime::explain_guard::init();
     // SAFETY: a plain read of a PostgreSQL global during library load.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
-        keycache::init_shmem();
-        buffer_hints::init_shmem();
+        runtime::keycache::init_shmem();
+        storage::buffer_hints::init_shmem();
     }
 }
 
@@ -54,7 +37,7 @@ fn version() -> &'static str {
 /// fixed label). Fails with a documented SQLSTATE when no key could be loaded at server start.
 #[pg_extern(stable, parallel_safe)]
 fn master_key_fingerprint() -> String {
-    master_key::get().fingerprint()
+    runtime::master_key::get().fingerprint()
 }
 
 // The extension's tables come first; privileges and roles last (nothing for PUBLIC).

@@ -99,8 +99,14 @@ fn reads_are_read_only_transactions() {
 #[test]
 fn nesting_is_bounded_and_brackets_in_strings_do_not_count() {
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-    assert!(!nested_deeper_than(deep(MAX_JSON_DEPTH).as_bytes(), MAX_JSON_DEPTH));
-    assert!(nested_deeper_than(deep(MAX_JSON_DEPTH + 1).as_bytes(), MAX_JSON_DEPTH));
+    assert!(!nested_deeper_than(
+        deep(MAX_JSON_DEPTH).as_bytes(),
+        MAX_JSON_DEPTH
+    ));
+    assert!(nested_deeper_than(
+        deep(MAX_JSON_DEPTH + 1).as_bytes(),
+        MAX_JSON_DEPTH
+    ));
     assert!(nested_deeper_than(deep(100_000).as_bytes(), MAX_JSON_DEPTH));
     let in_string = format!(r#"{{"content": "{}", "esc": "\"[[["}}"#, "[{".repeat(200));
     assert!(!nested_deeper_than(in_string.as_bytes(), MAX_JSON_DEPTH));

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod crypto;
 pub mod distance;
+pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod master_key;

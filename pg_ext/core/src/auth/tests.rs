@@ -633,12 +633,19 @@ fn auth_failure_reports_are_strict() {
 #[test]
 fn a_tenant_claim_is_only_accepted_in_its_canonical_spelling() {
     let secret = hs_secret();
-    let upper = json!({"sub": "a", "tenant": TENANT.to_uppercase(), "scope": "read", "exp": now() + 300});
-    let braced = json!({"sub": "a", "tenant": format!("{{{TENANT}}}"), "scope": "read", "exp": now() + 300});
-    let simple = json!({"sub": "a", "tenant": TENANT.replace('-', ""), "scope": "read", "exp": now() + 300});
+    let upper =
+        json!({"sub": "a", "tenant": TENANT.to_uppercase(), "scope": "read", "exp": now() + 300});
+    let braced =
+        json!({"sub": "a", "tenant": format!("{{{TENANT}}}"), "scope": "read", "exp": now() + 300});
+    let simple =
+        json!({"sub": "a", "tenant": TENANT.replace('-', ""), "scope": "read", "exp": now() + 300});
     for claims in [upper, braced, simple] {
         assert_eq!(
-            verify_jwt(&sign_hs(&secret, &claims), &hs_key(&secret), &Policy::default()),
+            verify_jwt(
+                &sign_hs(&secret, &claims),
+                &hs_key(&secret),
+                &Policy::default()
+            ),
             Err(AuthError::BadClaim("tenant")),
             "{claims}"
         );
@@ -650,13 +657,20 @@ fn a_tenant_claim_is_only_accepted_in_its_canonical_spelling() {
 fn a_key_binding_limits_the_tenant_and_the_admin_scope_its_tokens_may_carry() {
     let secret = hs_secret();
     let identity = |claims: Value| {
-        verify_jwt(&sign_hs(&secret, &claims), &hs_key(&secret), &Policy::default()).unwrap()
+        verify_jwt(
+            &sign_hs(&secret, &claims),
+            &hs_key(&secret),
+            &Policy::default(),
+        )
+        .unwrap()
     };
     let tenant = parse_uuid(TENANT).unwrap();
     let other = "0b1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f";
     let user = identity(good_claims());
-    let other_user = identity(json!({"sub": "m", "tenant": other, "scope": "read", "exp": now() + 300}));
-    let tenant_admin = identity(json!({"sub": "t", "tenant": TENANT, "scope": "admin", "exp": now() + 300}));
+    let other_user =
+        identity(json!({"sub": "m", "tenant": other, "scope": "read", "exp": now() + 300}));
+    let tenant_admin =
+        identity(json!({"sub": "t", "tenant": TENANT, "scope": "admin", "exp": now() + 300}));
     let global_admin = identity(json!({"sub": "g", "scope": "admin", "exp": now() + 300}));
 
     let any = KeyBinding::default();
@@ -665,20 +679,35 @@ fn a_key_binding_limits_the_tenant_and_the_admin_scope_its_tokens_may_carry() {
     assert_eq!(any.check(&tenant_admin), Err(AuthError::AdminNotAllowed));
     assert_eq!(any.check(&global_admin), Err(AuthError::AdminNotAllowed));
 
-    let admin = KeyBinding { tenant: None, admin: true };
+    let admin = KeyBinding {
+        tenant: None,
+        admin: true,
+    };
     for id in [&user, &other_user, &tenant_admin, &global_admin] {
         assert_eq!(admin.check(id), Ok(()));
     }
 
-    let one = KeyBinding { tenant: Some(tenant), admin: false };
+    let one = KeyBinding {
+        tenant: Some(tenant),
+        admin: false,
+    };
     assert_eq!(one.check(&user), Ok(()));
     assert_eq!(one.check(&other_user), Err(AuthError::TenantNotAllowed));
     assert_eq!(one.check(&global_admin), Err(AuthError::TenantNotAllowed));
     assert_eq!(one.check(&tenant_admin), Err(AuthError::AdminNotAllowed));
 
-    let one_admin = KeyBinding { tenant: Some(tenant), admin: true };
+    let one_admin = KeyBinding {
+        tenant: Some(tenant),
+        admin: true,
+    };
     assert_eq!(one_admin.check(&tenant_admin), Ok(()));
     // Never a global admin token from a tenant's key, even one that may issue admin tokens.
-    assert_eq!(one_admin.check(&global_admin), Err(AuthError::TenantNotAllowed));
-    assert_eq!(one_admin.check(&other_user), Err(AuthError::TenantNotAllowed));
+    assert_eq!(
+        one_admin.check(&global_admin),
+        Err(AuthError::TenantNotAllowed)
+    );
+    assert_eq!(
+        one_admin.check(&other_user),
+        Err(AuthError::TenantNotAllowed)
+    );
 }

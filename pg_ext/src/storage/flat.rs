@@ -5,7 +5,7 @@
 //! manager for every row and sorts what it keeps: the executor's overhead and the buffer
 //! mapping lookup for every page were most of its time. A `flat` scan scores every visible row
 //! of the table where it lies in the shared buffers, with the page reader of `search`
-//! (`scan::visible_rows`), into a bounded top-k, and hands the rows back nearest first. The
+//! (`heap::visible_rows`), into a bounded top-k, and hands the rows back nearest first. The
 //! results are exactly the sequential scan's: the same kernels give the same distances, in
 //! PostgreSQL's float8 order, then the rows whose vector is NULL.
 //!
@@ -27,7 +27,10 @@ use pgrx::PgMemoryContexts;
 use sealstore_core::distance::Metric;
 use sealstore_core::topk::{Rank, TopK};
 
-use crate::{errors, pages, scan, vector};
+use crate::runtime::errors;
+use crate::storage::heap;
+use crate::storage::pages;
+use crate::storage::vector;
 
 /// Rows kept by a scan's first pass.
 const FIRST_BATCH: usize = 1000;
@@ -500,7 +503,7 @@ unsafe fn pass(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
         match (state.phase, query) {
             (Phase::Vectors(after), Some((query, metric))) => {
                 let mut scratch = Vec::new();
-                scan::visible_rows(heap, snapshot, att, |tid, value| {
+                heap::visible_rows(heap, snapshot, att, |tid, value| {
                     let Some(value) = value else { return };
                     let stored = vector::stored(value, &mut scratch);
                     vector::same_dims(stored, query);
@@ -515,7 +518,7 @@ unsafe fn pass(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
             }
             (Phase::Nulls(after), query) => {
                 let every_row = query.is_none();
-                scan::visible_rows(heap, snapshot, att, |tid, value| {
+                heap::visible_rows(heap, snapshot, att, |tid, value| {
                     let id = tid_id(&tid);
                     if (every_row || value.is_none()) && after.is_none_or(|a| id > a) {
                         top.offer(Rank { distance: 0.0, id }, || true);
@@ -537,7 +540,7 @@ fn under_policy(relid: pg_sys::Oid) -> bool {
     // SAFETY: a plain call with a valid relation id (the scan's heap).
     let own = unsafe { pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true) };
     own == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-        || crate::errors::spi(Spi::get_one_with_args::<bool>(
+        || crate::runtime::errors::spi(Spi::get_one_with_args::<bool>(
             // Under the caller's search_path: every name and operator is qualified.
             "WITH RECURSIVE up(rel) AS ( \
                  SELECT inhparent FROM pg_catalog.pg_inherits \
@@ -617,7 +620,7 @@ unsafe extern "C-unwind" fn end_scan(scan: pg_sys::IndexScanDesc) {
 }
 
 pgrx::extension_sql_file!(
-    "../../sql/flat.sql",
+    "../../../sql/flat.sql",
     name = "flat",
     requires = ["vector_ops"],
 );

@@ -18,7 +18,7 @@ use pgrx::prelude::*;
 use sealstore_core::distance;
 use sealstore_core::vector::{self as core_vector, VectorError};
 
-use crate::errors;
+use crate::runtime::errors;
 
 /// Bytes before the first element: varlena header (4), dims (2), unused (2).
 const HEADER: usize = 8;
@@ -419,7 +419,7 @@ pgrx::extension_sql!(
 );
 
 pgrx::extension_sql_file!(
-    "../../sql/vector_type.sql",
+    "../../../sql/vector_type.sql",
     name = "vector_type",
     requires = [
         "vector_shell",
@@ -432,7 +432,7 @@ pgrx::extension_sql_file!(
 );
 
 pgrx::extension_sql_file!(
-    "../../sql/vector_ops.sql",
+    "../../../sql/vector_ops.sql",
     name = "vector_ops",
     requires = [
         "vector_type",

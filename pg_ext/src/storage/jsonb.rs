@@ -31,7 +31,11 @@ impl Jsonb {
     pub unsafe fn from_jsonb_datum(datum: pg_sys::Datum) -> Self {
         // SAFETY: the caller's promise; pg_detoast_datum returns a 4-byte-header copy when the
         // value is toasted or short-headed, else the value itself.
-        unsafe { Jsonb(pg_sys::Datum::from(pg_sys::pg_detoast_datum(datum.cast_mut_ptr()))) }
+        unsafe {
+            Jsonb(pg_sys::Datum::from(pg_sys::pg_detoast_datum(
+                datum.cast_mut_ptr(),
+            )))
+        }
     }
 
     /// Whether the value is a JSON object (not an array or a scalar).

@@ -5,7 +5,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use sealstore_core::MasterKeyError;
 
-use crate::master_key::Unavailable;
+use crate::runtime::master_key::Unavailable;
 
 /// Raises `report` as an ERROR; never returns.
 pub fn raise(report: ErrorReport) -> ! {

@@ -4,7 +4,7 @@
 
 use pgrx::pg_sys;
 
-use crate::buffer_hints::RelationHints;
+use crate::storage::buffer_hints::RelationHints;
 
 /// The most rows a heap page holds (htup_details.h, MaxHeapTuplesPerPage): the page less its
 /// header, over a line pointer and the smallest (MAXALIGNed) row header.

@@ -12,8 +12,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use sealstore_core::{MasterKey, MasterKeyError, MasterKeySource};
 
-use crate::errors;
-use crate::gucs;
+use crate::runtime::errors;
+use crate::runtime::gucs;
 
 /// Why this process has no master key.
 #[derive(Debug)]

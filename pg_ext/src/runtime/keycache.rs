@@ -14,9 +14,9 @@ use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PgAtomic};
 use sealstore_core::crypto::{self, Algorithm, DataKey, TenantId};
 
-use crate::errors;
-use crate::master_key;
-use crate::owner::latest_rows;
+use crate::runtime::errors;
+use crate::runtime::master_key;
+use crate::runtime::owner::latest_rows;
 
 static KEY_EPOCH: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"sealstore_key_epoch") };
 

@@ -18,8 +18,8 @@ use pgrx::prelude::*;
 use sealstore_core::auth::Identity;
 use sealstore_core::crypto::TenantId;
 
-use crate::errors;
-use crate::keycache;
+use crate::runtime::errors;
+use crate::runtime::keycache;
 
 thread_local! {
     static CONTEXT: RefCell<Option<Rc<Identity>>> = const { RefCell::new(None) };
@@ -238,7 +238,7 @@ pub fn audit_subject() -> Option<String> {
 fn act_as_tenant(tenant: pgrx::Uuid) {
     let id = *tenant.as_bytes();
     keycache::check_tenant_usable(&id);
-    let subject = format!("admin:{}", crate::owner::session_user_name());
+    let subject = format!("admin:{}", crate::runtime::owner::session_user_name());
     set(Identity {
         tenant: Some(id),
         claims: serde_json::json!({"sub": subject, "tenant": tenant.to_string(), "scope": "read write"}),

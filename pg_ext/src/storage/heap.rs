@@ -20,8 +20,10 @@ use pgrx::prelude::*;
 use sealstore_core::crypto::TenantId;
 use sealstore_core::topk::{Offered, Rank, TopK};
 
-use crate::errors;
-use crate::pages::{self, Half, Pages, DESCRIPTOR_AHEAD, HEADER_AHEAD, MAX_HEAP_TUPLES_PER_PAGE};
+use crate::runtime::errors;
+use crate::storage::pages::{
+    self, Half, Pages, DESCRIPTOR_AHEAD, HEADER_AHEAD, MAX_HEAP_TUPLES_PER_PAGE,
+};
 
 /// One row as the scorer sees it.
 pub struct Row<'a> {
@@ -551,7 +553,7 @@ const TID_BATCH: usize = if cfg!(feature = "pg_test") {
 /// # Safety
 /// Must run in a transaction, with the extension installed.
 #[cfg(any(test, feature = "pg_test"))]
-unsafe fn documents_hints() -> (crate::buffer_hints::RelationHints, u32) {
+unsafe fn documents_hints() -> (crate::storage::buffer_hints::RelationHints, u32) {
     // SAFETY: per the contract; the relation is opened and closed around the reads.
     unsafe {
         let nsp = pg_sys::get_namespace_oid(c"sealstore".as_ptr(), false);
@@ -560,7 +562,7 @@ unsafe fn documents_hints() -> (crate::buffer_hints::RelationHints, u32) {
         let (_, identity) = pages::locator_of(rel);
         let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
         pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let hints = crate::buffer_hints::RelationHints::of(identity)
+        let hints = crate::storage::buffer_hints::RelationHints::of(identity)
             .expect("the library is preloaded in tests");
         (hints, blocks)
     }

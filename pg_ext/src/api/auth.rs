@@ -18,9 +18,12 @@ use sealstore_core::auth::{
 };
 use sealstore_core::crypto::{self, TenantId};
 
-use crate::errors::{self, spi};
-use crate::owner::{as_owner, latest_rows};
-use crate::{context, gucs, keycache, master_key};
+use crate::runtime::context;
+use crate::runtime::errors::{self, spi};
+use crate::runtime::gucs;
+use crate::runtime::keycache;
+use crate::runtime::master_key;
+use crate::runtime::owner::{as_owner, latest_rows};
 
 /// Entries per cache before it is emptied: unknown kids and ids are cached too (as misses), and
 /// a client sending random ones must not grow a backend's memory without bound.

@@ -4,10 +4,10 @@
 
 use pgrx::prelude::*;
 
-use crate::context;
-use crate::encryption::{open_for_current, seal_for_current};
-use crate::errors;
-use crate::owner::as_owner;
+use crate::api::encryption::{open_for_current, seal_for_current};
+use crate::runtime::context;
+use crate::runtime::errors;
+use crate::runtime::owner::as_owner;
 
 fn check_name(name: &str) {
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {

@@ -18,7 +18,7 @@ use std::cell::Cell;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::errors;
+use crate::runtime::errors;
 
 static mut NEXT_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 static mut NEXT_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;

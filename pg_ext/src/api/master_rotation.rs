@@ -7,9 +7,9 @@
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, Algorithm};
 
-use crate::errors::{self, spi};
-use crate::master_key;
-use crate::owner::as_owner;
+use crate::runtime::errors::{self, spi};
+use crate::runtime::master_key;
+use crate::runtime::owner::as_owner;
 
 /// Re-wraps up to `batch_size` data keys that are not yet under the current master key, in the
 /// caller's transaction, and returns how many it re-wrapped (0: the rotation is complete).
@@ -114,7 +114,7 @@ fn rewrap_jwt_secrets(current: &sealstore_core::MasterKey, target: &str, limit: 
     for (kid, algorithm, sealed, fingerprint) in &rows {
         let algorithm = sealstore_core::auth::JwtAlgorithm::from_name(algorithm)
             .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
-        let purpose = crate::auth::secret_purpose(kid, algorithm);
+        let purpose = crate::api::auth::secret_purpose(kid, algorithm);
         let from = master_key::for_fingerprint(fingerprint);
         let secret = crypto::open_secret(from, &purpose, sealed)
             .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
@@ -126,7 +126,7 @@ fn rewrap_jwt_secrets(current: &sealstore_core::MasterKey, target: &str, limit: 
         ));
     }
     if !rows.is_empty() {
-        crate::keycache::mark_credentials_changed();
+        crate::runtime::keycache::mark_credentials_changed();
     }
     rows.len() as i32
 }

@@ -31,7 +31,7 @@ fn extension_owner() -> pg_sys::Oid {
     .ok()
     .flatten()
     .unwrap_or_else(|| {
-        crate::errors::raise(crate::errors::plain(
+        crate::runtime::errors::raise(crate::runtime::errors::plain(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "extension sealstore is not installed in this database",
         ))
@@ -175,11 +175,14 @@ pub fn latest_rows<T>(
 ) -> Vec<T> {
     let sql = std::ffi::CString::new(sql).expect("a fixed query has no NUL byte");
     as_owner(|| {
-        crate::errors::spi(Spi::connect(|_client| {
+        crate::runtime::errors::spi(Spi::connect(|_client| {
             let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
             let mut values: Vec<pg_sys::Datum> = args
                 .iter()
-                .map(|a| a.datum().map_or(pg_sys::Datum::from(0usize), |d| d.sans_lifetime()))
+                .map(|a| {
+                    a.datum()
+                        .map_or(pg_sys::Datum::from(0usize), |d| d.sans_lifetime())
+                })
                 .collect();
             let nulls: Vec<std::ffi::c_char> = args
                 .iter()
@@ -190,7 +193,8 @@ pub fn latest_rows<T>(
             // read_only, SPI runs the query under exactly that snapshot (GetLatestSnapshot's
             // static copy, which SPI copies when it pushes it).
             unsafe {
-                let plan = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
+                let plan =
+                    pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
                 if plan.is_null() {
                     Spi::check_status(pg_sys::SPI_result)?;
                 }
@@ -227,7 +231,7 @@ pub fn owner_row<T>(
     read: impl FnOnce(&pgrx::spi::SpiTupleTable<'_>) -> Result<T, pgrx::spi::Error>,
 ) -> Option<T> {
     as_owner(|| {
-        crate::errors::spi(Spi::connect(|client| {
+        crate::runtime::errors::spi(Spi::connect(|client| {
             let rows = client.select(sql, Some(1), args)?;
             if rows.is_empty() {
                 return Ok(None);

@@ -12,15 +12,15 @@ use sealstore_core::crypto::{self, TenantId};
 use sealstore_core::distance::Metric;
 use sealstore_core::vector as core_vector;
 
-use crate::context;
-use crate::encryption;
-use crate::errors::{self, spi};
-use crate::jsonb::Jsonb;
-use crate::keycache;
-use crate::owner::{as_owner, owner_row};
-use crate::scan::{self, Column};
-use crate::tenants::new_uuid;
-use crate::vector::{Vector, VectorArg};
+use crate::api::encryption;
+use crate::api::tenants::new_uuid;
+use crate::runtime::context;
+use crate::runtime::errors::{self, spi};
+use crate::runtime::keycache;
+use crate::runtime::owner::{as_owner, owner_row};
+use crate::storage::heap::{self, Column};
+use crate::storage::jsonb::Jsonb;
+use crate::storage::vector::{Vector, VectorArg};
 
 /// The largest k a search accepts.
 const MAX_K: i32 = 1000;
@@ -320,7 +320,7 @@ fn search(
         // The decrypted embedding of the row being scored: each row's plaintext overwrites the
         // last, and the buffer is wiped when it is dropped, also when an error unwinds.
         let mut plain = crypto::OpenedF32::default();
-        scan::top_k(
+        heap::top_k(
             &tenant,
             &collection_id,
             Column::SealedEmbedding,
@@ -339,21 +339,21 @@ fn search(
                 )
                 .unwrap_or_else(|e| encryption::fail(e));
                 let plain = plain.as_slice();
-                crate::vector::same_dims(plain, query);
+                crate::storage::vector::same_dims(plain, query);
                 metric.distance(plain, query)
             },
         )
     } else {
         let mut scratch = Vec::new();
-        scan::top_k(
+        heap::top_k(
             &tenant,
             &collection_id,
             Column::Embedding,
             filter,
             k,
             |row| {
-                let stored = crate::vector::stored(row.bytes, &mut scratch);
-                crate::vector::same_dims(stored, query);
+                let stored = crate::storage::vector::stored(row.bytes, &mut scratch);
+                crate::storage::vector::same_dims(stored, query);
                 metric.distance(stored, query)
             },
         )
@@ -375,7 +375,7 @@ fn search(
 }
 
 pgrx::extension_sql_file!(
-    "../../sql/documents.sql",
+    "../../../sql/documents.sql",
     name = "documents_schema",
     requires = ["vector_ops"],
 );

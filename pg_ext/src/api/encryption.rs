@@ -12,9 +12,9 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, CryptoError, TenantId};
 
-use crate::context;
-use crate::errors;
-use crate::keycache::{self, TenantKeys};
+use crate::runtime::context;
+use crate::runtime::errors;
+use crate::runtime::keycache::{self, TenantKeys};
 
 /// Raises `e` as the SQL error of its kind (see `errors::crypto`).
 pub fn fail(e: CryptoError) -> ! {
@@ -160,7 +160,12 @@ pub fn reencrypt_with(
 fn reencrypt(ciphertext: &[u8], context: default!(&str, "''")) -> Vec<u8> {
     context::tenant_with(WRITE);
     let tenant = context::tenant_with(READ);
-    reencrypt_with(&keycache::tenant_keys(&tenant), &tenant, ciphertext, context.as_bytes())
+    reencrypt_with(
+        &keycache::tenant_keys(&tenant),
+        &tenant,
+        ciphertext,
+        context.as_bytes(),
+    )
 }
 
 /// The current tenant's active key version: the one new writes and reencrypt() use.

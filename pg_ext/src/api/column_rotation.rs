@@ -13,10 +13,11 @@ use pgrx::prelude::*;
 use sealstore_core::auth::Identity;
 use sealstore_core::crypto::TenantId;
 
-use crate::encryption::reencrypt_with;
-use crate::errors::{self, spi};
-use crate::owner::as_restricted;
-use crate::{context, keycache};
+use crate::api::encryption::reencrypt_with;
+use crate::runtime::context;
+use crate::runtime::errors::{self, spi};
+use crate::runtime::keycache;
+use crate::runtime::owner::as_restricted;
 
 /// What one rotation works on: the table, its columns (quoted), and its owner.
 struct Target {
@@ -35,7 +36,12 @@ fn target(tbl: pg_sys::Oid, col: &str, context_col: &str, tenant_col: &str) -> T
             AND pg_catalog.has_column_privilege($1, $2, 'UPDATE') \
             AND pg_catalog.has_column_privilege($1, $3, 'SELECT') \
             AND pg_catalog.has_column_privilege($1, $4, 'SELECT')",
-        &[tbl.into(), col.into(), context_col.into(), tenant_col.into()],
+        &[
+            tbl.into(),
+            col.into(),
+            context_col.into(),
+            tenant_col.into(),
+        ],
     ));
     if may != Some(true) {
         errors::raise(errors::plain(
@@ -61,7 +67,10 @@ fn target(tbl: pg_sys::Oid, col: &str, context_col: &str, tenant_col: &str) -> T
 
 /// For the rest of the transaction: the tenant, for the table's policies, and no scope.
 fn scopeless_context(tenant: &TenantId) {
-    let subject = format!("rotate_column:{}", crate::owner::session_user_name());
+    let subject = format!(
+        "rotate_column:{}",
+        crate::runtime::owner::session_user_name()
+    );
     context::set(Identity {
         tenant: Some(*tenant),
         claims: serde_json::json!({"sub": subject}),

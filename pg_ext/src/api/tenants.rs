@@ -5,10 +5,11 @@
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, Algorithm, TenantId};
 
-use crate::errors::{self, spi};
-use crate::master_key;
-use crate::owner::as_owner;
-use crate::{context, keycache};
+use crate::runtime::context;
+use crate::runtime::errors::{self, spi};
+use crate::runtime::keycache;
+use crate::runtime::master_key;
+use crate::runtime::owner::as_owner;
 
 pub fn new_uuid() -> TenantId {
     let mut id =
@@ -19,7 +20,7 @@ pub fn new_uuid() -> TenantId {
 }
 
 fn audit(action: &str, tenant: pgrx::Uuid, detail: serde_json::Value) {
-    crate::auth::audit(action, Some(tenant), detail);
+    crate::api::auth::audit(action, Some(tenant), detail);
 }
 
 /// Locks the tenant's row; returns (algorithm, active version, shredded).
