@@ -329,6 +329,25 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.search(text, @extschema@.vector, integer, jsonb)
 TO sealstore_app, sealstore_admin;
 
+-- The gateway's routes as functions (pg_ext/src/api/routes.rs): each authenticates its token and
+-- makes one call of the functions above, so the same checks apply; any client may call them.
+GRANT EXECUTE ON FUNCTION
+    @extschema@.route_create_collection(text, text, integer, text, boolean),
+    @extschema@.route_put_document(text, text, text, @extschema@.vector, text),
+    @extschema@.route_search(text, text, @extschema@.vector, integer, text),
+    @extschema@.route_get_document(text, uuid),
+    @extschema@.route_delete_document(text, uuid),
+    @extschema@.route_put_secret(text, text, text),
+    @extschema@.route_get_secret(text, text),
+    @extschema@.route_delete_secret(text, text),
+    @extschema@.route_create_tenant(text, text, text),
+    @extschema@.route_rotate_tenant_key(text, uuid),
+    @extschema@.route_shred_tenant(text, uuid),
+    @extschema@.route_create_api_key(text, uuid, text, text[]),
+    @extschema@.route_revoke_api_key(text, uuid),
+    @extschema@.route_metrics(text)
+TO sealstore_app, sealstore_admin;
+
 -- The vector type's functions are pure arithmetic on their arguments, usable by every role that
 -- may use the schema (as with pgvector).
 GRANT EXECUTE ON FUNCTION

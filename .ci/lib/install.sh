@@ -34,7 +34,7 @@ detect_postgres() {
     PG_BINDIR=$(dirname "$dirs")
     PG_MAJOR=$(basename "$(dirname "$PG_BINDIR")")
     [ "$PG_MAJOR" -ge 15 ] 2>/dev/null || die "PostgreSQL $PG_MAJOR found; Sealstore needs 15 or newer"
-    apt_install "postgresql-server-dev-$PG_MAJOR" libclang-dev clang sudo curl
+    apt_install "postgresql-server-dev-$PG_MAJOR" libclang-dev clang sudo curl jq
     if is_root && ! id postgres >/dev/null 2>&1; then
         die "running as root needs the OS user 'postgres' to run PostgreSQL (Debian's postgresql packages create it): create it or run as a normal user with sudo"
     fi

@@ -106,7 +106,7 @@ impl Verifier {
 
     /// Reads the verification configuration from the database. A changed key set also drops
     /// remembered refusals (a token refused for an unknown kid may be good now).
-    pub async fn refresh(&self, pool: &Pool) -> Result<(), db::DbError> {
+    pub async fn refresh(&self, pool: &Pool) -> Result<(), crate::errors::DbError> {
         let rows = db::query_plain(pool, "SELECT sealstore.jwt_verification_config()", &[]).await;
         // Set when the answer is in: a refresh still running does not count as recent.
         *self.last_refresh.lock().expect("refresh lock") = Some(Instant::now());
@@ -259,12 +259,15 @@ fn parse_config(config: &serde_json::Value, raw: String) -> KeySet {
     }
 }
 
-/// The reason code for a refusal the database reported, read from its DETAIL (the extension
-/// puts the failed check there); "rejected" when it is not one of the known checks.
+/// The reason code for a refusal the database reported: the stable code its DETAIL starts
+/// with (`sealstore_core::error`); "rejected" when it is not one of the known checks.
 pub fn reason_from_detail(detail: Option<&str>) -> &'static str {
-    detail
-        .and_then(AuthError::from_message)
-        .map_or("rejected", |e| e.code())
+    let code = detail.map(sealstore_core::error::code_of);
+    AuthError::all()
+        .into_iter()
+        .map(|e| e.code())
+        .find(|known| Some(*known) == code)
+        .unwrap_or("rejected")
 }
 
 #[cfg(test)]

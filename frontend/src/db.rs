@@ -19,6 +19,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::config::Config;
+use crate::errors::DbError;
 use crate::lanes::Lanes;
 use crate::session;
 
@@ -107,53 +108,6 @@ pub async fn check_login_role(pool: &Pool) -> Result<(), String> {
     }
 }
 
-/// Why a call failed.
-#[derive(Debug, Clone)]
-pub enum DbError {
-    /// No connection could be had, or it broke: the database is down or restarting.
-    Unavailable(String),
-    /// Every pooled connection stayed busy for the whole wait, every read connection holds
-    /// its most calls, or the server refused more connections: overload, not an outage (no
-    /// fail-fast mode).
-    Busy,
-    /// The database answered with an error. `detail` is logged, never sent to clients.
-    Sql {
-        code: SqlState,
-        message: String,
-        detail: Option<String>,
-    },
-}
-
-impl DbError {
-    fn from_pg(e: tokio_postgres::Error) -> Self {
-        match e.as_db_error() {
-            Some(db) if db.code() == &SqlState::TOO_MANY_CONNECTIONS => Self::Busy,
-            Some(db) if !is_unavailable(db.code()) => Self::Sql {
-                code: db.code().clone(),
-                message: db.message().to_owned(),
-                detail: db.detail().map(str::to_owned),
-            },
-            Some(db) => Self::Unavailable(format!("{}: {}", db.code().code(), db.message())),
-            None => Self::Unavailable(e.to_string()),
-        }
-    }
-
-    pub fn from_pool(e: deadpool_postgres::PoolError) -> Self {
-        use deadpool_postgres::{PoolError, TimeoutType};
-        match e {
-            PoolError::Backend(e) => Self::from_pg(e),
-            PoolError::Timeout(TimeoutType::Wait) => Self::Busy,
-            other => Self::Unavailable(other.to_string()),
-        }
-    }
-}
-
-/// SQLSTATEs that mean "the server is going away or not there yet", not "your request is bad".
-fn is_unavailable(code: &SqlState) -> bool {
-    let c = code.code();
-    c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
-}
-
 /// Whether the database is believed down. While it is, calls fail at once (503) instead of
 /// each waiting for a connection timeout; one probe loop brings it back.
 #[derive(Default)]
@@ -197,23 +151,25 @@ impl Health {
     }
 }
 
-/// What one API request asks of the database: a statement whose `$1` is the token.
-pub struct Call<'a> {
-    pub read_only: bool,
-    pub sql: &'static str,
-    pub params: &'a [&'a (dyn ToSql + Sync)],
-}
-
-/// The result of a call: the identity `authenticate` returned (column 0), and the rows.
+/// What a route function answered (see `pg_ext/src/api/routes.rs`): whom the token speaks
+/// for, and the response's JSON (None: no body).
 pub struct Answer {
-    pub identity: serde_json::Value,
-    pub rows: Vec<Row>,
+    pub subject: String,
+    pub body: Option<String>,
 }
 
-/// Authenticates `token` and makes the route's call, as one statement in its own transaction.
-pub async fn call(pools: &Pools, token: &str, call: Call<'_>) -> Result<Answer, DbError> {
+/// Makes one call of a route function: `statement` takes the token as `$1` and `params` after
+/// it, and runs as one statement in its own transaction, on a shared read connection or a
+/// pooled write one.
+pub async fn call(
+    pools: &Pools,
+    read_only: bool,
+    statement: &str,
+    token: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Answer, DbError> {
     let (lent, owned);
-    let client: &ClientWrapper = if call.read_only {
+    let client: &ClientWrapper = if read_only {
         lent = pools.reads.lend().await?;
         &lent
     } else {
@@ -221,21 +177,22 @@ pub async fn call(pools: &Pools, token: &str, call: Call<'_>) -> Result<Answer, 
         &owned
     };
     let stmt = client
-        .prepare_cached(call.sql)
+        .prepare_cached(statement)
         .await
         .map_err(DbError::from_pg)?;
-    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(call.params.len() + 1);
-    params.push(&token);
-    params.extend_from_slice(call.params);
-    let rows = client
-        .query(&stmt, &params)
-        .await
-        .map_err(DbError::from_pg)?;
-    let identity = rows
-        .first()
-        .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok())
-        .unwrap_or_default();
-    Ok(Answer { identity, rows })
+    let mut all: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(params.len() + 1);
+    all.push(&token);
+    all.extend_from_slice(params);
+    let rows = client.query(&stmt, &all).await.map_err(DbError::from_pg)?;
+    let row = rows.first().ok_or_else(|| DbError::Sql {
+        code: SqlState::INTERNAL_ERROR,
+        message: "a route function returned no row".to_owned(),
+        detail: None,
+    })?;
+    Ok(Answer {
+        subject: row.try_get(0).map_err(DbError::from_pg)?,
+        body: row.try_get(1).map_err(DbError::from_pg)?,
+    })
 }
 
 /// Runs a statement outside any tenant context (public verification data, audit reports).
@@ -247,34 +204,6 @@ pub async fn query_plain(
     let client = pool.get().await.map_err(DbError::from_pool)?;
     let stmt = client.prepare_cached(sql).await.map_err(DbError::from_pg)?;
     client.query(&stmt, params).await.map_err(DbError::from_pg)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use deadpool_postgres::{PoolError, TimeoutType};
-
-    #[test]
-    fn a_busy_pool_is_overload_and_a_failed_connect_an_outage() {
-        assert!(matches!(
-            DbError::from_pool(PoolError::Timeout(TimeoutType::Wait)),
-            DbError::Busy
-        ));
-        assert!(matches!(
-            DbError::from_pool(PoolError::Timeout(TimeoutType::Create)),
-            DbError::Unavailable(_)
-        ));
-        assert!(matches!(
-            DbError::from_pool(PoolError::Closed),
-            DbError::Unavailable(_)
-        ));
-        for code in ["08006", "57P01", "57P03"] {
-            assert!(is_unavailable(&SqlState::from_code(code)), "{code}");
-        }
-        for code in ["53300", "57014", "28P01", "XX000"] {
-            assert!(!is_unavailable(&SqlState::from_code(code)), "{code}");
-        }
-    }
 }
 
 /// Why the service is not ready.

@@ -1,7 +1,11 @@
-//! SQLSTATE to HTTP, in one table. Clients get a status, a stable code and a fixed message;
-//! the database's own message and detail go to the log only, under the request id.
+//! Every way a request can fail, and how each is answered: one failure type ([`Failure`]),
+//! and the SQLSTATE to HTTP table that the database's errors and the pool's go through.
+//! Clients get a status, a stable code and a fixed message; the database's own message and
+//! detail go to the log only, under the request id. The table is tested against every error
+//! kind the extension declares (`sealstore_core::error::Kind`).
 
 use hyper::StatusCode;
+use tokio_postgres::error::SqlState;
 
 /// How one class of database error is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +158,110 @@ const INTERNAL: Mapped = m(
     StatusCode::INTERNAL_SERVER_ERROR,
     "internal",
     "internal error",
+);
+
+/// Why a call of the database failed.
+#[derive(Debug, Clone)]
+pub enum DbError {
+    /// No connection could be had, or it broke: the database is down or restarting.
+    Unavailable(String),
+    /// Every pooled connection stayed busy for the whole wait, every read connection holds
+    /// its most calls, or the server refused more connections: overload, not an outage (no
+    /// fail-fast mode).
+    Busy,
+    /// The database answered with an error. `message` and `detail` are logged, never sent to
+    /// clients; `detail` starts with the extension's stable code.
+    Sql {
+        code: SqlState,
+        message: String,
+        detail: Option<String>,
+    },
+}
+
+impl DbError {
+    pub fn from_pg(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) if db.code() == &SqlState::TOO_MANY_CONNECTIONS => Self::Busy,
+            Some(db) if !is_unavailable(db.code()) => Self::Sql {
+                code: db.code().clone(),
+                message: db.message().to_owned(),
+                detail: db.detail().map(str::to_owned),
+            },
+            Some(db) => Self::Unavailable(format!("{}: {}", db.code().code(), db.message())),
+            None => Self::Unavailable(e.to_string()),
+        }
+    }
+
+    pub fn from_pool(e: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::{PoolError, TimeoutType};
+        match e {
+            PoolError::Backend(e) => Self::from_pg(e),
+            PoolError::Timeout(TimeoutType::Wait) => Self::Busy,
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+
+    /// How the failure is answered.
+    pub fn mapped(&self) -> Mapped {
+        match self {
+            Self::Unavailable(_) => DATABASE_UNAVAILABLE,
+            Self::Busy => OVERLOADED,
+            Self::Sql { code, .. } => for_sqlstate(code.code()),
+        }
+    }
+}
+
+/// SQLSTATEs that mean "the server is going away or not there yet", not "your request is bad".
+fn is_unavailable(code: &SqlState) -> bool {
+    let c = code.code();
+    c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
+}
+
+/// Why a request failed: what the pipeline answers instead of the route's answer.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// Refused before the database (route, input, headers).
+    Refused(Mapped),
+    /// The credential is missing or was refused (by the gateway's checks or the database):
+    /// 401, counted and audited under this reason code.
+    Unauthorized(&'static str),
+    /// A rate limit, named for the metrics: 429 with Retry-After `secs`.
+    Limited { limit: &'static str, secs: u64 },
+    /// The database or its pool.
+    Db(DbError),
+}
+
+impl Failure {
+    /// 400 `invalid_request` with a fixed message (never a quote of the input).
+    pub fn bad_request(message: &'static str) -> Failure {
+        Failure::Refused(m(StatusCode::BAD_REQUEST, "invalid_request", message))
+    }
+
+    pub fn refused(status: StatusCode, code: &'static str, message: &'static str) -> Failure {
+        Failure::Refused(m(status, code, message))
+    }
+
+    /// How the failure is answered (429's Retry-After comes with `Limited`).
+    pub fn mapped(&self) -> Mapped {
+        match self {
+            Failure::Refused(mapped) => *mapped,
+            Failure::Unauthorized(_) => UNAUTHORIZED,
+            Failure::Limited { .. } => TOO_MANY_REQUESTS,
+            Failure::Db(e) => e.mapped(),
+        }
+    }
+}
+
+impl From<DbError> for Failure {
+    fn from(e: DbError) -> Self {
+        Failure::Db(e)
+    }
+}
+
+pub const TOO_MANY_REQUESTS: Mapped = m(
+    StatusCode::TOO_MANY_REQUESTS,
+    "rate_limited",
+    "too many requests, slow down",
 );
 
 pub fn for_sqlstate(code: &str) -> Mapped {

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
 
-use crate::db::DbError;
+use crate::errors::DbError;
 
 /// Where a call goes.
 #[derive(Debug, PartialEq, Eq)]

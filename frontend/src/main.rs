@@ -8,18 +8,20 @@ use tracing_subscriber::EnvFilter;
 
 mod audit;
 mod auth;
-mod calls;
 mod config;
 mod db;
 mod errors;
 mod lanes;
 mod limits;
 mod metrics;
+mod pipeline;
+mod plan;
 mod response;
-mod routes;
+mod router;
 mod sched;
 mod server;
 mod session;
+mod state;
 mod tls;
 
 use config::{Cli, Config, EXIT_CONFIG};
@@ -96,7 +98,7 @@ async fn run(config: Config) -> i32 {
     let bound = listener.local_addr().unwrap_or(config.listen);
     let metrics = Arc::new(metrics::Metrics::new());
     let (audit, audit_task) = audit::spawn(pools.write.clone(), metrics.clone());
-    let state = Arc::new(server::AppState {
+    let state = Arc::new(state::AppState {
         allowed_hosts: config
             .allowed_hosts
             .clone()
@@ -144,7 +146,7 @@ async fn run(config: Config) -> i32 {
 
 /// Reads the JWT verification keys now and then every few seconds (a failure only means the
 /// database is down: the next round retries).
-fn spawn_key_refresh(state: Arc<server::AppState>) -> tokio::task::JoinHandle<()> {
+fn spawn_key_refresh(state: Arc<state::AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(state.config.key_refresh);
         loop {

@@ -20,32 +20,17 @@ use tokio_rustls::TlsAcceptor;
 use tower::{Layer, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::audit::AuditSink;
-use crate::auth::Verifier;
 use crate::config::Config;
-use crate::db::Health;
-use crate::limits::Limits;
-use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::metrics::{RequestLabels, RouteLabels};
+use crate::pipeline::{self, Ctx};
 use crate::response::{self, Body};
-use crate::routes::{self, Ctx, Resolved};
+use crate::router::{self, Resolved, Target};
+use crate::state::AppState;
 
 /// A client that has not sent its request headers by then is disconnected (slow-loris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A TLS handshake must finish within this.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub struct AppState {
-    pub config: Config,
-    pub pools: crate::db::Pools,
-    pub verifier: Verifier,
-    pub limits: Arc<Limits>,
-    pub metrics: Arc<Metrics>,
-    pub audit: AuditSink,
-    pub health: Arc<Health>,
-    /// Host header values accepted (empty: any).
-    pub allowed_hosts: Vec<String>,
-    pub cors: CorsLayer,
-}
 
 /// CORS for the configured origins only (tower-http). Without origins, no CORS headers at all:
 /// browsers then refuse cross-origin calls.
@@ -165,14 +150,15 @@ async fn envelope(state: &AppState, req: Request<Incoming>, peer: SocketAddr) ->
     let request_id = uuid::Uuid::new_v4().to_string();
     let started = Instant::now();
     let method = req.method().clone();
-    let resolved = routes::resolve(&method, req.uri().path());
+    let resolved = router::resolve(&method, req.uri().path());
     let route = match &resolved {
-        Resolved::Found(_, template, _) | Resolved::MethodNotAllowed(template) => template,
+        Resolved::Found(spec, _) => spec.path,
+        Resolved::MethodNotAllowed(template) => template,
         Resolved::NotFound | Resolved::BadPath => "unmatched",
     };
     let health_check = matches!(
         resolved,
-        Resolved::Found(routes::Route::Healthz | routes::Route::Readyz, _, _)
+        Resolved::Found(spec, _) if matches!(spec.target, Target::Health | Target::Ready)
     );
     let host = host(&req);
     let resp = if host.is_err() {
@@ -203,7 +189,7 @@ async fn envelope(state: &AppState, req: Request<Incoming>, peer: SocketAddr) ->
                 };
                 let resp = tokio::time::timeout(
                     state.config.request_timeout,
-                    routes::handle(&ctx, req, resolved),
+                    pipeline::handle(&ctx, req, resolved),
                 )
                 .await
                 .unwrap_or_else(|_| {

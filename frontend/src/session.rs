@@ -97,20 +97,21 @@ pub fn problems(facts: &RoleFacts) -> Vec<String> {
     out
 }
 
-/// Reads the facts of the connection's login role. The names are pinned to pg_catalog by the
-/// connection's search_path.
+/// Reads the facts of the connection's login role (every name qualified, as in all of the
+/// gateway's SQL, on top of the pinned search_path).
 pub async fn facts(client: &Client) -> Result<RoleFacts, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT ARRAY(SELECT DISTINCT split_part(s, '=', 1) \
-                            FROM pg_db_role_setting d, unnest(d.setconfig) s \
-                           WHERE d.setrole = r.oid \
-                             AND d.setdatabase IN (0, (SELECT oid FROM pg_database \
-                                                        WHERE datname = current_database())) \
+            "SELECT ARRAY(SELECT DISTINCT pg_catalog.split_part(s, '=', 1) \
+                            FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) s \
+                           WHERE d.setrole OPERATOR(pg_catalog.=) r.oid \
+                             AND d.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, \
+                                 (SELECT oid FROM pg_catalog.pg_database \
+                                   WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())]::pg_catalog.oid[]) \
                            ORDER BY 1), \
-                    current_setting('log_parameter_max_length'), r.rolsuper, r.rolbypassrls, \
-                    pg_has_role(r.oid, 'sealstore_admin', 'USAGE') \
-               FROM pg_roles r WHERE r.rolname = current_user",
+                    pg_catalog.current_setting('log_parameter_max_length'), r.rolsuper, r.rolbypassrls, \
+                    pg_catalog.pg_has_role(r.oid, 'sealstore_admin', 'USAGE') \
+               FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER",
             &[],
         )
         .await?;

@@ -17,7 +17,7 @@ mod storage;
 pub extern "C-unwind" fn _PG_init() {
     runtime::gucs::define();
     runtime::master_key::init();
-    runtime::context::init();
+    runtime::xact::init();
     storage::flat::init();
     runtime::explain_guard::init();
     // SAFETY: a plain read of a PostgreSQL global during library load.
@@ -37,7 +37,7 @@ fn version() -> &'static str {
 /// fixed label). Fails with a documented SQLSTATE when no key could be loaded at server start.
 #[pg_extern(stable, parallel_safe)]
 fn master_key_fingerprint() -> String {
-    runtime::master_key::get().fingerprint()
+    runtime::errors::edge(|| Ok(runtime::master_key::get()?.fingerprint()))
 }
 
 // The extension's tables come first; privileges and roles last (nothing for PUBLIC).

@@ -5,6 +5,45 @@
 mod tests {
     use pgrx::prelude::*;
 
+    /// Raises an error of the kind whose stable code is `code` (tests only).
+    #[pg_extern]
+    fn raise_kind(code: &str) {
+        let kind = sealstore_core::error::Kind::ALL
+            .into_iter()
+            .find(|k| k.code() == code)
+            .expect("a kind's code");
+        crate::runtime::errors::raise(sealstore_core::error::Error::new(kind, "test"));
+    }
+
+    #[pg_test]
+    fn every_kind_is_raised_with_the_sqlstate_the_core_declares() {
+        Spi::run(
+            "CREATE FUNCTION pg_temp.raised(code text) RETURNS text LANGUAGE plpgsql AS $$
+             DECLARE d text;
+             BEGIN
+                 PERFORM tests.raise_kind(code);
+                 RETURN NULL;
+             EXCEPTION WHEN OTHERS THEN
+                 GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+                 RETURN SQLSTATE || ' ' || d;
+             END $$",
+        )
+        .unwrap();
+        for kind in sealstore_core::error::Kind::ALL {
+            let got = Spi::get_one_with_args::<String>(
+                "SELECT pg_temp.raised($1)",
+                &[kind.code().into()],
+            )
+            .unwrap();
+            // The SQLSTATE, and the DETAIL that starts with the stable code.
+            assert_eq!(
+                got.as_deref(),
+                Some(format!("{} {}", kind.sqlstate(), kind.code()).as_str()),
+                "{kind:?}"
+            );
+        }
+    }
+
     #[pg_test]
     fn version_is_the_crate_version() {
         let v = Spi::get_one::<String>("SELECT sealstore.version()").unwrap();

@@ -173,9 +173,11 @@ def test_bad_token_matrix_is_rejected_with_28P01(setup, admin_url):
             # And no context is left behind.
             with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
                 conn.execute("SELECT sealstore.current_tenant()")
-    assert reasons["expired"] == "JWT has expired"
-    assert reasons["string exp"] == "JWT claim exp has the wrong type or format"
-    assert reasons["HS256 signed with the RS256 public key"] == "JWT algorithm is not the one configured for its key"
+    # DETAIL: the failed check's stable code, then what it means.
+    assert reasons["expired"] == "expired: JWT has expired"
+    assert reasons["string exp"] == "bad_claim: JWT claim exp has the wrong type or format"
+    assert reasons["HS256 signed with the RS256 public key"] == \
+        "algorithm_not_allowed: JWT algorithm is not the one configured for its key"
     assert reasons["unknown tenant"] == reasons["shredded tenant"]
 
 

@@ -41,3 +41,62 @@ fn exact_entries_are_unique_and_messages_are_generic() {
         assert!(!m.message.is_empty() && m.message.len() < 60);
     }
 }
+
+#[test]
+fn every_kind_the_core_declares_has_a_deliberate_answer() {
+    use sealstore_core::error::Kind::{self, *};
+    for kind in Kind::ALL {
+        // Exhaustive: a kind added to the core does not compile here until it has an answer.
+        let (status, code) = match kind {
+            CredentialRejected => (401, "unauthorized"),
+            NoTenantContext | Forbidden => (403, "forbidden"),
+            UndefinedObject | NoData => (404, "not_found"),
+            DuplicateObject => (409, "conflict"),
+            InvalidArgument
+            | NullArgument
+            | MalformedCiphertext
+            | ProgramLimitExceeded
+            | NotText
+            | InvalidTextRepresentation
+            | InvalidBinaryRepresentation
+            | NumericValueOutOfRange
+            | DataException
+            | FeatureNotSupported => (400, "invalid_request"),
+            DataCorrupted => (500, "data_corrupted"),
+            NotInPrerequisiteState | UndefinedFile | ConfigFileError => {
+                (503, "service_unavailable")
+            }
+            SystemError | UndefinedTable | Internal => (500, "internal"),
+        };
+        let m = for_sqlstate(kind.sqlstate());
+        assert_eq!((m.status.as_u16(), m.code), (status, code), "{kind:?}");
+    }
+}
+
+#[test]
+fn a_busy_pool_is_overload_and_a_failed_connect_an_outage() {
+    use deadpool_postgres::{PoolError, TimeoutType};
+    assert!(matches!(
+        DbError::from_pool(PoolError::Timeout(TimeoutType::Wait)),
+        DbError::Busy
+    ));
+    assert!(matches!(
+        DbError::from_pool(PoolError::Timeout(TimeoutType::Create)),
+        DbError::Unavailable(_)
+    ));
+    assert!(matches!(
+        DbError::from_pool(PoolError::Closed),
+        DbError::Unavailable(_)
+    ));
+    for code in ["08006", "57P01", "57P03"] {
+        assert!(is_unavailable(&SqlState::from_code(code)), "{code}");
+    }
+    for code in ["53300", "57014", "28P01", "XX000"] {
+        assert!(!is_unavailable(&SqlState::from_code(code)), "{code}");
+    }
+    assert_eq!(DbError::Busy.mapped(), OVERLOADED);
+    assert_eq!(
+        DbError::Unavailable("x".into()).mapped(),
+        DATABASE_UNAVAILABLE
+    );
+}

@@ -93,11 +93,6 @@ impl AuthError {
         all
     }
 
-    /// The rejection whose message is `message` (what `authenticate` puts in DETAIL).
-    pub fn from_message(message: &str) -> Option<AuthError> {
-        Self::all().into_iter().find(|e| e.to_string() == message)
-    }
-
     /// A short stable name for logs and audit rows (never anything of the credential).
     pub fn code(&self) -> &'static str {
         match self {

@@ -387,4 +387,46 @@ mod tests {
             Kind::InvalidArgument
         );
     }
+
+    /// docs/sql.md's error table (after `<!-- errors-table -->`): (SQLSTATE, raised when).
+    fn documented() -> Vec<(String, String)> {
+        let doc = include_str!("../../../docs/sql.md");
+        let table = doc
+            .split("<!-- errors-table -->")
+            .nth(1)
+            .expect("docs/sql.md has the errors table");
+        table
+            .lines()
+            .skip_while(|l| l.trim().is_empty())
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (cells[1].trim_matches('`').to_owned(), cells[3].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_error_table_matches_the_kinds() {
+        let rows = documented();
+        let states: HashSet<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(states.len(), rows.len(), "a SQLSTATE listed twice");
+        // Every kind the extension raises is documented ...
+        for kind in Kind::ALL {
+            assert!(
+                states.contains(kind.sqlstate()),
+                "{kind:?} ({}) is not documented",
+                kind.sqlstate()
+            );
+        }
+        // ... and every other row is PostgreSQL's own, and says so.
+        let ours: HashSet<&str> = Kind::ALL.iter().map(|k| k.sqlstate()).collect();
+        for (state, when) in &rows {
+            assert!(
+                ours.contains(state.as_str()) || when.starts_with("(PostgreSQL)"),
+                "{state} is documented but no kind raises it"
+            );
+        }
+    }
 }

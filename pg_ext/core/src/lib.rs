@@ -10,6 +10,7 @@ pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod master_key;
+pub mod names;
 pub mod topk;
 pub mod vector;
 

@@ -15,9 +15,9 @@ use sealstore_core::crypto::TenantId;
 
 use crate::api::encryption::reencrypt_with;
 use crate::runtime::context;
-use crate::runtime::errors::{self, spi};
+use crate::runtime::errors::{edge, spi, Error, Result};
 use crate::runtime::keycache;
-use crate::runtime::owner::as_restricted;
+use crate::runtime::owner::{as_restricted, changed_rows};
 
 /// What one rotation works on: the table, its columns (quoted), and its owner.
 struct Target {
@@ -30,7 +30,7 @@ struct Target {
 
 /// Checks that the caller may read and update the columns (42501; 42703 for a missing
 /// column), and resolves the table's name and owner.
-fn target(tbl: pg_sys::Oid, col: &str, context_col: &str, tenant_col: &str) -> Target {
+fn target(tbl: pg_sys::Oid, col: &str, context_col: &str, tenant_col: &str) -> Result<Target> {
     let may = spi(Spi::get_one_with_args::<bool>(
         "SELECT pg_catalog.has_column_privilege($1, $2, 'SELECT') \
             AND pg_catalog.has_column_privilege($1, $2, 'UPDATE') \
@@ -42,10 +42,9 @@ fn target(tbl: pg_sys::Oid, col: &str, context_col: &str, tenant_col: &str) -> T
             context_col.into(),
             tenant_col.into(),
         ],
-    ));
+    ))?;
     if may != Some(true) {
-        errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        return Err(Error::forbidden(
             "rotate_column needs SELECT and UPDATE on the column and SELECT on its context and tenant columns",
         ));
     }
@@ -55,14 +54,14 @@ fn target(tbl: pg_sys::Oid, col: &str, context_col: &str, tenant_col: &str) -> T
              ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
           WHERE c.oid OPERATOR(pg_catalog.=) $1",
         &[tbl.into()],
-    ));
-    Target {
+    ))?;
+    Ok(Target {
         table: table.expect("a regclass names a table"),
         col: pgrx::spi::quote_identifier(col),
         context_col: pgrx::spi::quote_identifier(context_col),
         tenant_col: pgrx::spi::quote_identifier(tenant_col),
         owner: owner.expect("every table has an owner"),
-    }
+    })
 }
 
 /// For the rest of the transaction: the tenant, for the table's policies, and no scope.
@@ -99,16 +98,18 @@ fn rotate_column_pending(
     tenant: pgrx::Uuid,
     tenant_column: &str,
 ) -> i64 {
-    let id = *tenant.as_bytes();
-    let active = keycache::tenant_keys(&id).active;
-    let t = target(tbl, col, context_col, tenant_column);
-    scopeless_context(&id);
-    as_restricted(t.owner, || {
-        spi(Spi::get_one_with_args::<i64>(
-            &format!("SELECT pg_catalog.count(*) FROM {}", pending(&t)),
-            &[tenant.into(), (active as i32).into()],
-        ))
-        .unwrap_or(0)
+    edge(|| {
+        let id = *tenant.as_bytes();
+        let active = keycache::tenant_keys(&id)?.active;
+        let t = target(tbl, col, context_col, tenant_column)?;
+        scopeless_context(&id);
+        as_restricted(t.owner, || {
+            Ok(spi(Spi::get_one_with_args::<i64>(
+                &format!("SELECT pg_catalog.count(*) FROM {}", pending(&t)),
+                &[tenant.into(), (active as i32).into()],
+            ))?
+            .unwrap_or(0))
+        })
     })
 }
 
@@ -123,55 +124,60 @@ fn rotate_column_batch(
     tenant_column: &str,
     batch_size: i32,
 ) -> i64 {
-    let id = *tenant.as_bytes();
-    let keys = keycache::tenant_keys(&id);
-    let t = target(tbl, col, context_col, tenant_column);
-    scopeless_context(&id);
-    as_restricted(t.owner, || {
-        // FOR UPDATE: through SPI's read-write path.
-        let rows = spi(Spi::connect_mut(|client| {
-            client
-                .update(
-                    &format!(
-                        "SELECT ctid::pg_catalog.text, {col}, {ctx}::pg_catalog.text FROM {pending} \
-                         LIMIT $3 FOR UPDATE",
-                        col = t.col,
-                        ctx = t.context_col,
-                        pending = pending(&t),
-                    ),
-                    None,
-                    &[tenant.into(), (keys.active as i32).into(), batch_size.into()],
-                )?
-                .map(|row| {
-                    Ok((
-                        row.get::<String>(1)?.unwrap_or_default(),
-                        row.get::<Vec<u8>>(2)?.unwrap_or_default(),
-                        row.get::<String>(3)?.unwrap_or_default(),
-                    ))
-                })
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-        }));
-        let mut ctids = Vec::with_capacity(rows.len());
-        let mut values = Vec::with_capacity(rows.len());
-        for (ctid, sealed, context) in rows {
-            values.push(reencrypt_with(&keys, &id, &sealed, context.as_bytes()));
-            ctids.push(ctid);
-        }
-        if ctids.is_empty() {
-            return 0;
-        }
-        spi(Spi::get_one_with_args::<i64>(
-            &format!(
-                "WITH u AS (UPDATE {table} t SET {col} = v.value \
-                   FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]::pg_catalog.tid[]), \
-                                   pg_catalog.unnest($2::pg_catalog.bytea[])) AS v(row_id, value) \
-                  WHERE t.ctid OPERATOR(pg_catalog.=) v.row_id RETURNING 1) \
-                 SELECT pg_catalog.count(*) FROM u",
-                table = t.table,
-                col = t.col,
-            ),
-            &[ctids.into(), values.into()],
-        ))
-        .unwrap_or(0)
+    edge(|| {
+        let id = *tenant.as_bytes();
+        let keys = keycache::tenant_keys(&id)?;
+        let t = target(tbl, col, context_col, tenant_column)?;
+        scopeless_context(&id);
+        as_restricted(t.owner, || {
+            // FOR UPDATE: through SPI's read-write path.
+            let rows = spi(Spi::connect_mut(|client| {
+                client
+                    .update(
+                        &format!(
+                            "SELECT ctid::pg_catalog.text, {col}, {ctx}::pg_catalog.text \
+                             FROM {pending} LIMIT $3 FOR UPDATE",
+                            col = t.col,
+                            ctx = t.context_col,
+                            pending = pending(&t),
+                        ),
+                        None,
+                        &[
+                            tenant.into(),
+                            (keys.active as i32).into(),
+                            batch_size.into(),
+                        ],
+                    )?
+                    .map(|row| {
+                        Ok((
+                            row.get::<String>(1)?.unwrap_or_default(),
+                            row.get::<Vec<u8>>(2)?.unwrap_or_default(),
+                            row.get::<String>(3)?.unwrap_or_default(),
+                        ))
+                    })
+                    .collect::<std::result::Result<Vec<_>, pgrx::spi::Error>>()
+            }))?;
+            let mut ctids = Vec::with_capacity(rows.len());
+            let mut values = Vec::with_capacity(rows.len());
+            for (ctid, sealed, context) in rows {
+                values.push(reencrypt_with(&keys, &id, &sealed, context.as_bytes())?);
+                ctids.push(ctid);
+            }
+            if ctids.is_empty() {
+                return Ok(0);
+            }
+            changed_rows(
+                &format!(
+                    "WITH u AS (UPDATE {table} t SET {col} = v.value \
+                       FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]::pg_catalog.tid[]), \
+                                       pg_catalog.unnest($2::pg_catalog.bytea[])) AS v(row_id, value) \
+                      WHERE t.ctid OPERATOR(pg_catalog.=) v.row_id RETURNING 1) \
+                     SELECT pg_catalog.count(*) FROM u",
+                    table = t.table,
+                    col = t.col,
+                ),
+                &[ctids.into(), values.into()],
+            )
+        })
     })
 }

@@ -2,7 +2,7 @@
 //!
 //! Content is always encrypted with the tenant's data key, bound to the document's id. An
 //! embedding is stored as a `vector`, or, in a collection created with `encrypt_embeddings`,
-//! only as an envelope bound to the document's id. Search is exact: `scan.rs` reads the
+//! only as an envelope bound to the document's id. Search is exact: `storage::heap` reads the
 //! collection's rows through the `collection_id` index (never the other tenants' rows), the
 //! distance is computed per row (decrypting in this backend with the cached key when the
 //! embeddings are encrypted), and a bounded top-k keeps the k nearest.
@@ -10,15 +10,16 @@
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, TenantId};
 use sealstore_core::distance::Metric;
+use sealstore_core::names::{check_name, NameOf};
 use sealstore_core::vector as core_vector;
 
-use crate::api::encryption;
+use crate::api::encryption::utf8;
 use crate::api::tenants::new_uuid;
 use crate::runtime::context;
-use crate::runtime::errors::{self, spi};
+use crate::runtime::errors::{self, edge, spi, Error, Result};
 use crate::runtime::keycache;
-use crate::runtime::owner::{as_owner, owner_row};
-use crate::storage::heap::{self, Column};
+use crate::runtime::owner::{as_owner, changed_rows, owner_row};
+use crate::storage::heap::{self, Column, Hit};
 use crate::storage::jsonb::Jsonb;
 use crate::storage::vector::{Vector, VectorArg};
 
@@ -35,18 +36,11 @@ fn bound_context(label: &[u8], id: &[u8; 16]) -> Vec<u8> {
     out
 }
 
-fn check_collection_name(name: &str) {
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        errors::raise(errors::invalid_argument(
-            "collection name must be 1 to 200 characters without control characters",
-        ));
-    }
-}
-
-fn require_object(value: &Jsonb, what: &'static str) {
+fn require_object(value: &Jsonb, what: &'static str) -> Result<()> {
     if !value.is_object() {
-        errors::raise(errors::invalid_argument(what));
+        return Err(Error::invalid(what));
     }
+    Ok(())
 }
 
 struct Collection {
@@ -57,8 +51,8 @@ struct Collection {
 }
 
 /// The current tenant's collection `name`, or 42704.
-fn collection(tenant: &TenantId, name: &str) -> Collection {
-    check_collection_name(name);
+fn collection(tenant: &TenantId, name: &str) -> Result<Collection> {
+    check_name(NameOf::Collection, name)?;
     let row = owner_row(
         "SELECT id, dims, metric, encrypt_embeddings FROM sealstore.collections \
          WHERE tenant_id = $1 AND name = $2",
@@ -71,17 +65,59 @@ fn collection(tenant: &TenantId, name: &str) -> Collection {
                 row.get::<bool>(4)?,
             ))
         },
-    );
+    )?;
     match row {
-        Some((Some(id), Some(dims), Some(metric), Some(encrypted))) => Collection {
+        Some((Some(id), Some(dims), Some(metric), Some(encrypted))) => Ok(Collection {
             id,
             dims: usize::try_from(dims).unwrap_or(0),
             metric: Metric::from_name(&metric)
-                .unwrap_or_else(|| errors::raise(errors::invalid_argument("unknown metric"))),
+                .ok_or_else(|| Error::damaged("a collection row names an unknown metric"))?,
             encrypted,
-        },
-        _ => errors::raise(errors::undefined("collection does not exist")),
+        }),
+        _ => Err(errors::undefined("collection does not exist")),
     }
+}
+
+/// Creates a collection (see `create_collection`).
+pub fn create_collection_for(
+    name: &str,
+    dims: i32,
+    metric: &str,
+    encrypt_embeddings: bool,
+) -> Result<pgrx::Uuid> {
+    check_name(NameOf::Collection, name)?;
+    context::require_scope("write")?;
+    let tenant = context::tenant()?;
+    keycache::tenant_keys(&tenant)?;
+    if Metric::from_name(metric).is_none() {
+        return Err(Error::invalid(
+            "metric must be one of cosine, l2, inner_product, l1",
+        ));
+    }
+    if usize::try_from(dims).map_or(true, |d| core_vector::check_dims(d).is_err()) {
+        return Err(Error::invalid("dims must be from 1 to 16000"));
+    }
+    let id = pgrx::Uuid::from_bytes(new_uuid()?);
+    let inserted = as_owner(|| {
+        changed_rows(
+            "WITH i AS (INSERT INTO sealstore.collections \
+               (id, tenant_id, name, dims, metric, encrypt_embeddings) \
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING 1) \
+             SELECT count(*) FROM i",
+            &[
+                id.into(),
+                pgrx::Uuid::from_bytes(tenant).into(),
+                name.into(),
+                dims.into(),
+                metric.into(),
+                encrypt_embeddings.into(),
+            ],
+        )
+    })?;
+    if inserted != 1 {
+        return Err(errors::duplicate("a collection of this name exists"));
+    }
+    Ok(id)
 }
 
 /// Creates a collection of the current tenant for embeddings of `dims` dimensions, searched by
@@ -94,98 +130,67 @@ fn create_collection(
     metric: default!(&str, "'cosine'"),
     encrypt_embeddings: default!(bool, false),
 ) -> pgrx::Uuid {
-    check_collection_name(name);
-    context::require_scope("write");
-    let tenant = context::tenant();
-    keycache::tenant_keys(&tenant);
-    if Metric::from_name(metric).is_none() {
-        errors::raise(errors::invalid_argument(
-            "metric must be one of cosine, l2, inner_product, l1",
-        ));
-    }
-    if usize::try_from(dims).map_or(true, |d| core_vector::check_dims(d).is_err()) {
-        errors::raise(errors::invalid_argument("dims must be from 1 to 16000"));
-    }
-    let id = pgrx::Uuid::from_bytes(new_uuid());
-    let inserted = as_owner(|| {
-        Spi::get_one_with_args::<bool>(
-            "WITH i AS (INSERT INTO sealstore.collections \
-               (id, tenant_id, name, dims, metric, encrypt_embeddings) \
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING 1) \
-             SELECT count(*) = 1 FROM i",
-            &[
-                id.into(),
-                pgrx::Uuid::from_bytes(tenant).into(),
-                name.into(),
-                dims.into(),
-                metric.into(),
-                encrypt_embeddings.into(),
-            ],
+    edge(|| create_collection_for(name, dims, metric, encrypt_embeddings))
+}
+
+/// Deletes collection `name` with its documents (see `drop_collection`).
+pub fn drop_collection_named(name: &str) -> Result<bool> {
+    check_name(NameOf::Collection, name)?;
+    context::require_scope("write")?;
+    let tenant = context::tenant()?;
+    let dropped = as_owner(|| {
+        changed_rows(
+            "WITH d AS (DELETE FROM sealstore.collections WHERE tenant_id = $1 AND name = $2 \
+             RETURNING 1) SELECT count(*) FROM d",
+            &[pgrx::Uuid::from_bytes(tenant).into(), name.into()],
         )
-    });
-    if spi(inserted) != Some(true) {
-        errors::raise(errors::duplicate("a collection of this name exists"));
-    }
-    id
+    })?;
+    Ok(dropped == 1)
 }
 
 /// Deletes the current tenant's collection `name` and all its documents; false if there was
 /// none.
 #[pg_extern(volatile, parallel_unsafe, strict, requires = ["documents_schema"])]
 fn drop_collection(name: &str) -> bool {
-    check_collection_name(name);
-    context::require_scope("write");
-    let tenant = context::tenant();
-    spi(as_owner(|| {
-        Spi::get_one_with_args::<bool>(
-            "WITH d AS (DELETE FROM sealstore.collections WHERE tenant_id = $1 AND name = $2 \
-             RETURNING 1) SELECT count(*) = 1 FROM d",
-            &[pgrx::Uuid::from_bytes(tenant).into(), name.into()],
-        )
-    }))
-    .unwrap_or(false)
+    edge(|| drop_collection_named(name))
 }
 
-/// Stores a document in the current tenant's collection; returns its id. The content is
-/// encrypted; so is the embedding when the collection says so.
-#[pg_extern(volatile, parallel_unsafe, strict, requires = ["documents_schema"])]
-fn put_document(
+/// Stores a document (see `put_document`).
+pub fn put(
     collection: &str,
     content: &str,
-    embedding: VectorArg<'_>,
-    metadata: default!(Jsonb, "'{}'"),
-) -> pgrx::Uuid {
-    context::require_scope("write");
-    let tenant = context::tenant();
-    let coll = self::collection(&tenant, collection);
-    core_vector::check_expected(Some(coll.dims), embedding.0.len())
-        .unwrap_or_else(|e| errors::raise(errors::vector(&e)));
-    require_object(&metadata, "metadata must be a JSON object");
-    let keys = keycache::tenant_keys(&tenant);
-    let id = new_uuid();
+    embedding: &[f32],
+    metadata: Jsonb,
+) -> Result<pgrx::Uuid> {
+    context::require_scope("write")?;
+    let tenant = context::tenant()?;
+    let coll = self::collection(&tenant, collection)?;
+    core_vector::check_expected(Some(coll.dims), embedding.len())?;
+    require_object(&metadata, "metadata must be a JSON object")?;
+    let keys = keycache::tenant_keys(&tenant)?;
+    let key = keys.active_key()?;
+    let id = new_uuid()?;
     let sealed_content = crypto::seal(
-        keys.active_key(),
+        key,
         &tenant,
         &bound_context(CONTENT_CONTEXT, &id),
         content.as_bytes(),
-    )
-    .unwrap_or_else(|e| encryption::fail(e));
+    )?;
     let (plain, sealed) = if coll.encrypted {
-        let plaintext = crypto::f32_plaintext(embedding.0);
+        let plaintext = crypto::f32_plaintext(embedding);
         let sealed = crypto::seal(
-            keys.active_key(),
+            key,
             &tenant,
             &bound_context(EMBEDDING_CONTEXT, &id),
             &plaintext,
-        )
-        .unwrap_or_else(|e| encryption::fail(e));
+        )?;
         (None, Some(sealed))
     } else {
-        (Some(Vector(embedding.0.to_vec())), None)
+        (Some(Vector(embedding.to_vec())), None)
     };
     let id = pgrx::Uuid::from_bytes(id);
-    spi(as_owner(|| {
-        Spi::run_with_args(
+    as_owner(|| {
+        spi(Spi::run_with_args(
             "INSERT INTO sealstore.documents \
                (id, tenant_id, collection_id, content, embedding, sealed_embedding, metadata) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -198,9 +203,63 @@ fn put_document(
                 sealed.into(),
                 metadata.into(),
             ],
-        )
-    }));
-    id
+        ))
+    })?;
+    Ok(id)
+}
+
+/// Stores a document in the current tenant's collection; returns its id. The content is
+/// encrypted; so is the embedding when the collection says so.
+#[pg_extern(volatile, parallel_unsafe, strict, requires = ["documents_schema"])]
+fn put_document(
+    collection: &str,
+    content: &str,
+    embedding: VectorArg<'_>,
+    metadata: default!(Jsonb, "'{}'"),
+) -> pgrx::Uuid {
+    edge(|| put(collection, content, embedding.0, metadata))
+}
+
+/// A document of the current tenant, decrypted.
+pub struct Document {
+    pub collection: String,
+    pub content: String,
+    pub metadata: Jsonb,
+}
+
+/// The current tenant's document `id` (see `get_document`).
+pub fn get(id: pgrx::Uuid) -> Result<Document> {
+    context::require_scope("read")?;
+    let tenant = context::tenant()?;
+    let row = owner_row(
+        "SELECT c.name, d.content, d.metadata FROM sealstore.documents d \
+         JOIN sealstore.collections c ON c.id = d.collection_id \
+         WHERE d.id = $1 AND d.tenant_id = $2",
+        &[id.into(), pgrx::Uuid::from_bytes(tenant).into()],
+        |row| {
+            Ok((
+                row.get::<String>(1)?,
+                row.get::<Vec<u8>>(2)?,
+                row.get::<Jsonb>(3)?,
+            ))
+        },
+    )?;
+    let Some((Some(collection), Some(sealed), Some(metadata))) = row else {
+        return Err(errors::not_found("document does not exist"));
+    };
+    let header = crypto::parse_header(&sealed)?;
+    let keys = keycache::tenant_keys(&tenant)?;
+    let content = crypto::open(
+        keys.key(header.key_version)?,
+        &tenant,
+        &bound_context(CONTENT_CONTEXT, id.as_bytes()),
+        &sealed,
+    )?;
+    Ok(Document {
+        collection,
+        content: utf8(content.to_vec(), "document content is not valid UTF-8")?,
+        metadata,
+    })
 }
 
 /// The current tenant's document `id`: (id, collection, content, metadata). A document of
@@ -217,64 +276,112 @@ fn get_document(
         name!(metadata, Jsonb),
     ),
 > {
-    context::require_scope("read");
-    let tenant = context::tenant();
-    let row = owner_row(
-        "SELECT c.name, d.content, d.metadata FROM sealstore.documents d \
-         JOIN sealstore.collections c ON c.id = d.collection_id \
-         WHERE d.id = $1 AND d.tenant_id = $2",
-        &[id.into(), pgrx::Uuid::from_bytes(tenant).into()],
-        |row| {
-            Ok((
-                row.get::<String>(1)?,
-                row.get::<Vec<u8>>(2)?,
-                row.get::<Jsonb>(3)?,
-            ))
-        },
-    );
-    let Some((Some(collection), Some(sealed), Some(metadata))) = row else {
-        errors::raise(errors::not_found("document does not exist"))
-    };
-    let header = crypto::parse_header(&sealed).unwrap_or_else(|e| encryption::fail(e));
-    let keys = keycache::tenant_keys(&tenant);
-    let content = crypto::open(
-        keys.key(header.key_version),
-        &tenant,
-        &bound_context(CONTENT_CONTEXT, id.as_bytes()),
-        &sealed,
-    )
-    .unwrap_or_else(|e| encryption::fail(e));
-    let content = String::from_utf8(content.to_vec()).unwrap_or_else(|_| {
-        errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            "document content is not valid UTF-8",
-        ))
-    });
-    TableIterator::once((id, collection, content, metadata))
+    edge(|| {
+        let d = get(id)?;
+        Ok(TableIterator::once((
+            id,
+            d.collection,
+            d.content,
+            d.metadata,
+        )))
+    })
+}
+
+/// Deletes the current tenant's document `id` (see `delete_document`).
+pub fn delete(id: pgrx::Uuid) -> Result<bool> {
+    context::require_scope("write")?;
+    let tenant = context::tenant()?;
+    let deleted = as_owner(|| {
+        changed_rows(
+            "WITH d AS (DELETE FROM sealstore.documents WHERE id = $1 AND tenant_id = $2 \
+             RETURNING 1) SELECT count(*) FROM d",
+            &[id.into(), pgrx::Uuid::from_bytes(tenant).into()],
+        )
+    })?;
+    Ok(deleted == 1)
 }
 
 /// Deletes the current tenant's document `id`; false when there is no such document (of this
 /// tenant).
 #[pg_extern(volatile, parallel_unsafe, strict, requires = ["documents_schema"])]
 fn delete_document(id: pgrx::Uuid) -> bool {
-    context::require_scope("write");
-    let tenant = context::tenant();
-    spi(as_owner(|| {
-        Spi::get_one_with_args::<bool>(
-            "WITH d AS (DELETE FROM sealstore.documents WHERE id = $1 AND tenant_id = $2 \
-             RETURNING 1) SELECT count(*) = 1 FROM d",
-            &[id.into(), pgrx::Uuid::from_bytes(tenant).into()],
+    edge(|| delete(id))
+}
+
+/// The `k` nearest documents of collection `collection` (see `search`): ids, distances and
+/// metadata, nearest first.
+pub fn nearest(collection: &str, query: &[f32], k: i32, filter: Option<Jsonb>) -> Result<Vec<Hit>> {
+    context::require_scope("read")?;
+    let tenant = context::tenant()?;
+    // Also where no key opens anything (plaintext embeddings): a shredded tenant's documents
+    // are gone, also for a transaction whose snapshot still shows them.
+    let keys = keycache::tenant_keys(&tenant)?;
+    let coll = self::collection(&tenant, collection)?;
+    core_vector::check_expected(Some(coll.dims), query.len())?;
+    if !(1..=MAX_K).contains(&k) {
+        return Err(Error::invalid("k must be from 1 to 1000"));
+    }
+    let filter = match filter {
+        Some(f) => {
+            require_object(&f, "filter must be a JSON object")?;
+            f.into_datum()
+        }
+        None => None,
+    };
+    let metric = coll.metric;
+    let k = usize::try_from(k).expect("k is from 1 to 1000");
+    let collection_id = *coll.id.as_bytes();
+    if coll.encrypted {
+        // Each row's id is written into the context's tail before its envelope is opened.
+        let mut context = bound_context(EMBEDDING_CONTEXT, &[0; 16]);
+        // The decrypted embedding of the row being scored: each row's plaintext overwrites the
+        // last, and the buffer is wiped when it is dropped, also when an error unwinds.
+        let mut plain = crypto::OpenedF32::default();
+        heap::top_k(
+            &tenant,
+            &collection_id,
+            Column::SealedEmbedding,
+            filter,
+            k,
+            |row| {
+                let sealed = row.bytes;
+                let header = crypto::parse_header(sealed)?;
+                context[EMBEDDING_CONTEXT.len()..].copy_from_slice(row.id);
+                crypto::open_f32_into(
+                    keys.key(header.key_version)?,
+                    &tenant,
+                    &context,
+                    sealed,
+                    &mut plain,
+                )?;
+                let plain = plain.as_slice();
+                crate::storage::vector::same_dims(plain, query)?;
+                Ok(metric.distance(plain, query))
+            },
         )
-    }))
-    .unwrap_or(false)
+    } else {
+        let mut scratch = Vec::new();
+        heap::top_k(
+            &tenant,
+            &collection_id,
+            Column::Embedding,
+            filter,
+            k,
+            |row| {
+                let stored = crate::storage::vector::stored(row.bytes, &mut scratch)?;
+                crate::storage::vector::same_dims(stored, query)?;
+                Ok(metric.distance(stored, query))
+            },
+        )
+    }
 }
 
 /// The `k` documents of the current tenant's collection nearest to `query` by the collection's
 /// metric, nearest first (ties by id), optionally only those whose metadata contains `filter`
 /// (jsonb `@>`). Exact: every document of the collection that passes the filter is scored, by
-/// a scan of the collection's rows and nothing else (see `scan.rs`). With encrypted embeddings
-/// each row is decrypted in this backend with the cached key; a tampered, swapped or foreign
-/// envelope fails authentication (XX001) and stops the search.
+/// a scan of the collection's rows and nothing else (see `storage::heap`). With encrypted
+/// embeddings each row is decrypted in this backend with the cached key; a tampered, swapped
+/// or foreign envelope fails authentication (XX001) and stops the search.
 #[pg_extern(stable, parallel_restricted, requires = ["documents_schema"])]
 fn search(
     collection: Option<&str>,
@@ -289,78 +396,14 @@ fn search(
         name!(metadata, Jsonb),
     ),
 > {
-    let (Some(collection), Some(query), Some(k)) = (collection, query, k) else {
-        errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "collection, query and k must not be NULL",
-        ))
-    };
-    context::require_scope("read");
-    let tenant = context::tenant();
-    // Also where no key opens anything (plaintext embeddings): a shredded tenant's documents
-    // are gone, also for a transaction whose snapshot still shows them.
-    let keys = keycache::tenant_keys(&tenant);
-    let coll = self::collection(&tenant, collection);
-    core_vector::check_expected(Some(coll.dims), query.0.len())
-        .unwrap_or_else(|e| errors::raise(errors::vector(&e)));
-    if !(1..=MAX_K).contains(&k) {
-        errors::raise(errors::invalid_argument("k must be from 1 to 1000"));
-    }
-    let filter = filter.map(|f| {
-        require_object(&f, "filter must be a JSON object");
-        f.into_datum().expect("a jsonb value is a datum")
-    });
-    let query = query.0;
-    let metric = coll.metric;
-    let k = usize::try_from(k).expect("k is from 1 to 1000");
-    let collection_id = *coll.id.as_bytes();
-    let hits = if coll.encrypted {
-        // Each row's id is written into the context's tail before its envelope is opened.
-        let mut context = bound_context(EMBEDDING_CONTEXT, &[0; 16]);
-        // The decrypted embedding of the row being scored: each row's plaintext overwrites the
-        // last, and the buffer is wiped when it is dropped, also when an error unwinds.
-        let mut plain = crypto::OpenedF32::default();
-        heap::top_k(
-            &tenant,
-            &collection_id,
-            Column::SealedEmbedding,
-            filter,
-            k,
-            |row| {
-                let sealed = row.bytes;
-                let header = crypto::parse_header(sealed).unwrap_or_else(|e| encryption::fail(e));
-                context[EMBEDDING_CONTEXT.len()..].copy_from_slice(row.id);
-                crypto::open_f32_into(
-                    keys.key(header.key_version),
-                    &tenant,
-                    &context,
-                    sealed,
-                    &mut plain,
-                )
-                .unwrap_or_else(|e| encryption::fail(e));
-                let plain = plain.as_slice();
-                crate::storage::vector::same_dims(plain, query);
-                metric.distance(plain, query)
-            },
-        )
-    } else {
-        let mut scratch = Vec::new();
-        heap::top_k(
-            &tenant,
-            &collection_id,
-            Column::Embedding,
-            filter,
-            k,
-            |row| {
-                let stored = crate::storage::vector::stored(row.bytes, &mut scratch);
-                crate::storage::vector::same_dims(stored, query);
-                metric.distance(stored, query)
-            },
-        )
-    };
-    let rows: Vec<_> = hits
-        .into_iter()
-        .map(|hit| {
+    edge(|| {
+        let (Some(collection), Some(query), Some(k)) = (collection, query, k) else {
+            return Err(errors::null_argument(
+                "collection, query and k must not be NULL",
+            ));
+        };
+        let hits = nearest(collection, query.0, k, filter)?;
+        Ok(TableIterator::new(hits.into_iter().map(|hit| {
             // SAFETY: the datum is a detoasted jsonb copy made by the scan in this call's
             // memory context.
             let metadata = unsafe { Jsonb::from_jsonb_datum(hit.metadata) };
@@ -369,9 +412,8 @@ fn search(
                 hit.rank.distance as f32,
                 metadata,
             )
-        })
-        .collect();
-    TableIterator::new(rows)
+        })))
+    })
 }
 
 pgrx::extension_sql_file!(

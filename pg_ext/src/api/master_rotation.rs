@@ -7,7 +7,8 @@
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, Algorithm};
 
-use crate::runtime::errors::{self, spi};
+use crate::runtime::credentials::secret_purpose;
+use crate::runtime::errors::{edge, spi, Error, Result};
 use crate::runtime::master_key;
 use crate::runtime::owner::as_owner;
 
@@ -15,12 +16,14 @@ use crate::runtime::owner::as_owner;
 /// caller's transaction, and returns how many it re-wrapped (0: the rotation is complete).
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn rewrap_tenant_keys_batch(batch_size: i32) -> i32 {
+    edge(|| rewrap_batch(batch_size))
+}
+
+fn rewrap_batch(batch_size: i32) -> Result<i32> {
     if !(1..=10_000).contains(&batch_size) {
-        errors::raise(errors::invalid_argument(
-            "batch_size must be from 1 to 10000",
-        ));
+        return Err(Error::invalid("batch_size must be from 1 to 10000"));
     }
-    let current = master_key::get();
+    let current = master_key::get()?;
     let target = current.fingerprint();
     as_owner(|| {
         // Read-write SPI: the query locks the rows it re-wraps.
@@ -43,12 +46,11 @@ fn rewrap_tenant_keys_batch(batch_size: i32) -> i32 {
                         r.get::<String>(5)?.unwrap_or_default(),
                     ))
                 })
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-        }));
+                .collect::<std::result::Result<Vec<_>, pgrx::spi::Error>>()
+        }))?;
         for (tenant, version, wrapped, fingerprint, algorithm) in &rows {
-            let algorithm = Algorithm::from_name(algorithm)
-                .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
-            let from = master_key::for_fingerprint(fingerprint);
+            let algorithm = Algorithm::from_name(algorithm)?;
+            let from = master_key::for_fingerprint(fingerprint)?;
             let rewrapped = crypto::rewrap_key(
                 from,
                 current,
@@ -56,8 +58,7 @@ fn rewrap_tenant_keys_batch(batch_size: i32) -> i32 {
                 *version as u32,
                 algorithm,
                 wrapped,
-            )
-            .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+            )?;
             spi(Spi::run_with_args(
                 "UPDATE sealstore.tenant_keys SET wrapped = $3, master_fingerprint = $4 \
                  WHERE tenant_id = $1 AND version = $2",
@@ -67,10 +68,10 @@ fn rewrap_tenant_keys_batch(batch_size: i32) -> i32 {
                     rewrapped.into(),
                     target.as_str().into(),
                 ],
-            ));
+            ))?;
         }
         let jwt = if (rows.len() as i32) < batch_size {
-            rewrap_jwt_secrets(current, &target, batch_size - rows.len() as i32)
+            rewrap_jwt_secrets(current, &target, batch_size - rows.len() as i32)?
         } else {
             0
         };
@@ -84,15 +85,19 @@ fn rewrap_tenant_keys_batch(batch_size: i32) -> i32 {
                     target.as_str().into(),
                     jwt.into(),
                 ],
-            ));
+            ))?;
         }
-        rows.len() as i32 + jwt
+        Ok(rows.len() as i32 + jwt)
     })
 }
 
 /// The HS256 secrets of JWT keys are sealed under the master key too: re-seal those still under
 /// another one. Runs as the owner, inside the batch's transaction.
-fn rewrap_jwt_secrets(current: &sealstore_core::MasterKey, target: &str, limit: i32) -> i32 {
+fn rewrap_jwt_secrets(
+    current: &sealstore_core::MasterKey,
+    target: &str,
+    limit: i32,
+) -> Result<i32> {
     let rows = spi(Spi::connect_mut(|client| {
         client
             .update(
@@ -109,26 +114,23 @@ fn rewrap_jwt_secrets(current: &sealstore_core::MasterKey, target: &str, limit: 
                     r.get::<String>(4)?.unwrap_or_default(),
                 ))
             })
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-    }));
+            .collect::<std::result::Result<Vec<_>, pgrx::spi::Error>>()
+    }))?;
     for (kid, algorithm, sealed, fingerprint) in &rows {
-        let algorithm = sealstore_core::auth::JwtAlgorithm::from_name(algorithm)
-            .unwrap_or_else(|e| errors::raise(errors::bad_key(&e)));
-        let purpose = crate::api::auth::secret_purpose(kid, algorithm);
-        let from = master_key::for_fingerprint(fingerprint);
-        let secret = crypto::open_secret(from, &purpose, sealed)
-            .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
-        let resealed = crypto::seal_secret(current, &purpose, &secret)
-            .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+        let algorithm = sealstore_core::auth::JwtAlgorithm::from_name(algorithm)?;
+        let purpose = secret_purpose(kid, algorithm);
+        let from = master_key::for_fingerprint(fingerprint)?;
+        let secret = crypto::open_secret(from, &purpose, sealed)?;
+        let resealed = crypto::seal_secret(current, &purpose, &secret)?;
         spi(Spi::run_with_args(
             "UPDATE sealstore.jwt_keys SET material = $2, master_fingerprint = $3 WHERE kid = $1",
             &[kid.as_str().into(), resealed.into(), target.into()],
-        ));
+        ))?;
     }
     if !rows.is_empty() {
         crate::runtime::keycache::mark_credentials_changed();
     }
-    rows.len() as i32
+    Ok(rows.len() as i32)
 }
 
 /// How many data keys each master key wraps: during a rotation, the progress; after it, a
@@ -142,28 +144,30 @@ fn master_key_usage() -> TableIterator<
         name!(keys, i64),
     ),
 > {
-    let current = master_key::get().fingerprint();
-    let rows = as_owner(|| {
-        spi(Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT master_fingerprint, master_fingerprint = $1, count(*) \
+    edge(|| {
+        let current = master_key::get()?.fingerprint();
+        let rows = as_owner(|| {
+            spi(Spi::connect(|client| {
+                client
+                    .select(
+                        "SELECT master_fingerprint, master_fingerprint = $1, count(*) \
                      FROM (SELECT master_fingerprint FROM sealstore.tenant_keys \
                            UNION ALL SELECT master_fingerprint FROM sealstore.jwt_keys \
                            WHERE master_fingerprint IS NOT NULL) k \
                      GROUP BY 1 ORDER BY 2 DESC, 1",
-                    None,
-                    &[current.as_str().into()],
-                )?
-                .map(|r| {
-                    Ok((
-                        r.get::<String>(1)?.unwrap_or_default(),
-                        r.get::<bool>(2)?.unwrap_or_default(),
-                        r.get::<i64>(3)?.unwrap_or_default(),
-                    ))
-                })
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-        }))
-    });
-    TableIterator::new(rows)
+                        None,
+                        &[current.as_str().into()],
+                    )?
+                    .map(|r| {
+                        Ok((
+                            r.get::<String>(1)?.unwrap_or_default(),
+                            r.get::<bool>(2)?.unwrap_or_default(),
+                            r.get::<i64>(3)?.unwrap_or_default(),
+                        ))
+                    })
+                    .collect::<std::result::Result<Vec<_>, pgrx::spi::Error>>()
+            }))
+        })?;
+        Ok(TableIterator::new(rows))
+    })
 }

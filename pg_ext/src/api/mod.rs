@@ -3,8 +3,10 @@
 
 pub mod auth;
 pub mod column_rotation;
+pub mod context;
 pub mod documents;
 pub mod encryption;
 pub mod master_rotation;
+pub mod routes;
 pub mod secrets;
 pub mod tenants;

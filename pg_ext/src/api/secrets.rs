@@ -3,80 +3,86 @@
 //! Reading needs the scope `read`, writing and deleting the scope `write`.
 
 use pgrx::prelude::*;
+use sealstore_core::names::{check_name, NameOf};
 
-use crate::api::encryption::{open_for_current, seal_for_current};
+use crate::api::encryption::{open_for_current, seal_for_current, utf8};
 use crate::runtime::context;
-use crate::runtime::errors;
-use crate::runtime::owner::as_owner;
-
-fn check_name(name: &str) {
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        errors::raise(errors::invalid_argument(
-            "secret name must be 1 to 200 characters without control characters",
-        ));
-    }
-}
+use crate::runtime::errors::{self, edge, Result};
+use crate::runtime::owner::{as_owner, changed_rows};
 
 fn secret_context(name: &str) -> String {
     format!("sealstore.secret:{name}")
 }
 
-#[pg_extern(volatile, parallel_unsafe, strict)]
-fn put_secret(name: &str, value: &str) {
-    check_name(name);
-    context::require_scope("write");
-    let tenant = pgrx::Uuid::from_bytes(context::tenant());
-    let sealed = seal_for_current(value.as_bytes(), &secret_context(name));
+/// Stores (or replaces) the current tenant's secret `name`.
+pub fn put(name: &str, value: &str) -> Result<()> {
+    check_name(NameOf::Secret, name)?;
+    context::require_scope("write")?;
+    let tenant = pgrx::Uuid::from_bytes(context::tenant()?);
+    let sealed = seal_for_current(value.as_bytes(), &secret_context(name))?;
     as_owner(|| {
-        Spi::run_with_args(
+        errors::spi(Spi::run_with_args(
             "INSERT INTO sealstore.secrets (tenant_id, name, value) VALUES ($1, $2, $3) \
              ON CONFLICT (tenant_id, name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
             &[tenant.into(), name.into(), sealed.into()],
-        )
-    })
-    .unwrap_or_else(|e| errors::raise(errors::internal(&e)));
-}
-
-#[pg_extern(stable, parallel_restricted, strict)]
-fn get_secret(name: &str) -> String {
-    check_name(name);
-    context::require_scope("read");
-    let tenant = pgrx::Uuid::from_bytes(context::tenant());
-    let sealed = as_owner(|| {
-        Spi::get_one_with_args::<Vec<u8>>(
-            "SELECT value FROM sealstore.secrets WHERE tenant_id = $1 AND name = $2",
-            &[tenant.into(), name.into()],
-        )
-    });
-    let sealed = match sealed {
-        Ok(Some(v)) => v,
-        Ok(None) | Err(pgrx::spi::Error::InvalidPosition) => {
-            errors::raise(errors::not_found("secret does not exist"))
-        }
-        Err(e) => errors::raise(errors::internal(&e)),
-    };
-    String::from_utf8(open_for_current(&sealed, &secret_context(name))).unwrap_or_else(|_| {
-        errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            "secret is not valid UTF-8",
         ))
     })
 }
 
-#[pg_extern(volatile, parallel_unsafe, strict)]
-fn delete_secret(name: &str) {
-    check_name(name);
-    context::require_scope("write");
-    let tenant = pgrx::Uuid::from_bytes(context::tenant());
+/// The current tenant's secret `name`, decrypted; P0002 when there is none.
+pub fn get(name: &str) -> Result<String> {
+    check_name(NameOf::Secret, name)?;
+    context::require_scope("read")?;
+    let tenant = pgrx::Uuid::from_bytes(context::tenant()?);
+    let sealed = as_owner(|| {
+        errors::spi(Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT value FROM sealstore.secrets WHERE tenant_id = $1 AND name = $2",
+                Some(1),
+                &[tenant.into(), name.into()],
+            )?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            rows.first().get::<Vec<u8>>(1)
+        }))
+    })?
+    .ok_or_else(|| errors::not_found("secret does not exist"))?;
+    utf8(
+        open_for_current(&sealed, &secret_context(name))?,
+        "secret is not valid UTF-8",
+    )
+}
+
+/// Deletes the current tenant's secret `name`; P0002 when there is none.
+pub fn delete(name: &str) -> Result<()> {
+    check_name(NameOf::Secret, name)?;
+    context::require_scope("write")?;
+    let tenant = pgrx::Uuid::from_bytes(context::tenant()?);
     let deleted = as_owner(|| {
-        Spi::get_one_with_args::<i64>(
+        changed_rows(
             "WITH d AS (DELETE FROM sealstore.secrets WHERE tenant_id = $1 AND name = $2 RETURNING 1) \
              SELECT count(*) FROM d",
             &[tenant.into(), name.into()],
         )
-    })
-    .unwrap_or_else(|e| errors::raise(errors::internal(&e)));
-    if deleted != Some(1) {
-        errors::raise(errors::not_found("secret does not exist"));
+    })?;
+    if deleted != 1 {
+        return Err(errors::not_found("secret does not exist"));
     }
+    Ok(())
+}
+
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn put_secret(name: &str, value: &str) {
+    edge(|| put(name, value))
+}
+
+#[pg_extern(stable, parallel_restricted, strict)]
+fn get_secret(name: &str) -> String {
+    edge(|| get(name))
+}
+
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn delete_secret(name: &str) {
+    edge(|| delete(name))
 }

@@ -1,207 +1,175 @@
-//! The one place where failures become PostgreSQL errors with deliberate SQLSTATEs.
-//! The README's "Errors" table documents every code raised here.
+//! The one place where a failure becomes a PostgreSQL ERROR.
+//!
+//! Helpers return `Result<_, Error>` (the core's vocabulary, `sealstore_core::error`); a SQL
+//! function raises once, at its edge (`edge`, `OrRaise`), with the SQLSTATE its kind carries,
+//! the message, a DETAIL that starts with the stable code, and the hint. The constructors below
+//! name the failures the extension itself defines; docs/sql.md's error table lists them all.
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use sealstore_core::MasterKeyError;
+pub use sealstore_core::error::{Error, Kind, Result};
 
-use crate::runtime::master_key::Unavailable;
+/// PostgreSQL's numeric form of a five-character SQLSTATE (elog.h, MAKE_SQLSTATE).
+const fn make_sqlstate(code: &str) -> i32 {
+    let b = code.as_bytes();
+    let mut value = 0i32;
+    let mut i = 0;
+    while i < 5 {
+        value |= ((b[i] as i32 - '0' as i32) & 0x3f) << (6 * i);
+        i += 1;
+    }
+    value
+}
 
-/// Raises `report` as an ERROR; never returns.
-pub fn raise(report: ErrorReport) -> ! {
+/// Raises `e` as an ERROR; never returns.
+pub fn raise(e: impl Into<Error>) -> ! {
+    let e = e.into();
+    let mut report = ErrorReport::new(
+        PgSqlErrorCode::from(make_sqlstate(e.kind.sqlstate())),
+        e.message.into_owned(),
+        "sealstore",
+    )
+    .set_detail(match &e.detail {
+        Some(d) => format!("{}: {d}", e.code),
+        None => e.code.to_owned(),
+    });
+    if let Some(hint) = e.hint {
+        report = report.set_hint(hint);
+    }
     report.report(PgLogLevel::ERROR);
     unreachable!("an ERROR report does not return")
 }
 
-/// Master key missing at server start. The message names the problem and, for a file, its path;
-/// never any of the file's content.
-pub fn key_unavailable(why: &Unavailable) -> ErrorReport {
-    use PgSqlErrorCode::*;
-    const FN: &str = "master_key";
-    let (code, detail, hint) = match why {
-        Unavailable::NotPreloaded => (
-            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "sealstore is not in shared_preload_libraries".to_owned(),
-            "Add sealstore to shared_preload_libraries and restart the server.",
-        ),
-        Unavailable::Key(e) => {
-            let code = match e {
-                MasterKeyError::NotConfigured | MasterKeyError::BothConfigured => {
-                    ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
-                }
-                MasterKeyError::FileMissing { .. } => ERRCODE_UNDEFINED_FILE,
-                MasterKeyError::FileUnreadable { .. }
-                | MasterKeyError::NotARegularFile { .. }
-                | MasterKeyError::TooPermissive { .. }
-                | MasterKeyError::Malformed { .. }
-                | MasterKeyError::CommandFailed { .. } => ERRCODE_CONFIG_FILE_ERROR,
-            };
-            (
-                code,
-                e.to_string(),
-                "Set exactly one of sealstore.master_key_file or sealstore.master_key_command \
-                 (superuser, postgresql.conf) and restart the server.",
-            )
-        }
-    };
-    ErrorReport::new(code, "sealstore master key is not available", FN)
-        .set_detail(detail)
-        .set_hint(hint)
+/// The value of `f`, or its error raised: the edge of a SQL function.
+pub fn edge<T>(f: impl FnOnce() -> Result<T>) -> T {
+    f().unwrap_or_else(|e| raise(e))
+}
+
+/// `result.or_raise()`: the value, or the error raised (for a single call at an edge).
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T, E: Into<Error>> OrRaise<T> for std::result::Result<T, E> {
+    fn or_raise(self) -> T {
+        self.unwrap_or_else(|e| raise(e))
+    }
+}
+
+/// SPI failures of the extension's own fixed queries: a bug or a damaged installation.
+pub fn spi<T>(r: std::result::Result<T, pgrx::spi::Error>) -> Result<T> {
+    r.map_err(|e| Error::internal("sealstore internal query failed").with_detail(e.to_string()))
+}
+
+pub fn no_tenant_context() -> Error {
+    Error::new(Kind::NoTenantContext, "no tenant context").with_hint(
+        "Call sealstore.authenticate(token) in this transaction first; the context ends with it.",
+    )
+}
+
+/// The context lacks a scope the function needs.
+pub fn missing_scope(scope: &str) -> Error {
+    Error::forbidden("the credential of this transaction lacks the required scope")
+        .with_code("missing_scope")
+        .with_detail(format!("required scope: {scope}"))
+}
+
+pub fn not_admin() -> Error {
+    Error::forbidden(
+        "administration needs the sealstore_admin role or a credential with scope admin",
+    )
+    .with_code("not_admin")
+}
+
+pub fn not_system_admin() -> Error {
+    Error::forbidden(
+        "this needs the sealstore_admin role or an admin credential that names no tenant",
+    )
+    .with_code("not_system_admin")
+}
+
+pub fn unknown_tenant() -> Error {
+    Error::new(Kind::UndefinedObject, "tenant does not exist").with_code("unknown_tenant")
+}
+
+pub fn shredded_tenant() -> Error {
+    Error::new(Kind::UndefinedObject, "tenant has been shredded")
+        .with_code("shredded_tenant")
+        .with_detail("Its data keys were destroyed; its encrypted data cannot be recovered.")
+}
+
+pub fn missing_key_version(version: u32) -> Error {
+    Error::new(
+        Kind::UndefinedObject,
+        "the tenant has no data key of this version",
+    )
+    .with_code("missing_key_version")
+    .with_detail(format!("key version {version}"))
+}
+
+pub fn undefined(message: &'static str) -> Error {
+    Error::new(Kind::UndefinedObject, message)
+}
+
+pub fn not_found(message: &'static str) -> Error {
+    Error::new(Kind::NoData, message)
+}
+
+pub fn duplicate(message: &'static str) -> Error {
+    Error::new(Kind::DuplicateObject, message)
+}
+
+pub fn null_argument(message: &'static str) -> Error {
+    Error::new(Kind::NullArgument, message)
+}
+
+pub fn not_supported(message: &'static str) -> Error {
+    Error::new(Kind::FeatureNotSupported, message)
 }
 
 /// Keys wrapped by a master key this server did not load. Not corruption: the server was
 /// started with another key (or without the previous one during a rotation). Fingerprints are
 /// not secret (the server log shows the loaded ones).
-pub fn foreign_master_key(stored: &str, loaded: &[String]) -> ErrorReport {
-    plain(
-        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+pub fn foreign_master_key(stored: &str, loaded: &[String]) -> Error {
+    Error::new(
+        Kind::NotInPrerequisiteState,
         "the loaded master key did not wrap this database's keys",
     )
-    .set_detail(format!(
+    .with_code("foreign_master_key")
+    .with_detail(format!(
         "Keys here are wrapped by the master key with fingerprint {stored}; this server loaded {}.",
         loaded.join(" and ")
     ))
-    .set_hint(
+    .with_hint(
         "Start the server with the master key that wrapped them (during a master key rotation, \
          also set sealstore.previous_master_key_file).",
     )
 }
 
-/// An error with a code and a fixed message.
-pub fn plain(code: PgSqlErrorCode, message: &'static str) -> ErrorReport {
-    ErrorReport::new(code, message, "sealstore")
-}
-
-pub fn no_tenant_context() -> ErrorReport {
-    plain(
-        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-        "no tenant context",
+/// The library was loaded without `shared_preload_libraries`: no master key, no shared memory.
+pub fn not_preloaded() -> Error {
+    Error::new(
+        Kind::NotInPrerequisiteState,
+        "sealstore master key is not available",
     )
-    .set_hint(
-        "Call sealstore.authenticate(token) in this transaction first; the context ends with it.",
-    )
+    .with_code("not_preloaded")
+    .with_detail("sealstore is not in shared_preload_libraries")
+    .with_hint("Add sealstore to shared_preload_libraries and restart the server.")
 }
 
-/// Every rejected credential: one SQLSTATE (28P01), the failed check in DETAIL, nothing of
-/// the token itself.
-pub fn credential_rejected(e: &sealstore_core::auth::AuthError) -> ErrorReport {
-    plain(
-        PgSqlErrorCode::ERRCODE_INVALID_PASSWORD,
-        "credential rejected",
-    )
-    .set_detail(e.to_string())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The context lacks a scope the function needs.
-pub fn missing_scope(scope: &str) -> ErrorReport {
-    plain(
-        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        "the credential of this transaction lacks the required scope",
-    )
-    .set_detail(format!("required scope: {scope}"))
-}
-
-/// A JWT key given to add_jwt_key that cannot be used (message names the rule, not the key).
-pub fn bad_key(e: &sealstore_core::auth::KeyError) -> ErrorReport {
-    ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        e.to_string(),
-        "sealstore",
-    )
-}
-
-pub fn duplicate(message: &'static str) -> ErrorReport {
-    plain(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, message)
-}
-
-pub fn undefined(message: &'static str) -> ErrorReport {
-    plain(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, message)
-}
-
-pub fn unknown_tenant() -> ErrorReport {
-    plain(
-        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-        "tenant does not exist",
-    )
-}
-
-pub fn shredded_tenant() -> ErrorReport {
-    plain(
-        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-        "tenant has been shredded",
-    )
-    .set_detail("Its data keys were destroyed; its encrypted data cannot be recovered.")
-}
-
-pub fn missing_key_version(version: u32) -> ErrorReport {
-    plain(
-        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-        "the tenant has no data key of this version",
-    )
-    .set_detail(format!("key version {version}"))
-}
-
-pub fn invalid_argument(message: &'static str) -> ErrorReport {
-    plain(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
-}
-
-pub fn not_found(message: &'static str) -> ErrorReport {
-    plain(PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, message)
-}
-
-/// SPI failures of the extension's own fixed queries: a bug or a damaged installation.
-pub fn internal(e: &pgrx::spi::Error) -> ErrorReport {
-    ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-        "sealstore internal query failed",
-        "sealstore",
-    )
-    .set_detail(e.to_string())
-}
-
-/// The value of one of the extension's own SPI queries, or an internal ERROR.
-pub fn spi<T>(r: Result<T, pgrx::spi::Error>) -> T {
-    r.unwrap_or_else(|e| raise(internal(&e)))
-}
-
-/// Crypto failures. The core's messages never contain key or plaintext bytes.
-pub fn crypto(e: &sealstore_core::crypto::CryptoError) -> ErrorReport {
-    use sealstore_core::crypto::CryptoError::*;
-    use PgSqlErrorCode::*;
-    let code = match e {
-        Truncated | UnsupportedFormat(_) | UnknownAlgorithm(_) => {
-            ERRCODE_INVALID_BINARY_REPRESENTATION
-        }
-        Authentication | AlgorithmMismatch | Unwrap => ERRCODE_DATA_CORRUPTED,
-        UnknownAlgorithmName => ERRCODE_INVALID_PARAMETER_VALUE,
-        TooLarge => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-        Random => ERRCODE_SYSTEM_ERROR,
-    };
-    let report = ErrorReport::new(code, e.to_string(), "sealstore");
-    match e {
-        Unwrap => report.set_hint(
-            "The stored key does not open under the master key its fingerprint names: the \
-             stored wrapped key was modified or damaged.",
-        ),
-        _ => report,
-    }
-}
-
-/// Vector input and arithmetic errors, with pgvector's SQLSTATEs. The value itself is never
-/// part of the message.
-pub fn vector(e: &sealstore_core::vector::VectorError) -> ErrorReport {
-    use sealstore_core::vector::VectorError::*;
-    use PgSqlErrorCode::*;
-    let code = match e {
-        Syntax { .. } => ERRCODE_INVALID_TEXT_REPRESENTATION,
-        Binary { .. } => ERRCODE_INVALID_BINARY_REPRESENTATION,
-        TooManyDims => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-        OutOfRange => ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-        Empty | NaN | Infinite | WrongDims { .. } | DimsMismatch(..) => ERRCODE_DATA_EXCEPTION,
-    };
-    let report = ErrorReport::new(code, e.to_string(), "sealstore");
-    match e {
-        Syntax { detail } | Binary { detail } => report.set_detail(*detail),
-        _ => report,
+    #[test]
+    fn sqlstates_are_encoded_as_postgresql_does() {
+        assert_eq!(
+            PgSqlErrorCode::from(make_sqlstate("28P01")),
+            PgSqlErrorCode::ERRCODE_INVALID_PASSWORD
+        );
+        assert_eq!(
+            PgSqlErrorCode::from(make_sqlstate("XX001")),
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED
+        );
     }
 }

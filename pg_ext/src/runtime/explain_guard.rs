@@ -18,7 +18,7 @@ use std::cell::Cell;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::runtime::errors;
+use crate::runtime::errors::{self, Error, Kind};
 
 static mut NEXT_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 static mut NEXT_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
@@ -129,11 +129,11 @@ unsafe fn refuse_if_filtered(stmt: *mut pg_sys::PlannedStmt) {
                     == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
             {
                 errors::raise(
-                    errors::plain(
-                        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    Error::new(Kind::Forbidden,
                         "EXPLAIN is not allowed for a statement that reads a table under row-level security",
                     )
-                    .set_detail(
+                    .with_code("explain_refused")
+                    .with_detail(
                         "A plan describes every tenant's rows (row counts, estimates, index conditions), not only the visible ones.",
                     ),
                 );

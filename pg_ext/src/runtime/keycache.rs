@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PgAtomic};
 use sealstore_core::crypto::{self, Algorithm, DataKey, TenantId};
 
-use crate::runtime::errors;
+use crate::runtime::errors::{self, Result};
 use crate::runtime::master_key;
 use crate::runtime::owner::latest_rows;
 
@@ -35,20 +35,20 @@ pub struct TenantKeys {
 }
 
 impl TenantKeys {
-    pub fn active_key(&self) -> &DataKey {
+    pub fn active_key(&self) -> Result<&DataKey> {
         self.key(self.active)
     }
 
-    pub fn key(&self, version: u32) -> &DataKey {
+    pub fn key(&self, version: u32) -> Result<&DataKey> {
         self.keys
             .iter()
             .find(|(v, _)| *v == version)
             .map(|(_, key)| key)
-            .unwrap_or_else(|| errors::raise(errors::missing_key_version(version)))
+            .ok_or_else(|| errors::missing_key_version(version))
     }
 
     /// The blind-index key is derived from version 1, so indexes survive key rotation.
-    pub fn index_key(&self) -> &DataKey {
+    pub fn index_key(&self) -> Result<&DataKey> {
         self.key(1)
     }
 }
@@ -82,21 +82,20 @@ pub enum Unusable {
     Shredded,
 }
 
-/// The tenant's keys, from the cache or loaded (and unwrapped) from `sealstore.tenant_keys`.
-/// Raises 42704 for an unknown or shredded tenant.
-pub fn tenant_keys(tenant: &TenantId) -> Rc<TenantKeys> {
-    try_tenant_keys(tenant).unwrap_or_else(|why| {
-        errors::raise(match why {
-            Unusable::Unknown => errors::unknown_tenant(),
-            Unusable::Shredded => errors::shredded_tenant(),
-        })
+/// The tenant's keys, from the cache or loaded (and unwrapped) from `sealstore.tenant_keys`;
+/// 42704 for an unknown or shredded tenant.
+pub fn tenant_keys(tenant: &TenantId) -> Result<Rc<TenantKeys>> {
+    try_tenant_keys(tenant)?.map_err(|why| match why {
+        Unusable::Unknown => errors::unknown_tenant(),
+        Unusable::Shredded => errors::shredded_tenant(),
     })
 }
 
-/// Like [`tenant_keys`], but an unknown or shredded tenant is a value, not an ERROR.
-pub fn try_tenant_keys(tenant: &TenantId) -> Result<Rc<TenantKeys>, Unusable> {
+/// Like [`tenant_keys`], but an unknown or shredded tenant is a value of its own (the outer
+/// error is a failure to load).
+pub fn try_tenant_keys(tenant: &TenantId) -> Result<std::result::Result<Rc<TenantKeys>, Unusable>> {
     // The master key check comes first: without preloading there is no shared memory either.
-    master_key::get();
+    master_key::get()?;
     let generation = generation();
     let cached = CACHE.with_borrow_mut(|c| {
         if c.generation != generation {
@@ -106,9 +105,12 @@ pub fn try_tenant_keys(tenant: &TenantId) -> Result<Rc<TenantKeys>, Unusable> {
         c.tenants.get(tenant).cloned()
     });
     if let Some(keys) = cached {
-        return Ok(keys);
+        return Ok(Ok(keys));
     }
-    let keys = Rc::new(load(tenant)?);
+    let keys = match load(tenant)? {
+        Ok(keys) => Rc::new(keys),
+        Err(why) => return Ok(Err(why)),
+    };
     CACHE.with_borrow_mut(|c| {
         // Tagged with the generation read before loading: a change committed meanwhile bumps
         // the shared epoch past it and the next lookup reloads.
@@ -116,12 +118,12 @@ pub fn try_tenant_keys(tenant: &TenantId) -> Result<Rc<TenantKeys>, Unusable> {
             c.tenants.insert(*tenant, keys.clone());
         }
     });
-    Ok(keys)
+    Ok(Ok(keys))
 }
 
-/// Raises unless the tenant exists, is not shredded and its keys unwrap.
-pub fn check_tenant_usable(tenant: &TenantId) {
-    tenant_keys(tenant);
+/// Fails unless the tenant exists, is not shredded and its keys unwrap.
+pub fn check_tenant_usable(tenant: &TenantId) -> Result<()> {
+    tenant_keys(tenant).map(drop)
 }
 
 /// Called by functions that change a tenant's keys, inside their transaction.
@@ -152,7 +154,7 @@ pub fn on_abort() {
 
 /// Loads the tenant's row and wrapped keys as they are now committed, in one query (see
 /// [`latest_rows`]: a transaction's older snapshot must not bring back shredded keys).
-fn load(tenant: &TenantId) -> Result<TenantKeys, Unusable> {
+fn load(tenant: &TenantId) -> Result<std::result::Result<TenantKeys, Unusable>> {
     let id = pgrx::Uuid::from_bytes(*tenant);
     let rows = latest_rows(
         "SELECT t.algorithm, t.active_version, t.shredded_at IS NOT NULL, \
@@ -172,26 +174,24 @@ fn load(tenant: &TenantId) -> Result<TenantKeys, Unusable> {
                 }),
             )
         },
-    );
+    )?;
     let (algorithm, active, shredded) = rows.first().map_or((None, None, None), |r| r.0.clone());
     let wrapped: Vec<_> = rows.into_iter().filter_map(|(_, key)| key).collect();
     let Some(algorithm) = algorithm else {
-        return Err(Unusable::Unknown);
+        return Ok(Err(Unusable::Unknown));
     };
     if shredded == Some(true) {
-        return Err(Unusable::Shredded);
+        return Ok(Err(Unusable::Shredded));
     }
-    let algorithm =
-        Algorithm::from_name(&algorithm).unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+    let algorithm = Algorithm::from_name(&algorithm)?;
     let active = u32::try_from(active.unwrap_or(0)).unwrap_or(0);
     let mut keys = Vec::with_capacity(wrapped.len());
     for (version, blob, fingerprint) in wrapped {
         let version = u32::try_from(version).unwrap_or(0);
-        let master = master_key::for_fingerprint(&fingerprint);
-        let key = crypto::unwrap_key(master, tenant, version, algorithm, &blob)
-            .unwrap_or_else(|e| errors::raise(errors::crypto(&e)));
+        let master = master_key::for_fingerprint(&fingerprint)?;
+        let key = crypto::unwrap_key(master, tenant, version, algorithm, &blob)?;
         keys.push((version, key));
     }
     keys.sort_by_key(|(version, _)| (*version != active, std::cmp::Reverse(*version)));
-    Ok(TenantKeys { active, keys })
+    Ok(Ok(TenantKeys { active, keys }))
 }

@@ -12,7 +12,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use sealstore_core::{MasterKey, MasterKeyError, MasterKeySource};
 
-use crate::runtime::errors;
+use crate::runtime::errors::{self, Error, Result};
 use crate::runtime::gucs;
 
 /// Why this process has no master key.
@@ -23,9 +23,18 @@ pub enum Unavailable {
     Key(MasterKeyError),
 }
 
-static STATE: OnceLock<Result<MasterKey, Unavailable>> = OnceLock::new();
+impl From<&Unavailable> for Error {
+    fn from(why: &Unavailable) -> Self {
+        match why {
+            Unavailable::NotPreloaded => errors::not_preloaded(),
+            Unavailable::Key(e) => e.clone().into(),
+        }
+    }
+}
+
+static STATE: OnceLock<std::result::Result<MasterKey, Unavailable>> = OnceLock::new();
 /// The previous master key during a rotation: None when not configured.
-static PREVIOUS: OnceLock<Option<Result<MasterKey, Unavailable>>> = OnceLock::new();
+static PREVIOUS: OnceLock<Option<std::result::Result<MasterKey, Unavailable>>> = OnceLock::new();
 
 pub fn init() {
     // SAFETY: a plain read of a PostgreSQL global, in the main thread during library load.
@@ -60,7 +69,7 @@ pub fn init() {
     let _ = PREVIOUS.set(previous);
 }
 
-fn load_previous() -> Option<Result<MasterKey, Unavailable>> {
+fn load_previous() -> Option<std::result::Result<MasterKey, Unavailable>> {
     let file = gucs::string_value(&gucs::PREVIOUS_MASTER_KEY_FILE);
     let command = gucs::string_value(&gucs::PREVIOUS_MASTER_KEY_COMMAND);
     match MasterKeySource::from_settings(file.as_deref(), command.as_deref()) {
@@ -75,33 +84,33 @@ fn load_previous() -> Option<Result<MasterKey, Unavailable>> {
 
 /// Fingerprints of the master keys this server holds: the current one, and the previous one
 /// during a rotation.
-pub fn loaded_fingerprints() -> Vec<String> {
-    let mut out = vec![get().fingerprint()];
+pub fn loaded_fingerprints() -> Result<Vec<String>> {
+    let mut out = vec![get()?.fingerprint()];
     if let Some(Some(Ok(previous))) = PREVIOUS.get() {
         out.push(previous.fingerprint());
     }
-    out
+    Ok(out)
 }
 
 /// The master key with this fingerprint: the current one, or the previous one during a
 /// rotation. Any other fingerprint is a key this server does not hold: 55000, never an attempt
 /// to unwrap with the wrong key.
-pub fn for_fingerprint(fingerprint: &str) -> &'static MasterKey {
-    let current = get();
+pub fn for_fingerprint(fingerprint: &str) -> Result<&'static MasterKey> {
+    let current = get()?;
     if current.fingerprint() == fingerprint {
-        return current;
+        return Ok(current);
     }
     match PREVIOUS.get() {
-        Some(Some(Ok(previous))) if previous.fingerprint() == fingerprint => previous,
-        Some(Some(Err(why))) => errors::raise(errors::key_unavailable(why)),
-        _ => errors::raise(errors::foreign_master_key(
+        Some(Some(Ok(previous))) if previous.fingerprint() == fingerprint => Ok(previous),
+        Some(Some(Err(why))) => Err(why.into()),
+        _ => Err(errors::foreign_master_key(
             fingerprint,
-            &loaded_fingerprints(),
+            &loaded_fingerprints()?,
         )),
     }
 }
 
-fn load() -> Result<MasterKey, Unavailable> {
+fn load() -> std::result::Result<MasterKey, Unavailable> {
     let file = gucs::string_value(&gucs::MASTER_KEY_FILE);
     let command = gucs::string_value(&gucs::MASTER_KEY_COMMAND);
     MasterKeySource::from_settings(file.as_deref(), command.as_deref())
@@ -109,11 +118,11 @@ fn load() -> Result<MasterKey, Unavailable> {
         .map_err(Unavailable::Key)
 }
 
-/// The master key, or an ERROR with the SQLSTATE documented for why it is missing.
-pub fn get() -> &'static MasterKey {
+/// The master key, or the documented error for why it is missing.
+pub fn get() -> Result<&'static MasterKey> {
     match STATE.get() {
-        Some(Ok(key)) => key,
-        Some(Err(why)) => errors::raise(errors::key_unavailable(why)),
-        None => errors::raise(errors::key_unavailable(&Unavailable::NotPreloaded)),
+        Some(Ok(key)) => Ok(key),
+        Some(Err(why)) => Err(why.into()),
+        None => Err(errors::not_preloaded()),
     }
 }

@@ -17,27 +17,30 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::FromDatum;
 
+use crate::runtime::errors::{self, Error, Kind, Result};
+
 thread_local! {
     static OWNER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
 }
 
-fn extension_owner() -> pg_sys::Oid {
+fn extension_owner() -> Result<pg_sys::Oid> {
     if let Some(oid) = OWNER.get() {
-        return oid;
+        return Ok(oid);
     }
     let oid = Spi::get_one::<pg_sys::Oid>(
         "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'sealstore'",
     )
     .ok()
     .flatten()
-    .unwrap_or_else(|| {
-        crate::runtime::errors::raise(crate::runtime::errors::plain(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+    .ok_or_else(|| {
+        Error::new(
+            Kind::NotInPrerequisiteState,
             "extension sealstore is not installed in this database",
-        ))
-    });
+        )
+        .with_code("not_installed")
+    })?;
     OWNER.set(Some(oid));
-    oid
+    Ok(oid)
 }
 
 struct Restore {
@@ -61,12 +64,12 @@ impl Drop for Restore {
 }
 
 /// Runs `f` as the extension's owner, with a safe search_path.
-pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
+pub fn as_owner<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
     as_owner_with(&[], f)
 }
 
 /// As [`as_owner`], with more settings for the duration (planner settings of a fixed query).
-pub fn as_owner_with<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
+pub fn as_owner_with<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> Result<R>) -> Result<R> {
     // Looked up under the safe search_path too.
     switched(settings, extension_owner, 0, f)
 }
@@ -75,10 +78,10 @@ pub fn as_owner_with<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R
 /// PostgreSQL's own maintenance commands run the code of a table's owner (triggers, defaults,
 /// policies, index expressions): that code gets the owner's rights, not the caller's, and can
 /// neither change role nor leave state behind (temporary objects, SET ROLE).
-pub fn as_restricted<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+pub fn as_restricted<R>(role: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Result<R> {
     switched(
         &[],
-        || role,
+        || Ok(role),
         pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
         f,
     )
@@ -88,10 +91,10 @@ pub fn as_restricted<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 /// `role()` with the security-context `flags` added, runs `f`, and restores everything.
 fn switched<R>(
     settings: &[(&CStr, &CStr)],
-    role: impl FnOnce() -> pg_sys::Oid,
+    role: impl FnOnce() -> Result<pg_sys::Oid>,
     flags: i32,
-    f: impl FnOnce() -> R,
-) -> R {
+    f: impl FnOnce() -> Result<R>,
+) -> Result<R> {
     let mut user = pg_sys::Oid::INVALID;
     let mut context = 0i32;
     // SAFETY: plain reads of the backend's current-user state and GUC nesting, and setting a
@@ -118,7 +121,7 @@ fn switched<R>(
             guc_level,
         }
     };
-    let role = role();
+    let role = role()?;
     // SAFETY: as above.
     unsafe {
         pg_sys::SetUserIdAndSecContext(
@@ -172,10 +175,10 @@ pub fn latest_rows<T>(
     sql: &str,
     args: &[pgrx::datum::DatumWithOid<'_>],
     mut read: impl FnMut(&LatestRow) -> T,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     let sql = std::ffi::CString::new(sql).expect("a fixed query has no NUL byte");
     as_owner(|| {
-        crate::runtime::errors::spi(Spi::connect(|_client| {
+        errors::spi(Spi::connect(|_client| {
             let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
             let mut values: Vec<pg_sys::Datum> = args
                 .iter()
@@ -224,14 +227,14 @@ pub fn latest_rows<T>(
 }
 
 /// The first row of one of the extension's own queries, run as the owner, read by `read`;
-/// `None` when there is no row. An SPI failure is an internal ERROR.
+/// `None` when there is no row. An SPI failure is an internal error.
 pub fn owner_row<T>(
     sql: &str,
     args: &[pgrx::datum::DatumWithOid<'_>],
     read: impl FnOnce(&pgrx::spi::SpiTupleTable<'_>) -> Result<T, pgrx::spi::Error>,
-) -> Option<T> {
+) -> Result<Option<T>> {
     as_owner(|| {
-        crate::runtime::errors::spi(Spi::connect(|client| {
+        errors::spi(Spi::connect(|client| {
             let rows = client.select(sql, Some(1), args)?;
             if rows.is_empty() {
                 return Ok(None);
@@ -239,4 +242,11 @@ pub fn owner_row<T>(
             read(&rows.first()).map(Some)
         }))
     })
+}
+
+/// How many rows one of the extension's own statements changed: a statement of the form
+/// `WITH c AS (DELETE|UPDATE|INSERT ... RETURNING 1) SELECT count(*) FROM c`, run inside an
+/// [`as_owner`] block.
+pub fn changed_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<i64> {
+    errors::spi(Spi::get_one_with_args::<i64>(sql, args)).map(|n| n.unwrap_or(0))
 }

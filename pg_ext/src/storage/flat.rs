@@ -27,7 +27,7 @@ use pgrx::PgMemoryContexts;
 use sealstore_core::distance::Metric;
 use sealstore_core::topk::{Rank, TopK};
 
-use crate::runtime::errors;
+use crate::runtime::errors::{self, Error, Kind, OrRaise};
 use crate::storage::heap;
 use crate::storage::pages;
 use crate::storage::vector;
@@ -42,8 +42,8 @@ fn metric_of(strategy: pg_sys::StrategyNumber) -> Metric {
         2 => Metric::InnerProduct,
         3 => Metric::Cosine,
         4 => Metric::L1,
-        _ => errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        _ => errors::raise(Error::new(
+            Kind::Internal,
             "flat index scans order only by <->, <#>, <=> or <+>",
         )),
     }
@@ -100,10 +100,7 @@ pub extern "C" fn pg_finfo_flat_handler() -> &'static pg_sys::Pg_finfo_record {
 }
 
 fn unsupported(message: &'static str) -> ! {
-    errors::raise(errors::plain(
-        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        message,
-    ))
+    errors::raise(Error::new(Kind::FeatureNotSupported, message))
 }
 
 /// CREATE INDEX: checks the definition and counts the table's rows (the statistics that the
@@ -340,8 +337,8 @@ unsafe extern "C-unwind" fn options(
     validate: bool,
 ) -> *mut pg_sys::bytea {
     if validate && !reloptions.is_null() {
-        errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        errors::raise(Error::new(
+            Kind::InvalidArgument,
             "a flat index takes no storage parameters",
         ));
     }
@@ -505,8 +502,8 @@ unsafe fn pass(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
                 let mut scratch = Vec::new();
                 heap::visible_rows(heap, snapshot, att, |tid, value| {
                     let Some(value) = value else { return };
-                    let stored = vector::stored(value, &mut scratch);
-                    vector::same_dims(stored, query);
+                    let stored = vector::stored(value, &mut scratch).or_raise();
+                    vector::same_dims(stored, query).or_raise();
                     let rank = Rank {
                         distance: metric.distance(stored, query),
                         id: tid_id(&tid),
@@ -551,6 +548,7 @@ fn under_policy(relid: pg_sys::Oid) -> bool {
                FROM up",
             &[relid.into()],
         ))
+        .or_raise()
         .unwrap_or(false)
 }
 
@@ -568,8 +566,8 @@ unsafe extern "C-unwind" fn get_tuple(
             // `get_relation_info`); a scan that gets here anyway refuses rather than score rows
             // the policy hides.
             if under_policy((*(*scan).heapRelation).rd_id) {
-                errors::raise(errors::plain(
-                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                errors::raise(Error::new(
+                    Kind::Forbidden,
                     "a flat index cannot be scanned under a row-level security policy",
                 ));
             }

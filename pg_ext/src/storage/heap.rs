@@ -16,11 +16,11 @@
 //! scored.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
+
 use sealstore_core::crypto::TenantId;
 use sealstore_core::topk::{Offered, Rank, TopK};
 
-use crate::runtime::errors;
+use crate::runtime::errors::{self, Error, Kind, OrRaise, Result};
 use crate::storage::pages::{
     self, Half, Pages, DESCRIPTOR_AHEAD, HEADER_AHEAD, MAX_HEAP_TUPLES_PER_PAGE,
 };
@@ -41,17 +41,15 @@ pub struct Hit {
     pub metadata: pg_sys::Datum,
 }
 
-/// XX001 for a `documents` row that breaks what the schema guarantees.
+/// XX001 for a `documents` row that breaks what the schema guarantees. Raised where it is
+/// found, in the middle of a scan: the transaction's abort releases the scan's pins and locks.
 pub fn damaged() -> ! {
-    errors::raise(errors::plain(
-        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-        "a documents row is damaged",
-    ))
+    errors::raise(Error::damaged("a documents row is damaged"))
 }
 
 fn missing_relation() -> ! {
-    errors::raise(errors::plain(
-        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+    errors::raise(Error::new(
+        Kind::UndefinedTable,
         "sealstore.documents or its collection index is missing",
     ))
 }
@@ -94,16 +92,16 @@ pub enum Column {
 
 /// Scans the rows of `collection` that belong to `tenant`, keeps those whose metadata contains
 /// `filter` (jsonb `@>`) when one is given, scores each with `score`, and returns the `k`
-/// nearest in `ORDER BY distance, id` order. Errors raised by `score` stop the scan (the
-/// transaction's abort releases the scan's buffer pins and locks).
+/// nearest in `ORDER BY distance, id` order. An error `score` returns is raised at once and
+/// stops the scan (the transaction's abort releases the scan's buffer pins and locks).
 pub fn top_k(
     tenant: &TenantId,
     collection: &[u8; 16],
     column: Column,
     filter: Option<pg_sys::Datum>,
     k: usize,
-    mut score: impl FnMut(&Row<'_>) -> f64,
-) -> Vec<Hit> {
+    mut score: impl FnMut(&Row<'_>) -> Result<f64>,
+) -> Result<Vec<Hit>> {
     // SAFETY: FFI with the building blocks of an index scan and a bitmap heap scan
     // (nodeBitmapHeapscan.c): open the heap and the index under AccessShareLock, collect the
     // TIDs of an index scan with the statement's active snapshot and two equality keys, then
@@ -149,10 +147,7 @@ pub fn top_k(
 
         let snapshot = pg_sys::GetActiveSnapshot();
         if snapshot.is_null() {
-            errors::raise(errors::plain(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                "search needs an active snapshot",
-            ));
+            return Err(Error::internal("search needs an active snapshot"));
         }
         let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
         pg_sys::ScanKeyInit(
@@ -330,7 +325,7 @@ pub fn top_k(
                         id,
                         bytes: varlena_bytes(value, &mut copied),
                     };
-                    let distance = score(&row);
+                    let distance = score(&row).or_raise();
                     pages.prefetch_next_row(after, Half::Second);
                     pg_sys::MemoryContextSwitchTo(old);
                     let offered = top.offer(Rank { distance, id: *id }, || {
@@ -368,10 +363,11 @@ pub fn top_k(
         pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
         pg_sys::MemoryContextDelete(per_row_cx);
 
-        top.into_sorted()
+        Ok(top
+            .into_sorted()
             .into_iter()
             .map(|(rank, metadata)| Hit { rank, metadata })
-            .collect()
+            .collect())
     }
 }
 

@@ -15,6 +15,8 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
 };
 use pgrx::{FromDatum, IntoDatum};
 
+use crate::runtime::errors::{Error, Kind, Result};
+
 /// A detoasted jsonb datum, alive for the current call (or the memory context it was copied
 /// into).
 #[derive(Clone, Copy)]
@@ -35,6 +37,39 @@ impl Jsonb {
             Jsonb(pg_sys::Datum::from(pg_sys::pg_detoast_datum(
                 datum.cast_mut_ptr(),
             )))
+        }
+    }
+
+    /// Parses JSON text as jsonb does (22P02 for text that is not JSON, 54001 for nesting
+    /// beyond the server's stack).
+    pub fn parse(text: &str) -> Result<Jsonb> {
+        let text = std::ffi::CString::new(text).map_err(|_| {
+            Error::new(
+                Kind::InvalidTextRepresentation,
+                "JSON text cannot contain a NUL byte",
+            )
+        })?;
+        // SAFETY: jsonb_in takes a cstring datum and returns a (detoasted) jsonb datum in the
+        // current memory context, or raises.
+        unsafe {
+            let datum = pgrx::direct_function_call_as_datum(
+                pg_sys::jsonb_in,
+                &[Some(pg_sys::Datum::from(text.as_ptr()))],
+            )
+            .expect("jsonb_in returns a value");
+            Ok(Jsonb::from_jsonb_datum(datum))
+        }
+    }
+
+    /// The value as JSON text, as PostgreSQL prints jsonb.
+    pub fn to_text(&self) -> String {
+        // SAFETY: jsonb_out takes a jsonb datum and returns a palloc'd cstring.
+        unsafe {
+            let out = pgrx::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(self.0)])
+                .expect("jsonb_out returns a value");
+            std::ffi::CStr::from_ptr(out.cast_mut_ptr::<std::ffi::c_char>())
+                .to_string_lossy()
+                .into_owned()
         }
     }
 

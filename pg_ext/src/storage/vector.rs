@@ -4,7 +4,7 @@
 //!
 //! Storage is MAIN: a value stays in the row, uncompressed in practice (float noise does not
 //! compress) and out of TOAST unless the row cannot fit a page, so a scan reads vectors where
-//! it finds the row. See the README's "Vector storage".
+//! it finds the row. See docs/sql.md, "Vector storage".
 
 use std::ffi::CStr;
 
@@ -18,7 +18,7 @@ use pgrx::prelude::*;
 use sealstore_core::distance;
 use sealstore_core::vector::{self as core_vector, VectorError};
 
-use crate::runtime::errors;
+use crate::runtime::errors::{self, edge, Error, OrRaise, Result};
 
 /// Bytes before the first element: varlena header (4), dims (2), unused (2).
 const HEADER: usize = 8;
@@ -28,10 +28,6 @@ pub struct VectorArg<'a>(pub &'a [f32]);
 
 /// A vector to return, built in palloc'd memory when it is handed to PostgreSQL.
 pub struct Vector(pub Vec<f32>);
-
-fn fail(e: VectorError) -> ! {
-    errors::raise(errors::vector(&e))
-}
 
 const TYPE_IDENT: &str = "sealstore::vector::Vector";
 
@@ -72,7 +68,8 @@ impl<'a> FromDatum for VectorArg<'a> {
                 pgrx::varlena::vardata_4b(ptr).cast::<u8>(),
                 pgrx::varlena::varsize_4b(ptr) - pg_sys::VARHDRSZ,
             );
-            let dims = stored_dims(body);
+            // An argument's conversion is the edge of its function call.
+            let dims = stored_dims(body).or_raise();
             Some(VectorArg(std::slice::from_raw_parts(
                 ptr.cast::<u8>().add(HEADER).cast::<f32>(),
                 dims,
@@ -83,18 +80,15 @@ impl<'a> FromDatum for VectorArg<'a> {
 
 /// The dimension count of a stored vector, from its bytes after the varlena header (dims,
 /// unused, f32 elements), checked against their length; XX001 if they do not agree.
-pub fn stored_dims(body: &[u8]) -> usize {
+pub fn stored_dims(body: &[u8]) -> Result<usize> {
     let dims = match body {
         [a, b, ..] => usize::try_from(i16::from_ne_bytes([*a, *b])).unwrap_or(0),
         _ => 0,
     };
     if dims == 0 || body.len() != HEADER - pg_sys::VARHDRSZ + 4 * dims {
-        errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            "stored vector value is damaged",
-        ));
+        return Err(Error::damaged("stored vector value is damaged"));
     }
-    dims
+    Ok(dims)
 }
 
 // SAFETY: unboxes through FromDatum above; a null is reported, never dereferenced.
@@ -113,7 +107,9 @@ impl IntoDatum for Vector {
     fn into_datum(self) -> Option<pg_sys::Datum> {
         let dims = self.0.len();
         let total = HEADER + 4 * dims;
-        let dims = i16::try_from(dims).unwrap_or_else(|_| fail(VectorError::TooManyDims));
+        let dims = i16::try_from(dims)
+            .map_err(|_| VectorError::TooManyDims)
+            .or_raise();
         // SAFETY: a fresh palloc of exactly `total` bytes, filled completely before use.
         unsafe {
             let ptr = pg_sys::palloc(total).cast::<u8>();
@@ -157,6 +153,7 @@ pub fn type_oid() -> pg_sys::Oid {
     let oid = errors::spi(Spi::get_one::<pg_sys::Oid>(
         "SELECT 'sealstore.vector'::pg_catalog.regtype::pg_catalog.oid",
     ))
+    .or_raise()
     .expect("the vector type exists while the extension is installed");
     TYPE_OID.set(Some(oid));
     oid
@@ -167,17 +164,17 @@ fn typmod_dims(typmod: i32) -> Option<usize> {
     usize::try_from(typmod).ok()
 }
 
-fn checked(values: Vec<f32>, typmod: i32) -> Vector {
-    core_vector::check(&values).unwrap_or_else(|e| fail(e));
-    core_vector::check_expected(typmod_dims(typmod), values.len()).unwrap_or_else(|e| fail(e));
-    Vector(values)
+fn checked(values: Vec<f32>, typmod: i32) -> Result<Vector> {
+    core_vector::check(&values)?;
+    core_vector::check_expected(typmod_dims(typmod), values.len())?;
+    Ok(Vector(values))
 }
 
 /// A stored vector's elements from its bytes after the varlena header (dims, unused, f32s),
 /// borrowed when they are f32-aligned (a value in the row is), copied into `scratch` otherwise.
-pub fn stored<'a>(body: &'a [u8], scratch: &'a mut Vec<f32>) -> &'a [f32] {
-    let elements = &body[body.len() - 4 * stored_dims(body)..];
-    match bytemuck::try_cast_slice::<u8, f32>(elements) {
+pub fn stored<'a>(body: &'a [u8], scratch: &'a mut Vec<f32>) -> Result<&'a [f32]> {
+    let elements = &body[body.len() - 4 * stored_dims(body)?..];
+    Ok(match bytemuck::try_cast_slice::<u8, f32>(elements) {
         Ok(v) => v,
         Err(_) => {
             scratch.clear();
@@ -188,21 +185,21 @@ pub fn stored<'a>(body: &'a [u8], scratch: &'a mut Vec<f32>) -> &'a [f32] {
             );
             scratch
         }
-    }
+    })
 }
 
-pub fn same_dims(a: &[f32], b: &[f32]) {
-    core_vector::check_same(a, b).unwrap_or_else(|e| fail(e));
+pub fn same_dims(a: &[f32], b: &[f32]) -> Result<()> {
+    Ok(core_vector::check_same(a, b)?)
 }
 
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_shell"])]
 fn vector_in(input: &CStr, _oid: pg_sys::Oid, typmod: i32) -> Vector {
-    let text = input.to_str().unwrap_or_else(|_| {
-        fail(VectorError::Syntax {
+    edge(|| {
+        let text = input.to_str().map_err(|_| VectorError::Syntax {
             detail: "The value is not valid UTF-8.",
-        })
-    });
-    checked(core_vector::parse(text).unwrap_or_else(|e| fail(e)), typmod)
+        })?;
+        checked(core_vector::parse(text)?, typmod)
+    })
 }
 
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_shell"])]
@@ -218,27 +215,24 @@ fn vector_out(v: VectorArg<'_>) -> &'static CStr {
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn vector_typmod_in(list: Array<&CStr>) -> i32 {
-    let items: Vec<Option<&CStr>> = list.iter().collect();
-    let [Some(item)] = items.as_slice() else {
-        errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "invalid type modifier",
-        ))
-    };
-    let dims: i64 = item.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    if dims < 1 {
-        errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "dimensions for type vector must be at least 1",
-        ));
-    }
-    if dims > core_vector::MAX_DIMS as i64 {
-        errors::raise(errors::plain(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "dimensions for type vector cannot exceed 16000",
-        ));
-    }
-    dims as i32
+    edge(|| {
+        let items: Vec<Option<&CStr>> = list.iter().collect();
+        let [Some(item)] = items.as_slice() else {
+            return Err(Error::invalid("invalid type modifier"));
+        };
+        let dims: i64 = item.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if dims < 1 {
+            return Err(Error::invalid(
+                "dimensions for type vector must be at least 1",
+            ));
+        }
+        if dims > core_vector::MAX_DIMS as i64 {
+            return Err(Error::invalid(
+                "dimensions for type vector cannot exceed 16000",
+            ));
+        }
+        Ok(dims as i32)
+    })
 }
 
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_shell"])]
@@ -252,11 +246,11 @@ fn vector_recv(mut buf: Internal, _oid: pg_sys::Oid, typmod: i32) -> Vector {
         let start = usize::try_from(info.cursor).unwrap_or(0);
         let end = usize::try_from(info.len).unwrap_or(0);
         let bytes = std::slice::from_raw_parts(info.data.cast::<u8>().add(start), end - start);
-        let values = core_vector::from_binary(bytes).unwrap_or_else(|e| fail(e));
+        let values = core_vector::from_binary(bytes).or_raise();
         info.cursor = info.len;
         values
     };
-    checked(values, typmod)
+    checked(values, typmod).or_raise()
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -267,49 +261,50 @@ fn vector_send(v: VectorArg<'_>) -> Vec<u8> {
 /// The length coercion `vector(n)` columns run on every assignment.
 #[pg_extern(immutable, strict, parallel_safe, name = "vector", requires = ["vector_type"])]
 fn vector_typmod(v: VectorArg<'_>, typmod: i32, _explicit: bool) -> Vector {
-    core_vector::check_expected(typmod_dims(typmod), v.0.len()).unwrap_or_else(|e| fail(e));
+    core_vector::check_expected(typmod_dims(typmod), v.0.len()).or_raise();
     Vector(v.0.to_vec())
 }
 
-fn from_elements(len: usize, values: impl Iterator<Item = Option<f32>>, typmod: i32) -> Vector {
-    if len > core_vector::MAX_DIMS {
-        fail(VectorError::TooManyDims);
-    }
-    let mut out = Vec::with_capacity(len);
-    for x in values {
-        let Some(x) = x else {
-            errors::raise(errors::plain(
-                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-                "array must not contain nulls",
-            ))
-        };
-        out.push(x);
-    }
-    checked(out, typmod)
+fn from_elements(
+    len: usize,
+    values: impl Iterator<Item = Result<Option<f32>>>,
+    typmod: i32,
+) -> Vector {
+    edge(|| {
+        if len > core_vector::MAX_DIMS {
+            return Err(VectorError::TooManyDims.into());
+        }
+        let mut out = Vec::with_capacity(len);
+        for x in values {
+            out.push(x?.ok_or_else(|| errors::null_argument("array must not contain nulls"))?);
+        }
+        checked(out, typmod)
+    })
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
 fn real_array_to_vector(values: Array<'_, f32>, typmod: i32, _explicit: bool) -> Vector {
-    from_elements(values.len(), values.iter(), typmod)
+    from_elements(values.len(), values.iter().map(Ok), typmod)
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
 fn double_array_to_vector(values: Array<'_, f64>, typmod: i32, _explicit: bool) -> Vector {
-    let narrow = |x: f64| {
+    let narrow = |x: Option<f64>| -> Result<Option<f32>> {
+        let Some(x) = x else { return Ok(None) };
         let y = x as f32;
         if x.is_finite() && y.is_infinite() {
-            fail(VectorError::OutOfRange);
+            return Err(VectorError::OutOfRange.into());
         }
-        y
+        Ok(Some(y))
     };
-    from_elements(values.len(), values.iter().map(|x| x.map(narrow)), typmod)
+    from_elements(values.len(), values.iter().map(narrow), typmod)
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
 fn int_array_to_vector(values: Array<'_, i32>, typmod: i32, _explicit: bool) -> Vector {
     from_elements(
         values.len(),
-        values.iter().map(|x| x.map(|x| x as f32)),
+        values.iter().map(|x| Ok(x.map(|x| x as f32))),
         typmod,
     )
 }
@@ -321,31 +316,31 @@ fn vector_to_float4(v: VectorArg<'_>, _typmod: i32, _explicit: bool) -> Vec<f32>
 
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
 fn l2_distance(a: VectorArg<'_>, b: VectorArg<'_>) -> f64 {
-    same_dims(a.0, b.0);
+    same_dims(a.0, b.0).or_raise();
     distance::l2_distance(a.0, b.0)
 }
 
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
 fn inner_product(a: VectorArg<'_>, b: VectorArg<'_>) -> f64 {
-    same_dims(a.0, b.0);
+    same_dims(a.0, b.0).or_raise();
     distance::inner_product(a.0, b.0)
 }
 
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
 fn vector_negative_inner_product(a: VectorArg<'_>, b: VectorArg<'_>) -> f64 {
-    same_dims(a.0, b.0);
+    same_dims(a.0, b.0).or_raise();
     -distance::inner_product(a.0, b.0)
 }
 
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
 fn cosine_distance(a: VectorArg<'_>, b: VectorArg<'_>) -> f64 {
-    same_dims(a.0, b.0);
+    same_dims(a.0, b.0).or_raise();
     distance::cosine_distance(a.0, b.0)
 }
 
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
 fn l1_distance(a: VectorArg<'_>, b: VectorArg<'_>) -> f64 {
-    same_dims(a.0, b.0);
+    same_dims(a.0, b.0).or_raise();
     distance::l1_distance(a.0, b.0)
 }
 

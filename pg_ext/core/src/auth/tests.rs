@@ -572,7 +572,7 @@ fn precheck_says_nothing_about_signatures_but_checks_the_algorithm() {
 }
 
 #[test]
-fn every_rejection_has_a_short_code_and_is_found_by_its_message() {
+fn every_rejection_has_a_short_code() {
     let all = AuthError::all();
     // One code per kind of rejection (the claim variants share theirs).
     let codes: HashSet<&str> = all.iter().map(AuthError::code).collect();
@@ -580,10 +580,6 @@ fn every_rejection_has_a_short_code_and_is_found_by_its_message() {
     assert!(codes
         .iter()
         .all(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
-    for e in &all {
-        assert_eq!(AuthError::from_message(&e.to_string()).as_ref(), Some(e));
-    }
-    assert_eq!(AuthError::from_message("something new"), None);
 }
 
 #[test]
