@@ -23,12 +23,17 @@ apt_install() {
 
 # Sets PG_MAJOR, PG_BINDIR and PG_CONFIG from the newest installed server, installing the
 # distribution's default server when there is none.
+# The newest installed server's postgres binary (or nothing).
+newest_server() {
+    printf '%s\n' /usr/lib/postgresql/*/bin/postgres | grep -v '\*' | sort -V | tail -n 1
+}
+
 detect_postgres() {
     local dirs
-    dirs=$(ls -d /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sort -V | tail -n 1)
+    dirs=$(newest_server)
     if [ -z "$dirs" ]; then
         apt_install postgresql postgresql-contrib
-        dirs=$(ls -d /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sort -V | tail -n 1)
+        dirs=$(newest_server)
         [ -n "$dirs" ] || die "no PostgreSQL server found under /usr/lib/postgresql after installing it"
     fi
     PG_BINDIR=$(dirname "$dirs")

@@ -13,7 +13,9 @@ cmd_load() {
 
 run_load() {
     local seconds=$1
-    [[ $seconds =~ ^[0-9]+$ ]] && [ "$seconds" -ge 5 ] || die "usage: .ci/sealstore load [seconds, at least 5]"
+    if ! [[ $seconds =~ ^[0-9]+$ ]] || [ "$seconds" -lt 5 ]; then
+        die "usage: .ci/sealstore load [seconds, at least 5]"
+    fi
     mkdir -p "$STATE/logs" "$REPO/tests/bench/results"
     say "Load: 64 clients for $seconds s through the gateway, verbose logging on"
     SEALSTORE_LOAD_SECONDS=$seconds \

@@ -40,8 +40,8 @@ cmd_run() {
 }
 
 wait_ready() {
-    local url=$1 i
-    for i in $(seq 1 60); do
+    local url=$1 _
+    for _ in $(seq 1 60); do
         if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null)" = 200 ]; then return 0; fi
         kill -0 "$GATEWAY_PID" 2>/dev/null || { tail -n 20 "$STATE/logs/gateway.log" >&2; die "the gateway exited during start-up"; }
         sleep 0.5

@@ -2,7 +2,7 @@
 # runners' summary lines and a total at the end; non-zero exit if anything failed.
 # shellcheck shell=bash
 
-TEST_CLUSTER=test
+TEST_CLUSTER="test"
 TIER_NAMES=()
 TIER_STATUS=()
 TIER_SUMMARY=()
@@ -12,7 +12,7 @@ TOTAL_FAILED=0
 # run_tier NAME SUMMARY_FUNCTION COMMAND...: runs COMMAND with its output shown and kept in
 # .sealstore/logs/NAME.log, then asks SUMMARY_FUNCTION for "passed failed summary-line".
 run_tier() {
-    local name=$1 summarize=$2 log rc=0 counts passed failed
+    local name=$1 summarize=$2 log rc=0 passed failed
     shift 2
     log="$STATE/logs/$name.log"
     say "Tier: $name"
@@ -78,6 +78,39 @@ pytest_summary() {
     fi
 }
 
+# The code's own checks, each a test: formatting, clippy with warnings as errors (the pure
+# crate, the gateway and the extension with its tests), and shellcheck over the scripts (each
+# file alone: variables they share are set in one file and read in another, SC2034/SC2153).
+lint_checks() {
+    apt_install shellcheck
+    local passed=0 failed=0 check
+    lint_check() {
+        check=$1; shift
+        if "$@"; then passed=$((passed + 1)); echo "lint: $check ok"
+        else failed=$((failed + 1)); echo "lint: $check FAILED"; fi
+    }
+    lint_check "cargo fmt" cargo fmt --all -- --check
+    lint_check "clippy (core, gateway)" \
+        cargo clippy -q -p sealstore-core -p sealstore-gateway --all-targets -- -D warnings
+    lint_check "clippy (extension)" \
+        bash -c "cd '$REPO/pg_ext' && cargo clippy -q --lib --tests $(pg_feature_args) --features pg_test -- -D warnings"
+    lint_check "shellcheck" \
+        shellcheck -x -P SCRIPTDIR -e SC2034,SC2153,SC1091 "$REPO/.ci/run" "$REPO/.ci/sealstore" "$REPO"/.ci/lib/*.sh
+    echo "lint result: $passed passed; $failed failed"
+    [ "$failed" = 0 ]
+}
+
+# run_lint's "lint result: N passed; M failed".
+lint_summary() {
+    local log=$1 mode=$2
+    if [ "$mode" = counts ]; then
+        { grep -aE '^lint result:' "$log" || echo 'lint result: 0 passed; 0 failed'; } | tail -n 1 \
+            | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/'
+    else
+        grep -aE '^lint: ' "$log" | sed 's/^/    /' || echo "    the checks printed no summary"
+    fi
+}
+
 unit_tests() {
     # Run without the dev settings in the environment: the gateway's config tests read it.
     env -u SEALSTORE_GATEWAY_PG_URL -u SEALSTORE_GATEWAY_PG_URL_FILE -u SEALSTORE_GATEWAY_LISTEN \
@@ -114,7 +147,7 @@ regress_tests() {
 run_pg_regress() {
     local port=$1 password=$2 out=$3 tests
     rm -rf "$out"; mkdir -p "$out"
-    tests=$(cd "$REPO/tests/regress/sql" && ls -- *.sql | sed 's/\.sql$//' | sort)
+    tests=$(cd "$REPO/tests/regress/sql" && printf '%s\n' *.sql | sed 's/\.sql$//' | sort)
     # shellcheck disable=SC2086
     PGPASSWORD=$password \
         "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" \
@@ -159,6 +192,7 @@ cmd_test() {
     mkdir -p "$STATE/logs"
     trap 'cluster_stop "$TEST_CLUSTER"' EXIT
 
+    run_tier lint lint_summary lint_checks
     run_tier unit cargo_summary unit_tests
     # A short fuzzing pass in every run (`.ci/sealstore fuzz` runs long ones).
     ensure_cargo_fuzz

@@ -24,19 +24,6 @@ pub enum Scope {
     SystemAdmin,
 }
 
-impl Scope {
-    /// As the OpenAPI document names it (`x-scope`); `None` for a route without a credential.
-    pub fn name(self) -> Option<&'static str> {
-        match self {
-            Scope::None => None,
-            Scope::Read => Some("read"),
-            Scope::Write => Some("write"),
-            Scope::Admin => Some("admin"),
-            Scope::SystemAdmin => Some("system-admin"),
-        }
-    }
-}
-
 /// One call of a route function of the extension, `sealstore.route_<function>`.
 #[derive(Debug)]
 pub struct Call {

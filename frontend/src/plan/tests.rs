@@ -75,10 +75,8 @@ fn nesting_is_bounded_and_brackets_in_strings_do_not_count() {
     let in_string = format!(r#"{{"content": "{}", "esc": "\"[[["}}"#, "[{".repeat(200));
     assert!(!nested_deeper_than(in_string.as_bytes(), MAX_JSON_DEPTH));
     // A document whose metadata nests 100 levels is refused before the database.
-    let body = format!(
-        r#"{{"content": "x", "embedding": [1, 2, 3], "metadata": {}}}"#,
-        format!("{}1{}", r#"{"a": "#.repeat(100), "}".repeat(100))
-    );
+    let metadata = format!("{}1{}", r#"{"a": "#.repeat(100), "}".repeat(100));
+    let body = format!(r#"{{"content": "x", "embedding": [1, 2, 3], "metadata": {metadata}}}"#);
     refused(put_document, "c", body.as_bytes());
 }
 

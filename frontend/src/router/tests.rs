@@ -1,5 +1,16 @@
 use super::*;
 
+/// As the OpenAPI document names a scope (`x-scope`); `None` for a route without a credential.
+fn scope_name(scope: Scope) -> Option<&'static str> {
+    match scope {
+        Scope::None => None,
+        Scope::Read => Some("read"),
+        Scope::Write => Some("write"),
+        Scope::Admin => Some("admin"),
+        Scope::SystemAdmin => Some("system-admin"),
+    }
+}
+
 #[test]
 fn openapi_document_lists_exactly_the_routes() {
     let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
@@ -22,7 +33,7 @@ fn openapi_document_lists_exactly_the_routes() {
         let op = &doc["paths"][spec.path][spec.method.to_lowercase()];
         assert_eq!(
             op["x-scope"].as_str(),
-            spec.scope.name(),
+            scope_name(spec.scope),
             "{} {}",
             spec.method,
             spec.path
@@ -113,7 +124,7 @@ fn every_route_function_is_called_with_its_token_first() {
                 "{}",
                 spec.path
             );
-            assert_eq!(spec.scope == Scope::None, false, "{}", spec.path);
+            assert!(spec.scope != Scope::None, "{}", spec.path);
         } else {
             assert_eq!(spec.scope, Scope::None, "{}", spec.path);
         }

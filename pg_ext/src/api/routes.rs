@@ -44,7 +44,7 @@ fn body(value: &impl Serialize) -> Body {
 }
 
 /// A jsonb value as it is, inside a JSON answer.
-fn raw(value: &Jsonb) -> Box<RawValue> {
+fn raw(value: Jsonb) -> Box<RawValue> {
     RawValue::from_string(value.to_text()).expect("jsonb prints valid JSON")
 }
 
@@ -136,7 +136,7 @@ fn route_search(
                 HitOut {
                     id: pgrx::Uuid::from_bytes(hit.rank.id).to_string(),
                     distance: distance(hit.rank.distance),
-                    metadata: raw(&metadata),
+                    metadata: raw(metadata),
                 }
             })
             .collect();
@@ -155,7 +155,7 @@ fn route_get_document(
             id: id.to_string(),
             collection: &d.collection,
             content: &d.content,
-            metadata: raw(&d.metadata),
+            metadata: raw(d.metadata),
         })))
     })
 }

@@ -62,7 +62,7 @@ impl Jsonb {
     }
 
     /// The value as JSON text, as PostgreSQL prints jsonb.
-    pub fn to_text(&self) -> String {
+    pub fn to_text(self) -> String {
         // SAFETY: jsonb_out takes a jsonb datum and returns a palloc'd cstring.
         unsafe {
             let out = pgrx::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(self.0)])
