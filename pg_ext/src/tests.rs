@@ -526,24 +526,24 @@ mod tests {
         let (first, want) = search_and_reference();
         assert!(want.is_some());
         assert_eq!(first, want);
-        let learned = crate::storage::heap::hinted_buffers();
+        let learned = crate::storage::pages::hinted_buffers();
         assert!(
             learned.iter().filter(|&&b| b > 0).count() > 10,
             "the first search notes the buffers of the pages it read"
         );
         assert_eq!(search_and_reference().0, want, "with the buffers hinted");
 
-        crate::storage::heap::scramble_hints(false);
-        let scrambled = crate::storage::heap::hinted_buffers();
+        crate::storage::pages::scramble_hints(false);
+        let scrambled = crate::storage::pages::hinted_buffers();
         assert_ne!(scrambled, learned);
         assert_eq!(search_and_reference().0, want, "with every hint wrong");
         assert_eq!(
-            crate::storage::heap::hinted_buffers(),
+            crate::storage::pages::hinted_buffers(),
             learned,
             "wrong hints are replaced by the buffers the pages are in"
         );
 
-        crate::storage::heap::scramble_hints(true);
+        crate::storage::pages::scramble_hints(true);
         assert_eq!(
             search_and_reference().0,
             want,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod master_key;
 pub mod names;
+pub mod readahead;
 pub mod topk;
 pub mod vector;
 

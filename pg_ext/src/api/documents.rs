@@ -19,7 +19,7 @@ use crate::runtime::context;
 use crate::runtime::errors::{self, edge, spi, Error, Result};
 use crate::runtime::keycache;
 use crate::runtime::owner::{as_owner, changed_rows, owner_row};
-use crate::storage::heap::{self, Column, Hit};
+use crate::storage::collection_scan::{self, Column, Hit};
 use crate::storage::jsonb::Jsonb;
 use crate::storage::vector::{Vector, VectorArg};
 
@@ -337,7 +337,7 @@ pub fn nearest(collection: &str, query: &[f32], k: i32, filter: Option<Jsonb>) -
         // The decrypted embedding of the row being scored: each row's plaintext overwrites the
         // last, and the buffer is wiped when it is dropped, also when an error unwinds.
         let mut plain = crypto::OpenedF32::default();
-        heap::top_k(
+        collection_scan::top_k(
             &tenant,
             &collection_id,
             Column::SealedEmbedding,
@@ -361,7 +361,7 @@ pub fn nearest(collection: &str, query: &[f32], k: i32, filter: Option<Jsonb>) -
         )
     } else {
         let mut scratch = Vec::new();
-        heap::top_k(
+        collection_scan::top_k(
             &tenant,
             &collection_id,
             Column::Embedding,

@@ -2,6 +2,7 @@
 //! search and the flat index share, page access with shared buffer hints, and the flat index.
 
 pub mod buffer_hints;
+pub mod collection_scan;
 pub mod flat;
 pub mod heap;
 pub mod jsonb;

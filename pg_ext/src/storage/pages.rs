@@ -1,8 +1,10 @@
-//! Reading heap pages from the shared buffers for the scans of `scan.rs`: each page pinned
-//! through the buffer it was in when a backend last read it (`buffer_hints`), and the memory a
-//! scan will read next requested ahead of time; the relation statistics those reads count.
+//! Reading heap pages from the shared buffers for the heap reader (`heap.rs`): each page
+//! pinned through the buffer it was in when a backend last read it (`buffer_hints`), and the
+//! memory a scan will read next requested ahead of time, when `sealstore_core::readahead`
+//! says; the relation statistics those reads count.
 
 use pgrx::pg_sys;
+use sealstore_core::readahead::{self, Part, LINE};
 
 use crate::storage::buffer_hints::RelationHints;
 
@@ -11,34 +13,6 @@ use crate::storage::buffer_hints::RelationHints;
 pub const MAX_HEAP_TUPLES_PER_PAGE: usize = (pg_sys::BLCKSZ as usize
     - std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp))
     / (24 + std::mem::size_of::<pg_sys::ItemIdData>());
-
-/// How many pages ahead of the one being scored the scan asks for a hinted buffer's
-/// descriptor and for its page's header (with the line pointers); the next page is pinned and
-/// the first `ROW_LINES` cache lines of its rows requested. (Measured on the benchmark's data:
-/// whole pages requested ahead did worse, as the requests queue behind one another.)
-pub const DESCRIPTOR_AHEAD: usize = 16;
-pub const HEADER_AHEAD: usize = 8;
-const ROW_LINES: usize = 8;
-
-/// The rest of a row's cache lines (past `ROW_LINES`) are asked for one row ahead, in two
-/// halves split at this line: the first before the row ahead of it is scored, the second
-/// after. Asked for all at once (40 lines of a 3 KB row), many did not arrive in time: a core
-/// has room for fewer outstanding misses than that, and the row's own loads later waited on
-/// memory (the profile's samples sat on the decryption's loads). Measured on these machines'
-/// Zen 5 CPUs over the vector benchmark's data, 21 queries paired: plaintext search 28.9 ->
-/// 25.1 ms, AES-256-GCM search 56.7 -> 45.9 ms (a split at line 20 did about as well, at 36
-/// worse). A standalone test of the same access pattern, outside PostgreSQL: 0.53 µs a row
-/// asked for at once, 0.37 µs in halves.
-const SPLIT_LINE: usize = 28;
-
-/// Which half of a row's remaining cache lines to ask for (see [`SPLIT_LINE`]).
-#[derive(Clone, Copy)]
-pub enum Half {
-    /// Asked for before the row ahead of it is scored.
-    First,
-    /// Asked for after.
-    Second,
-}
 
 #[cfg(feature = "pg15")]
 pub type Locator = pg_sys::RelFileNode;
@@ -160,8 +134,8 @@ impl Pages {
                     let len = item.lp_len() as usize;
                     if item.lp_flags() == pg_sys::LP_NORMAL && at + len <= size {
                         let row = page.add(at);
-                        for line in 0..ROW_LINES.min(len.div_ceil(64)) {
-                            prefetch(row.add(line * 64));
+                        for line in readahead::lines(len, Part::Start) {
+                            prefetch(row.add(line * LINE));
                         }
                         self.upcoming.push((row, len));
                     }
@@ -185,11 +159,13 @@ impl Pages {
         }
     }
 
-    /// Asks for `half` of the rest of the row scored next: `next`, the row after this one on
-    /// the same page (its data and length), or else the first row of the page pinned ahead.
-    pub fn prefetch_next_row(&self, next: Option<(*const i8, usize)>, half: Half) {
+    /// Asks for `part` of the row scored next: `next`, the row after this one on the same
+    /// page (its data and length), or else the first row of the page pinned ahead.
+    pub fn prefetch_next_row(&self, next: Option<(*const i8, usize)>, part: Part) {
         if let Some((row, len)) = next.or_else(|| self.upcoming.first().copied()) {
-            prefetch_rest(row, len, half);
+            for line in readahead::lines(len, part) {
+                prefetch(row.wrapping_add(line * LINE));
+            }
         }
     }
 
@@ -241,20 +217,6 @@ unsafe fn page_of(i: usize) -> *const i8 {
         pg_sys::BufferBlocks
             .cast::<i8>()
             .add(i * pg_sys::BLCKSZ as usize)
-    }
-}
-
-/// Asks for `half` of the cache lines of the `len`-byte row at `row` past the first
-/// `ROW_LINES` (which `pin_ahead` asked for). Issued one row ahead, while a row is scored:
-/// asked for a page ahead, the requests wait on one another and stall the scan.
-fn prefetch_rest(row: *const i8, len: usize, half: Half) {
-    let lines = len.div_ceil(64);
-    let range = match half {
-        Half::First => ROW_LINES..SPLIT_LINE.min(lines),
-        Half::Second => SPLIT_LINE.max(ROW_LINES)..lines,
-    };
-    for line in range {
-        prefetch(row.wrapping_add(line * 64));
     }
 }
 
@@ -315,5 +277,53 @@ pub unsafe fn count(rel: pg_sys::Relation, what: Count) {
             #[cfg(not(feature = "pg15"))]
             Count::HeapFetches(n) => counts.tuples_fetched += n,
         }
+    }
+}
+
+/// The shared hints of `documents`, and its size in pages, for tests.
+///
+/// # Safety
+/// Must run in a transaction, with the extension installed.
+#[cfg(any(test, feature = "pg_test"))]
+unsafe fn documents_hints() -> (crate::storage::buffer_hints::RelationHints, u32) {
+    // SAFETY: per the contract; the relation is opened and closed around the reads.
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"sealstore".as_ptr(), false);
+        let oid = pg_sys::get_relname_relid(c"documents".as_ptr(), nsp);
+        let rel = pg_sys::table_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let (_, identity) = locator_of(rel);
+        let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let hints = crate::storage::buffer_hints::RelationHints::of(identity)
+            .expect("the library is preloaded in tests");
+        (hints, blocks)
+    }
+}
+
+/// For tests: the hinted buffers of the pages of `documents` (0: none).
+#[cfg(any(test, feature = "pg_test"))]
+pub fn hinted_buffers() -> Vec<pg_sys::Buffer> {
+    // SAFETY: tests run in a transaction with the extension installed.
+    let (hints, blocks) = unsafe { documents_hints() };
+    hints.raw(blocks)
+}
+
+/// For tests: makes the hint of every page of `documents` wrong: each names another valid
+/// buffer (or, with `out_of_range`, a number no buffer has), as if the pages had been evicted
+/// and their buffers reused.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn scramble_hints(out_of_range: bool) {
+    // SAFETY: tests run in a transaction with the extension installed; NBuffers is set once at
+    // start-up.
+    let ((hints, blocks), shared) = unsafe { (documents_hints(), pg_sys::NBuffers) };
+    for (block, b) in (0..blocks).zip(hints.raw(blocks)) {
+        hints.set(
+            block,
+            if out_of_range {
+                shared + 1 + b
+            } else {
+                b % shared + 1
+            },
+        );
     }
 }
