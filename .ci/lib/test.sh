@@ -79,7 +79,8 @@ pytest_summary() {
 }
 
 # The code's own checks, each a test: formatting, clippy with warnings as errors (the pure
-# crate, the gateway and the extension with its tests), and shellcheck over the scripts (each
+# crate, the gateway and the extension with its tests), pyflakes over the Python of the tests
+# and scripts, and shellcheck over the scripts (each
 # file alone: variables they share are set in one file and read in another, SC2034/SC2153).
 lint_checks() {
     apt_install shellcheck
@@ -94,6 +95,7 @@ lint_checks() {
         cargo clippy -q -p sealstore-core -p sealstore-gateway --all-targets -- -D warnings
     lint_check "clippy (extension)" \
         bash -c "cd '$REPO/pg_ext' && cargo clippy -q --lib --tests $(pg_feature_args) --features pg_test -- -D warnings"
+    lint_check "pyflakes" "$STATE/venv/bin/python" -m pyflakes "$REPO/tests" "$REPO/.ci/lib"
     lint_check "shellcheck" \
         shellcheck -x -P SCRIPTDIR -e SC2034,SC2153,SC1091 "$REPO/.ci/run" "$REPO/.ci/sealstore" "$REPO"/.ci/lib/*.sh
     echo "lint result: $passed passed; $failed failed"

@@ -40,9 +40,11 @@ fn master_key_fingerprint() -> String {
     runtime::errors::edge(|| Ok(runtime::master_key::get()?.fingerprint()))
 }
 
-// The extension's tables come first; privileges and roles last (nothing for PUBLIC).
+// The extension's tables come first; its procedures anywhere after; tenant isolation once the
+// context functions exist (api/context.rs); roles and privileges last (nothing for PUBLIC).
 pgrx::extension_sql_file!("../../sql/schema.sql", bootstrap);
-pgrx::extension_sql_file!("../../sql/finalize.sql", finalize);
+pgrx::extension_sql_file!("../../sql/procedures.sql", name = "procedures");
+pgrx::extension_sql_file!("../../sql/privileges.sql", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

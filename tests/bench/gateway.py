@@ -27,12 +27,10 @@ import os
 import platform
 import random
 import re
-import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 

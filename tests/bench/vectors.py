@@ -311,7 +311,7 @@ def write(path, rows, baseline, sizes, version):
         "",
         "## Against the targets",
         "",
-        f"| figure | measured | target | |",
+        "| figure | measured | target | |",
         "|---|---:|---:|---|",
         f"| ORDER BY <=> LIMIT 10, flat index, serial | {order_one:.1f} ms | ≤ {TARGET_PLAIN_MS:.0f} ms |"
         f" {'met' if order_one <= TARGET_PLAIN_MS else 'missed'} |",

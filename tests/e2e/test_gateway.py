@@ -1,7 +1,6 @@
 """The gateway binary against the real database: health, readiness, errors, headers, config
 checks before binding, graceful shutdown, and logs that carry no secrets."""
 import json
-import re
 import socket
 import subprocess
 import threading

@@ -2,13 +2,12 @@
 key and the previous one, re-wrap (interrupted, then resumed), restart with the new key only.
 Data is never rewritten; every value decrypts at every step."""
 import secrets
-import time
 
-import jwt
 import psycopg
 import pytest
 
 import keys
+from clients import mint
 from harness import Cluster
 
 
@@ -57,8 +56,7 @@ def test_rotation_rewraps_every_key_resumably_without_touching_data():
             hs_secret = secrets.token_hex(32)
             conn.execute("SELECT sealstore.add_jwt_key('rot', 'HS256', %s)", (hs_secret,))
             conn.commit()
-            token = jwt.encode({"sub": "u", "tenant": str(tenants[0]), "exp": int(time.time()) + 600},
-                               hs_secret.encode(), algorithm="HS256", headers={"kid": "rot"})
+            token = mint(hs_secret, "rot", ttl=600, sub="u", tenant=str(tenants[0]))
             assert authenticate(conn, token) == str(tenants[0])
             conn.rollback()
             before = snapshot(conn)

@@ -20,8 +20,9 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-import jwt
 import psycopg
+
+from clients import mint  # tests/e2e, on the path of every run of this workload
 
 # Every protected plaintext carries this marker, and every embedding starts with EMBEDDING_MARK:
 # the leakage checks look for them in every log.
@@ -86,17 +87,13 @@ def embedding(rng: random.Random) -> list:
     return [EMBEDDING_MARK] + [round(rng.uniform(-1, 1), 4) for _ in range(DIMS - 1)]
 
 
-def mint(secret: str, kid: str, ttl: int, **claims) -> str:
-    body = {"sub": "load", "exp": int(time.time()) + ttl, **claims}
-    return jwt.encode(body, secret, algorithm="HS256", headers={"kid": kid})
-
 
 class Workload:
     def __init__(self, admin_url: str, tenants: int = 24, seed: int | None = None):
         """Creates TENANTS tenants (half of them AES-256-GCM, half with encrypted embeddings),
         each with a read-write API key, a tenant JWT and a collection. The admin connection
-        keeps bind parameters out of the log, as README's "Keeping secrets out of the server log"
-        asks of every role that handles protected values."""
+        keeps bind parameters out of the log, as docs/operations.md's "Keeping secrets out of the
+        server log" asks of every role that handles protected values."""
         self.admin_url = admin_url
         self.rng = random.Random(seed)
         self.kid = f"load-{secrets.token_hex(4)}"
@@ -117,7 +114,7 @@ class Workload:
                     su.execute("SELECT sealstore.act_as_tenant(%s)", (t,))
                     su.execute("SELECT sealstore.create_collection(%s, %s, 'cosine', %s)",
                                (coll, DIMS, encrypted))
-                token = mint(self.hmac, self.kid, 86400, tenant=t, scope="read write")
+                token = mint(self.hmac, self.kid, ttl=86400, sub="load", tenant=t, scope="read write")
                 self.tenants.append(Tenant(t, key, token, coll, encrypted))
         self.stats = Stats()
 
@@ -135,9 +132,9 @@ class Workload:
         t = self.tenants[0]
         flipped = t.api_key[:-1] + ("0" if t.api_key[-1] != "0" else "1")
         return [
-            mint(self.hmac, self.kid, -120, tenant=t.id, scope="read write"),     # expired
-            mint(secrets.token_hex(32), self.kid, 300, tenant=t.id, scope="read"),  # forged
-            mint(self.hmac, "no-such-kid", 300, tenant=t.id, scope="read"),       # unknown kid
+            mint(self.hmac, self.kid, ttl=-120, sub="load", tenant=t.id, scope="read write"),     # expired
+            mint(secrets.token_hex(32), self.kid, ttl=300, sub="load", tenant=t.id, scope="read"),  # forged
+            mint(self.hmac, "no-such-kid", ttl=300, sub="load", tenant=t.id, scope="read"),       # unknown kid
             flipped,                                                               # tampered key
             "sst_" + secrets.token_hex(16) + "_" + secrets.token_hex(32),          # unknown key
             "not-a-token",

@@ -14,6 +14,8 @@ use std::ops::Range;
 /// descriptor, and for its page's header with the line pointers.
 pub const DESCRIPTOR_AHEAD: usize = 16;
 pub const HEADER_AHEAD: usize = 8;
+// The descriptor is needed before the page it describes, so it is asked for further ahead.
+const _: () = assert!(HEADER_AHEAD < DESCRIPTOR_AHEAD);
 
 /// The cache lines of each row asked for when its page is pinned (one page ahead).
 pub const ROW_LINES: usize = 8;
@@ -132,10 +134,6 @@ mod tests {
         let n = 50;
         let asked: Vec<usize> = (0..n).filter_map(|i| step(i, n).header).collect();
         assert_eq!(asked, (HEADER_AHEAD..n).collect::<Vec<_>>());
-        assert!(
-            HEADER_AHEAD < DESCRIPTOR_AHEAD,
-            "the descriptor is needed first, so asked first"
-        );
     }
 
     #[test]

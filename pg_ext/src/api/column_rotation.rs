@@ -1,4 +1,4 @@
-//! The work of `rotate_column` (sql/finalize.sql), one committed batch at a time: re-encrypt
+//! The work of `rotate_column` (sql/procedures.sql), one committed batch at a time: re-encrypt
 //! one tenant's values of an application table to the tenant's active key version.
 //!
 //! The table belongs to the application, and with it its triggers, column defaults, policies

@@ -49,3 +49,11 @@ fn claims() -> Option<pgrx::JsonB> {
 fn has_scope(scope: &str) -> bool {
     edge(|| Ok(get()?.is_some_and(|c| c.has_scope(scope))))
 }
+
+// Tenant isolation's SQL: its policies call current_tenant(), and it isolates the documents
+// tables too.
+pgrx::extension_sql_file!(
+    "../../../sql/isolation.sql",
+    name = "isolation",
+    requires = [current_tenant, "documents_schema"],
+);

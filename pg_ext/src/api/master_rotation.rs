@@ -1,7 +1,7 @@
 //! Master key rotation: re-wrap every data key under the current master key, leaving data
 //! untouched. During a rotation the server runs with the new key as `sealstore.master_key_*`
 //! and the old one as `sealstore.previous_master_key_*`; `CALL sealstore.rewrap_tenant_keys()`
-//! (sql/finalize.sql) calls the batch function below until nothing is left. Each row records
+//! (sql/procedures.sql) calls the batch function below until nothing is left. Each row records
 //! the fingerprint of the master key that wraps it, so an interrupted run simply continues.
 
 use pgrx::prelude::*;
