@@ -1,5 +1,5 @@
 -- flat: an exact index for ORDER BY <distance> LIMIT k over a vector column (see flat.rs and
--- the README's "Exact search with ORDER BY"). It stores nothing; a scan scores the table's rows
+-- docs/sql.md, "The flat index"). It stores nothing; a scan scores the table's rows
 -- where they lie and returns them nearest first, exactly as a sequential scan and a sort would.
 CREATE FUNCTION @extschema@.flat_handler(internal) RETURNS index_am_handler
     AS 'MODULE_PATHNAME', 'flat_handler' LANGUAGE C STRICT;

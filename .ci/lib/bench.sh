@@ -1,5 +1,5 @@
 # `.ci/sealstore bench`: the same set-up, then the benchmarks, on a dedicated cluster. Writes
-# tests/bench/results/*.md (linked from the README). Not part of `test`: benchmarks are not
+# tests/bench/results/*.md (summed up in BENCHMARKS.md). Not part of `test`: benchmarks are not
 # pass/fail tests, and the machines are shared and noisy.
 # shellcheck shell=bash
 

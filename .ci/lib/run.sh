@@ -80,7 +80,7 @@ Try it:
   curl -s "\$SEALSTORE_GATEWAY_URL/readyz"
   curl -s -H "Authorization: Bearer \$SEALSTORE_DEV_ADMIN_TOKEN" -H 'Content-Type: application/json' \\
        -d '{"name": "acme"}' "\$SEALSTORE_GATEWAY_URL/v1/tenants"
-  (then create an API key for it; the README's section "The gateway" continues the example)
+  (then create an API key for it; README's "A first session" continues the example; routes in docs/gateway.md)
 
 EXAMPLES
 }

@@ -216,7 +216,7 @@ pub enum NotReady {
 }
 
 /// SQLSTATEs that `sealstore.master_key_fingerprint()` raises when the server has no key
-/// (see the README's error table).
+/// (see the error table in docs/sql.md).
 const KEY_UNAVAILABLE: &[&str] = &["55000", "58P01", "F0000"];
 
 /// Ready means: a connection can be had, and the server holds the master key.

@@ -398,7 +398,7 @@ def test_a_table_under_tenant_isolation_is_never_scanned_through_it(admin_url, a
         su.execute("ANALYZE flatiso.items")
         q = query(rng)
         nearest = "SELECT id FROM flatiso.items ORDER BY embedding <-> %s LIMIT 10"
-        # (Through the index, a WHERE clause would not spare that row either: see the README.)
+        # (Through the index, a WHERE clause would not spare that row either: see docs/sql.md, "The flat index".)
         su.execute("SET enable_indexscan = off")
         expected = [r[0] for r in su.execute(
             "SELECT id FROM flatiso.items WHERE tenant_id = %s ORDER BY embedding <-> %s LIMIT 10",

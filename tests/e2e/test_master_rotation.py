@@ -1,4 +1,4 @@
-"""Master key rotation on a real server, following the README's procedure: restart with the new
+"""Master key rotation on a real server, following docs/operations.md's procedure: restart with the new
 key and the previous one, re-wrap (interrupted, then resumed), restart with the new key only.
 Data is never rewritten; every value decrypts at every step."""
 import secrets

@@ -61,7 +61,7 @@ fn report_engine(size: usize, op: &str, engine: AesEngine, ns: f64) {
 
 fn main() {
     let key = [7u8; 32];
-    let tenant = [1u8; 16];
+    let tenant = sealstore_core::ids::TenantId::from_bytes([1u8; 16]);
     for size in SIZES {
         let msg = vec![0xa5u8; size];
         let mut buf = msg.clone();

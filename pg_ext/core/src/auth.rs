@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, Validation};
 use serde_json::Value;
 
 use crate::crypto::{self, CryptoError};
+use crate::ids::{ApiKeyId, TenantId};
 
 /// Longest credential accepted, in bytes; longer input is refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8192;
@@ -264,7 +265,7 @@ pub struct Policy {
 /// Who a verified credential speaks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
-    pub tenant: Option<[u8; 16]>,
+    pub tenant: Option<TenantId>,
     pub subject: String,
     pub scopes: Vec<String>,
     pub claims: Value,
@@ -431,7 +432,7 @@ fn identity_from_claims(claims: Value) -> Result<Identity, AuthError> {
     };
     let tenant = match map.get("tenant") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(parse_uuid(s).ok_or(AuthError::BadClaim("tenant"))?),
+        Some(Value::String(s)) => Some(TenantId::parse(s).ok_or(AuthError::BadClaim("tenant"))?),
         Some(_) => return Err(AuthError::BadClaim("tenant")),
     };
     let identity = Identity {
@@ -452,7 +453,7 @@ fn identity_from_claims(claims: Value) -> Result<Identity, AuthError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KeyBinding {
     /// The only tenant the key's tokens may name; `None`: any tenant.
-    pub tenant: Option<[u8; 16]>,
+    pub tenant: Option<TenantId>,
     /// Whether the key's tokens may carry scope `admin`.
     pub admin: bool,
 }
@@ -494,13 +495,13 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
 /// which only a keyed hash is stored.
 #[derive(PartialEq, Eq)]
 pub struct ApiKey {
-    pub id: [u8; 16],
+    pub id: ApiKeyId,
     secret: [u8; 32],
 }
 
 impl std::fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKey({}, <redacted>)", hex::encode(self.id))
+        write!(f, "ApiKey({}, <redacted>)", self.id)
     }
 }
 
@@ -512,11 +513,11 @@ impl Drop for ApiKey {
 
 impl ApiKey {
     pub fn generate() -> Result<(Self, zeroize::Zeroizing<String>), CryptoError> {
-        let id: [u8; 16] = *crypto::random_bytes::<16>()?;
+        let id = ApiKeyId::from_bytes(*crypto::random_bytes::<16>()?);
         let secret: [u8; 32] = *crypto::random_bytes::<32>()?;
         let text = zeroize::Zeroizing::new(format!(
             "{API_KEY_PREFIX}{}_{}",
-            hex::encode(id),
+            hex::encode(id.as_bytes()),
             hex::encode(secret)
         ));
         Ok((Self { id, secret }, text))
@@ -527,8 +528,9 @@ impl ApiKey {
             .strip_prefix(API_KEY_PREFIX)
             .ok_or(AuthError::Malformed)?;
         let (id, secret) = rest.split_once('_').ok_or(AuthError::Malformed)?;
+        let mut id_bytes = [0u8; 16];
         let mut out = Self {
-            id: [0; 16],
+            id: ApiKeyId::from_bytes([0; 16]),
             secret: [0; 32],
         };
         // Lower-case hex only: one spelling per key.
@@ -539,19 +541,20 @@ impl ApiKey {
         if id.len() != 32 || secret.len() != 64 || !lower(id) || !lower(secret) {
             return Err(AuthError::Malformed);
         }
-        hex::decode_to_slice(id, &mut out.id).map_err(|_| AuthError::Malformed)?;
+        hex::decode_to_slice(id, &mut id_bytes).map_err(|_| AuthError::Malformed)?;
+        out.id = ApiKeyId::from_bytes(id_bytes);
         hex::decode_to_slice(secret, &mut out.secret).map_err(|_| AuthError::Malformed)?;
         Ok(out)
     }
 
     /// What is stored: HMAC-SHA256 of id and secret under the tenant's API-key hashing key.
     pub fn tag(&self, key: &crypto::DataKey) -> [u8; 32] {
-        key.api_key_tag(&self.id, &self.secret)
+        key.api_key_tag(self.id.as_bytes(), &self.secret)
     }
 
     /// Constant-time comparison with a stored tag.
     pub fn matches(&self, key: &crypto::DataKey, stored: &[u8]) -> bool {
-        key.verify_api_key_tag(&self.id, &self.secret, stored)
+        key.verify_api_key_tag(self.id.as_bytes(), &self.secret, stored)
     }
 }
 
@@ -612,12 +615,12 @@ pub fn parse_auth_failures(value: &Value) -> Result<Vec<AuthFailure>, &'static s
 }
 
 /// The identity an API key stands for, from its stored row.
-pub fn api_key_identity(id: &[u8; 16], tenant: [u8; 16], scopes: &[String]) -> Identity {
-    let id = uuid::Uuid::from_bytes(*id).to_string();
+pub fn api_key_identity(id: &ApiKeyId, tenant: TenantId, scopes: &[String]) -> Identity {
+    let id = id.to_string();
     let subject = format!("api-key:{id}");
     let claims = serde_json::json!({
         "sub": subject,
-        "tenant": uuid::Uuid::from_bytes(tenant).to_string(),
+        "tenant": tenant.to_string(),
         "scope": scopes.join(" "),
         "api_key": id,
     });

@@ -39,7 +39,7 @@ pub const FORMAT_V1: u8 = 1;
 pub const HEADER_LEN: usize = 6;
 pub const TAG_LEN: usize = 16;
 pub const KEY_LEN: usize = 32;
-pub type TenantId = [u8; 16];
+pub use crate::ids::TenantId;
 
 const WRAP_INFO: &[u8] = b"sealstore/v1/dek-wrapping-key";
 const WRAP_AD_LABEL: &[u8] = b"sealstore/v1/dek";
@@ -355,7 +355,7 @@ fn with_associated_data<R>(
     f: impl FnOnce(&[u8]) -> R,
 ) -> R {
     const INLINE: usize = 128;
-    let parts = [header, tenant.as_slice(), context];
+    let parts = [header, tenant.as_bytes().as_slice(), context];
     let len = parts.iter().map(|p| p.len()).sum();
     let mut inline = [0u8; INLINE];
     let mut heap = Vec::new();
@@ -619,7 +619,7 @@ fn wrapping_cipher(master: &MasterKey) -> XChaCha20Poly1305 {
 
 fn wrap_ad(tenant: &TenantId, version: u32, algorithm: Algorithm) -> Vec<u8> {
     let mut ad = WRAP_AD_LABEL.to_vec();
-    ad.extend_from_slice(tenant);
+    ad.extend_from_slice(tenant.as_bytes());
     ad.extend_from_slice(&version.to_be_bytes());
     ad.push(algorithm.id());
     ad

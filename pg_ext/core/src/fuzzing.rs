@@ -14,7 +14,7 @@ use crate::crypto::{self, Algorithm, DataKey, TenantId};
 use crate::master_key::MasterKey;
 use crate::vector;
 
-const TENANT: TenantId = [7; 16];
+const TENANT: TenantId = TenantId::from_bytes([7; 16]);
 
 struct Keys {
     data: [DataKey; 2],
@@ -66,7 +66,7 @@ pub fn envelope(data: &[u8]) {
             "tampered envelope opened"
         );
         assert!(
-            crypto::open(key, &[8; 16], context, &sealed).is_err(),
+            crypto::open(key, &TenantId::from_bytes([8; 16]), context, &sealed).is_err(),
             "other tenant opened it"
         );
     }

@@ -9,6 +9,7 @@ pub mod distance;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod ids;
 pub mod master_key;
 pub mod names;
 pub mod readahead;

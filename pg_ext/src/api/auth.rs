@@ -12,11 +12,13 @@ use crate::runtime::credentials::{self, secret_purpose};
 use crate::runtime::errors::{self, edge, Error, Result};
 use crate::runtime::owner::{as_owner, changed_rows};
 use crate::runtime::{keycache, master_key};
+use crate::storage::ids::Uuid as _;
+use sealstore_core::ids::{ApiKeyId, TenantId};
 
 /// What `authenticate` returns: the verified tenant, subject and scopes.
 pub fn summary(identity: &Identity) -> serde_json::Value {
     serde_json::json!({
-        "tenant": identity.tenant.map(|t| pgrx::Uuid::from_bytes(t).to_string()),
+        "tenant": identity.tenant.map(|t| t.to_string()),
         "subject": identity.subject,
         "scopes": identity.scopes,
     })
@@ -63,7 +65,7 @@ fn add_jwt_key(
         let alg = JwtAlgorithm::from_name(algorithm)?;
         VerificationKey::new(alg, key.as_bytes())?;
         if let Some(t) = tenant {
-            keycache::check_tenant_usable(t.as_bytes())?;
+            keycache::check_tenant_usable(&TenantId::from_uuid(&t))?;
         }
         let (material, fingerprint) = if alg.is_hmac() {
             let master = master_key::get()?;
@@ -141,7 +143,7 @@ pub fn create_api_key_for(
     name: &str,
     scopes: Vec<Option<String>>,
 ) -> Result<NewApiKey> {
-    context::require_admin_of(tenant.as_bytes())?;
+    context::require_admin_of(&TenantId::from_uuid(&tenant))?;
     check_name(NameOf::ApiKey, name)?;
     let bad_scopes = || Error::invalid("scopes must be a non-empty array of read, write and admin");
     let mut unique: Vec<String> = Vec::with_capacity(scopes.len());
@@ -158,10 +160,10 @@ pub fn create_api_key_for(
     if unique.is_empty() {
         return Err(bad_scopes());
     }
-    let keys = keycache::tenant_keys(tenant.as_bytes())?;
+    let keys = keycache::tenant_keys(&TenantId::from_uuid(&tenant))?;
     let (key, text) = auth::ApiKey::generate()?;
     let tag = key.tag(keys.index_key()?);
-    let id = pgrx::Uuid::from_bytes(key.id);
+    let id = key.id.uuid();
     as_owner(|| {
         errors::spi(Spi::run_with_args(
             "INSERT INTO sealstore.api_keys (id, tenant_id, name, scopes, tag) VALUES ($1, $2, $3, $4, $5)",
@@ -192,7 +194,7 @@ pub fn revoke_api_key_by_id(id: pgrx::Uuid) -> Result<()> {
     // A tenant's admin credential revokes its own tenant's keys only; others look absent.
     let only = match context::require_admin()? {
         AdminReach::All => None,
-        AdminReach::Tenant(t) => Some(pgrx::Uuid::from_bytes(t)),
+        AdminReach::Tenant(t) => Some(t.uuid()),
     };
     as_owner(|| {
         let tenant = errors::spi(Spi::get_one_with_args::<pgrx::Uuid>(
@@ -212,7 +214,7 @@ pub fn revoke_api_key_by_id(id: pgrx::Uuid) -> Result<()> {
         )
     })?;
     keycache::mark_credentials_changed();
-    credentials::forget_api_key(id.as_bytes());
+    credentials::forget_api_key(&ApiKeyId::from_uuid(&id));
     Ok(())
 }
 

@@ -6,6 +6,8 @@ use sealstore_core::auth::Identity;
 use crate::runtime::context::{get, set, tenant};
 use crate::runtime::errors::edge;
 use crate::runtime::keycache;
+use crate::storage::ids::Uuid as _;
+use sealstore_core::ids::TenantId;
 
 /// Acts for `tenant` until the end of the current transaction, with scopes read and write.
 /// Administrators only (granted to sealstore_admin); it checks that the tenant exists and has
@@ -13,7 +15,7 @@ use crate::runtime::keycache;
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn act_as_tenant(tenant: pgrx::Uuid) {
     edge(|| {
-        let id = *tenant.as_bytes();
+        let id = TenantId::from_uuid(&tenant);
         keycache::check_tenant_usable(&id)?;
         let subject = format!("admin:{}", crate::runtime::owner::session_user_name());
         set(Identity {
@@ -29,7 +31,7 @@ fn act_as_tenant(tenant: pgrx::Uuid) {
 /// The tenant this transaction acts for; SQLSTATE 28000 when there is none.
 #[pg_extern(stable, parallel_restricted)]
 fn current_tenant() -> pgrx::Uuid {
-    edge(|| tenant().map(pgrx::Uuid::from_bytes))
+    edge(|| tenant().map(|t| t.uuid()))
 }
 
 /// The subject of the credential this transaction authenticated with; NULL without a context.

@@ -10,6 +10,7 @@
 use pgrx::prelude::*;
 use sealstore_core::crypto::{self, TenantId};
 use sealstore_core::distance::Metric;
+use sealstore_core::ids::{CollectionId, DocumentId};
 use sealstore_core::names::{check_name, NameOf};
 use sealstore_core::vector as core_vector;
 
@@ -20,6 +21,7 @@ use crate::runtime::errors::{self, edge, spi, Error, Result};
 use crate::runtime::keycache;
 use crate::runtime::owner::{as_owner, changed_rows, owner_row};
 use crate::storage::collection_scan::{self, Column, Hit};
+use crate::storage::ids::Uuid as _;
 use crate::storage::jsonb::Jsonb;
 use crate::storage::vector::{Vector, VectorArg};
 
@@ -29,10 +31,12 @@ const MAX_K: i32 = 1000;
 const CONTENT_CONTEXT: &[u8] = b"sealstore/document-content:";
 const EMBEDDING_CONTEXT: &[u8] = b"sealstore/document-embedding:";
 
-fn bound_context(label: &[u8], id: &[u8; 16]) -> Vec<u8> {
+/// What a document's envelope is bound to besides its tenant: the column's label and the
+/// document's id, so an envelope moved to another row or column fails to open.
+fn bound_context(label: &[u8], id: &DocumentId) -> Vec<u8> {
     let mut out = Vec::with_capacity(label.len() + 16);
     out.extend_from_slice(label);
-    out.extend_from_slice(id);
+    out.extend_from_slice(id.as_bytes());
     out
 }
 
@@ -44,7 +48,7 @@ fn require_object(value: &Jsonb, what: &'static str) -> Result<()> {
 }
 
 struct Collection {
-    id: pgrx::Uuid,
+    id: CollectionId,
     dims: usize,
     metric: Metric,
     encrypted: bool,
@@ -56,7 +60,7 @@ fn collection(tenant: &TenantId, name: &str) -> Result<Collection> {
     let row = owner_row(
         "SELECT id, dims, metric, encrypt_embeddings FROM sealstore.collections \
          WHERE tenant_id = $1 AND name = $2",
-        &[pgrx::Uuid::from_bytes(*tenant).into(), name.into()],
+        &[tenant.uuid().into(), name.into()],
         |row| {
             Ok((
                 row.get::<pgrx::Uuid>(1)?,
@@ -68,7 +72,7 @@ fn collection(tenant: &TenantId, name: &str) -> Result<Collection> {
     )?;
     match row {
         Some((Some(id), Some(dims), Some(metric), Some(encrypted))) => Ok(Collection {
-            id,
+            id: CollectionId::from_uuid(&id),
             dims: usize::try_from(dims).unwrap_or(0),
             metric: Metric::from_name(&metric)
                 .ok_or_else(|| Error::damaged("a collection row names an unknown metric"))?,
@@ -106,7 +110,7 @@ pub fn create_collection_for(
              SELECT count(*) FROM i",
             &[
                 id.into(),
-                pgrx::Uuid::from_bytes(tenant).into(),
+                tenant.uuid().into(),
                 name.into(),
                 dims.into(),
                 metric.into(),
@@ -142,7 +146,7 @@ pub fn drop_collection_named(name: &str) -> Result<bool> {
         changed_rows(
             "WITH d AS (DELETE FROM sealstore.collections WHERE tenant_id = $1 AND name = $2 \
              RETURNING 1) SELECT count(*) FROM d",
-            &[pgrx::Uuid::from_bytes(tenant).into(), name.into()],
+            &[tenant.uuid().into(), name.into()],
         )
     })?;
     Ok(dropped == 1)
@@ -169,7 +173,7 @@ pub fn put(
     require_object(&metadata, "metadata must be a JSON object")?;
     let keys = keycache::tenant_keys(&tenant)?;
     let key = keys.active_key()?;
-    let id = new_uuid()?;
+    let id = DocumentId::from_bytes(new_uuid()?);
     let sealed_content = crypto::seal(
         key,
         &tenant,
@@ -188,7 +192,7 @@ pub fn put(
     } else {
         (Some(Vector(embedding.to_vec())), None)
     };
-    let id = pgrx::Uuid::from_bytes(id);
+    let id = id.uuid();
     as_owner(|| {
         spi(Spi::run_with_args(
             "INSERT INTO sealstore.documents \
@@ -196,8 +200,8 @@ pub fn put(
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 id.into(),
-                pgrx::Uuid::from_bytes(tenant).into(),
-                coll.id.into(),
+                tenant.uuid().into(),
+                coll.id.uuid().into(),
                 sealed_content.into(),
                 plain.into(),
                 sealed.into(),
@@ -235,7 +239,7 @@ pub fn get(id: pgrx::Uuid) -> Result<Document> {
         "SELECT c.name, d.content, d.metadata FROM sealstore.documents d \
          JOIN sealstore.collections c ON c.id = d.collection_id \
          WHERE d.id = $1 AND d.tenant_id = $2",
-        &[id.into(), pgrx::Uuid::from_bytes(tenant).into()],
+        &[id.into(), tenant.uuid().into()],
         |row| {
             Ok((
                 row.get::<String>(1)?,
@@ -252,7 +256,7 @@ pub fn get(id: pgrx::Uuid) -> Result<Document> {
     let content = crypto::open(
         keys.key(header.key_version)?,
         &tenant,
-        &bound_context(CONTENT_CONTEXT, id.as_bytes()),
+        &bound_context(CONTENT_CONTEXT, &DocumentId::from_uuid(&id)),
         &sealed,
     )?;
     Ok(Document {
@@ -295,7 +299,7 @@ pub fn delete(id: pgrx::Uuid) -> Result<bool> {
         changed_rows(
             "WITH d AS (DELETE FROM sealstore.documents WHERE id = $1 AND tenant_id = $2 \
              RETURNING 1) SELECT count(*) FROM d",
-            &[id.into(), pgrx::Uuid::from_bytes(tenant).into()],
+            &[id.into(), tenant.uuid().into()],
         )
     })?;
     Ok(deleted == 1)
@@ -330,16 +334,15 @@ pub fn nearest(collection: &str, query: &[f32], k: i32, filter: Option<Jsonb>) -
     };
     let metric = coll.metric;
     let k = usize::try_from(k).expect("k is from 1 to 1000");
-    let collection_id = *coll.id.as_bytes();
     if coll.encrypted {
         // Each row's id is written into the context's tail before its envelope is opened.
-        let mut context = bound_context(EMBEDDING_CONTEXT, &[0; 16]);
+        let mut context = bound_context(EMBEDDING_CONTEXT, &DocumentId::from_bytes([0; 16]));
         // The decrypted embedding of the row being scored: each row's plaintext overwrites the
         // last, and the buffer is wiped when it is dropped, also when an error unwinds.
         let mut plain = crypto::OpenedF32::default();
         collection_scan::top_k(
             &tenant,
-            &collection_id,
+            &coll.id,
             Column::SealedEmbedding,
             filter,
             k,
@@ -361,18 +364,11 @@ pub fn nearest(collection: &str, query: &[f32], k: i32, filter: Option<Jsonb>) -
         )
     } else {
         let mut scratch = Vec::new();
-        collection_scan::top_k(
-            &tenant,
-            &collection_id,
-            Column::Embedding,
-            filter,
-            k,
-            |row| {
-                let stored = crate::storage::vector::stored(row.bytes, &mut scratch)?;
-                crate::storage::vector::same_dims(stored, query)?;
-                Ok(metric.distance(stored, query))
-            },
-        )
+        collection_scan::top_k(&tenant, &coll.id, Column::Embedding, filter, k, |row| {
+            let stored = crate::storage::vector::stored(row.bytes, &mut scratch)?;
+            crate::storage::vector::same_dims(stored, query)?;
+            Ok(metric.distance(stored, query))
+        })
     }
 }
 

@@ -11,6 +11,8 @@ use crate::runtime::credentials::secret_purpose;
 use crate::runtime::errors::{edge, spi, Error, Result};
 use crate::runtime::master_key;
 use crate::runtime::owner::as_owner;
+use crate::storage::ids::Uuid as _;
+use sealstore_core::ids::TenantId;
 
 /// Re-wraps up to `batch_size` data keys that are not yet under the current master key, in the
 /// caller's transaction, and returns how many it re-wrapped (0: the rotation is complete).
@@ -54,7 +56,7 @@ fn rewrap_batch(batch_size: i32) -> Result<i32> {
             let rewrapped = crypto::rewrap_key(
                 from,
                 current,
-                tenant.as_bytes(),
+                &TenantId::from_uuid(tenant),
                 *version as u32,
                 algorithm,
                 wrapped,

@@ -9,6 +9,7 @@ use crate::api::encryption::{open_for_current, seal_for_current, utf8};
 use crate::runtime::context;
 use crate::runtime::errors::{self, edge, Result};
 use crate::runtime::owner::{as_owner, changed_rows};
+use crate::storage::ids::Uuid as _;
 
 fn secret_context(name: &str) -> String {
     format!("sealstore.secret:{name}")
@@ -18,7 +19,7 @@ fn secret_context(name: &str) -> String {
 pub fn put(name: &str, value: &str) -> Result<()> {
     check_name(NameOf::Secret, name)?;
     context::require_scope("write")?;
-    let tenant = pgrx::Uuid::from_bytes(context::tenant()?);
+    let tenant = context::tenant()?.uuid();
     let sealed = seal_for_current(value.as_bytes(), &secret_context(name))?;
     as_owner(|| {
         errors::spi(Spi::run_with_args(
@@ -33,7 +34,7 @@ pub fn put(name: &str, value: &str) -> Result<()> {
 pub fn get(name: &str) -> Result<String> {
     check_name(NameOf::Secret, name)?;
     context::require_scope("read")?;
-    let tenant = pgrx::Uuid::from_bytes(context::tenant()?);
+    let tenant = context::tenant()?.uuid();
     let sealed = as_owner(|| {
         errors::spi(Spi::connect(|client| {
             let rows = client.select(
@@ -58,7 +59,7 @@ pub fn get(name: &str) -> Result<String> {
 pub fn delete(name: &str) -> Result<()> {
     check_name(NameOf::Secret, name)?;
     context::require_scope("write")?;
-    let tenant = pgrx::Uuid::from_bytes(context::tenant()?);
+    let tenant = context::tenant()?.uuid();
     let deleted = as_owner(|| {
         changed_rows(
             "WITH d AS (DELETE FROM sealstore.secrets WHERE tenant_id = $1 AND name = $2 RETURNING 1) \

@@ -12,9 +12,10 @@ use crate::runtime::errors::{self, edge, spi, Result};
 use crate::runtime::keycache;
 use crate::runtime::master_key;
 use crate::runtime::owner::{as_owner, changed_rows};
+use crate::storage::ids::Uuid as _;
 
 /// A random (version 4) UUID: tenant, collection and document ids.
-pub fn new_uuid() -> Result<TenantId> {
+pub fn new_uuid() -> Result<[u8; 16]> {
     let mut id = *crypto::random_bytes::<16>()?;
     id[6] = (id[6] & 0x0f) | 0x40; // UUID version 4
     id[8] = (id[8] & 0x3f) | 0x80; // RFC 4122 variant
@@ -48,7 +49,7 @@ fn store_new_key(tenant: &TenantId, version: u32, algorithm: Algorithm) -> Resul
         "INSERT INTO sealstore.tenant_keys (tenant_id, version, wrapped, master_fingerprint) \
          VALUES ($1, $2, $3, $4)",
         &[
-            pgrx::Uuid::from_bytes(*tenant).into(),
+            tenant.uuid().into(),
             (version as i32).into(),
             wrapped.into(),
             master.fingerprint().into(),
@@ -81,8 +82,8 @@ pub fn create(name: &str, algorithm: &str) -> Result<pgrx::Uuid> {
     context::require_system_admin()?;
     check_name(NameOf::Tenant, name)?;
     let algorithm = Algorithm::from_name(algorithm)?;
-    let tenant = new_uuid()?;
-    let id = pgrx::Uuid::from_bytes(tenant);
+    let tenant = TenantId::from_bytes(new_uuid()?);
+    let id = tenant.uuid();
     as_owner(|| {
         refuse_foreign_master_key()?;
         spi(Spi::run_with_args(
@@ -107,7 +108,7 @@ fn create_tenant(name: &str, algorithm: default!(&str, "'xchacha20-poly1305'")) 
 
 /// Adds a key version to `tenant` and makes it active (see `rotate_tenant_key`).
 pub fn rotate_key(tenant: pgrx::Uuid) -> Result<i32> {
-    let id = *tenant.as_bytes();
+    let id = TenantId::from_uuid(&tenant);
     context::require_admin_of(&id)?;
     // The existing versions must unwrap under this server's master key: rotating under another
     // master key would silently mix two key hierarchies in one tenant.
@@ -160,7 +161,7 @@ fn key_versions(
     ),
 > {
     edge(|| {
-        context::require_admin_of(tenant.as_bytes())?;
+        context::require_admin_of(&TenantId::from_uuid(&tenant))?;
         let rows = as_owner(|| {
             let exists = spi(Spi::get_one_with_args::<bool>(
                 "SELECT EXISTS (SELECT FROM sealstore.tenants WHERE id = $1)",
@@ -196,7 +197,7 @@ fn key_versions(
 
 /// Crypto-shreds `tenant` (see `shred_tenant`).
 pub fn shred(tenant: pgrx::Uuid) -> Result<()> {
-    let id = *tenant.as_bytes();
+    let id = TenantId::from_uuid(&tenant);
     context::require_admin_of(&id)?;
     as_owner(|| {
         let (_alg, _active, shredded) = lock_tenant(tenant)?;

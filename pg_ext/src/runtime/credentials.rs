@@ -17,11 +17,13 @@ use pgrx::prelude::*;
 use sealstore_core::auth::{
     self, AuthError, Credential, Identity, JwtAlgorithm, KeyBinding, Policy, VerificationKey,
 };
-use sealstore_core::crypto::{self, TenantId};
+use sealstore_core::crypto;
+use sealstore_core::ids::{ApiKeyId, TenantId};
 
 use crate::runtime::errors::{self, Result};
 use crate::runtime::owner::{as_owner, latest_rows};
 use crate::runtime::{gucs, keycache, master_key};
+use crate::storage::ids::Uuid;
 
 /// Entries per cache before it is emptied: unknown kids and ids are cached too (as misses), and
 /// a client sending random ones must not grow a backend's memory without bound.
@@ -47,7 +49,7 @@ struct JwtKey {
 struct Cache {
     generation: keycache::Generation,
     jwt: HashMap<String, Option<Rc<JwtKey>>>,
-    api: HashMap<[u8; 16], Option<Rc<ApiKeyRow>>>,
+    api: HashMap<ApiKeyId, Option<Rc<ApiKeyRow>>>,
 }
 
 thread_local! {
@@ -93,7 +95,7 @@ pub fn forget_jwt_key(kid: &str) {
 }
 
 /// Drops this backend's cached copy of API key `id` (the caller changed it).
-pub fn forget_api_key(id: &[u8; 16]) {
+pub fn forget_api_key(id: &ApiKeyId) {
     CACHE.with_borrow_mut(|c| c.api.remove(id));
 }
 
@@ -125,7 +127,7 @@ fn load_jwt_key(kid: &str) -> Result<Option<JwtKey>> {
                 row.get::<String>(1).unwrap_or_default(),
                 row.get::<Vec<u8>>(2).unwrap_or_default(),
                 row.get::<String>(3),
-                row.get::<pgrx::Uuid>(4).map(|t| *t.as_bytes()),
+                row.get::<pgrx::Uuid>(4).map(|t| TenantId::from_uuid(&t)),
                 row.get::<bool>(5).unwrap_or(false),
             )
         },
@@ -149,23 +151,20 @@ fn load_jwt_key(kid: &str) -> Result<Option<JwtKey>> {
     }))
 }
 
-fn api_key_row(id: &[u8; 16]) -> Result<Option<Rc<ApiKeyRow>>> {
+fn api_key_row(id: &ApiKeyId) -> Result<Option<Rc<ApiKeyRow>>> {
     cached(|c| &mut c.api, id, || load_api_key_row(id))
 }
 
 /// The API key `id` unless revoked, as now committed (see `load_jwt_key`).
-fn load_api_key_row(id: &[u8; 16]) -> Result<Option<ApiKeyRow>> {
-    let uuid = pgrx::Uuid::from_bytes(*id);
+fn load_api_key_row(id: &ApiKeyId) -> Result<Option<ApiKeyRow>> {
+    let uuid = id.uuid();
     Ok(latest_rows(
         "SELECT tenant_id, scopes, tag, \
                 coalesce(extract(epoch FROM last_used_at)::bigint, 0) \
          FROM sealstore.api_keys WHERE id = $1 AND revoked_at IS NULL",
         &[uuid.into()],
         |row| ApiKeyRow {
-            tenant: *row
-                .get::<pgrx::Uuid>(1)
-                .expect("tenant_id is NOT NULL")
-                .as_bytes(),
+            tenant: TenantId::from_uuid(&row.get::<pgrx::Uuid>(1).expect("tenant_id is NOT NULL")),
             scopes: row
                 .get::<Vec<Option<String>>>(2)
                 .unwrap_or_default()
@@ -182,7 +181,7 @@ fn load_api_key_row(id: &[u8; 16]) -> Result<Option<ApiKeyRow>> {
 /// Records that an API key was used, coarsely: at most once an hour per key (and per backend),
 /// never blocking (SKIP LOCKED) and only where a write cannot fail the caller's transaction:
 /// read-write, READ COMMITTED, not on a standby. Elsewhere the use simply goes unrecorded.
-fn record_use(id: &[u8; 16], row: &ApiKeyRow) -> Result<()> {
+fn record_use(id: &ApiKeyId, row: &ApiKeyRow) -> Result<()> {
     let now = now_unix();
     if now - row.last_use.get() < LAST_USE_GRANULARITY {
         return Ok(());
@@ -197,7 +196,7 @@ fn record_use(id: &[u8; 16], row: &ApiKeyRow) -> Result<()> {
     if !writable {
         return Ok(());
     }
-    let uuid = pgrx::Uuid::from_bytes(*id);
+    let uuid = id.uuid();
     as_owner(|| {
         errors::spi(Spi::run_with_args(
             "UPDATE sealstore.api_keys SET last_used_at = date_trunc('hour', now()) \

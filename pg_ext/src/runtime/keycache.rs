@@ -17,6 +17,7 @@ use sealstore_core::crypto::{self, Algorithm, DataKey, TenantId};
 use crate::runtime::errors::{self, Result};
 use crate::runtime::master_key;
 use crate::runtime::owner::latest_rows;
+use crate::storage::ids::Uuid as _;
 
 static KEY_EPOCH: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"sealstore_key_epoch") };
 
@@ -155,7 +156,7 @@ pub fn on_abort() {
 /// Loads the tenant's row and wrapped keys as they are now committed, in one query (see
 /// [`latest_rows`]: a transaction's older snapshot must not bring back shredded keys).
 fn load(tenant: &TenantId) -> Result<std::result::Result<TenantKeys, Unusable>> {
-    let id = pgrx::Uuid::from_bytes(*tenant);
+    let id = tenant.uuid();
     let rows = latest_rows(
         "SELECT t.algorithm, t.active_version, t.shredded_at IS NOT NULL, \
                 k.version, k.wrapped, k.master_fingerprint \

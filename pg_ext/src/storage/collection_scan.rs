@@ -15,7 +15,7 @@
 //! scored.
 
 use pgrx::pg_sys;
-use sealstore_core::crypto::TenantId;
+use sealstore_core::ids::{CollectionId, TenantId};
 use sealstore_core::readahead;
 use sealstore_core::topk::{Offered, Rank, TopK};
 
@@ -86,7 +86,7 @@ fn tid_key(tid: &pg_sys::ItemPointerData) -> (pg_sys::BlockNumber, u16) {
 /// stops the scan (the transaction's abort releases the scan's buffer pins and locks).
 pub fn top_k(
     tenant: &TenantId,
-    collection: &[u8; 16],
+    collection: &CollectionId,
     column: Column,
     filter: Option<pg_sys::Datum>,
     k: usize,
@@ -143,14 +143,14 @@ pub fn top_k(
             1,
             pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
             pg_sys::RegProcedure::from(pg_sys::F_UUID_EQ),
-            pg_sys::Datum::from(collection.as_ptr()),
+            pg_sys::Datum::from(collection.as_bytes().as_ptr()),
         );
         pg_sys::ScanKeyInit(
             &mut keys[1],
             2,
             pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
             pg_sys::RegProcedure::from(pg_sys::F_UUID_EQ),
-            pg_sys::Datum::from(tenant.as_ptr()),
+            pg_sys::Datum::from(tenant.as_bytes().as_ptr()),
         );
         #[cfg(not(feature = "pg18"))]
         let scan = pg_sys::index_beginscan(heap, index, snapshot, 2, 0);
@@ -225,7 +225,7 @@ pub fn top_k(
                     damaged()
                 };
                 let id = &*id.cast_mut_ptr::<[u8; 16]>();
-                if &*row_tenant.cast_mut_ptr::<[u8; 16]>() != tenant {
+                if &*row_tenant.cast_mut_ptr::<[u8; 16]>() != tenant.as_bytes() {
                     damaged();
                 }
                 // A row of the other kind of collection has no value in this column: the

@@ -5,6 +5,7 @@ pub mod buffer_hints;
 pub mod collection_scan;
 pub mod flat;
 pub mod heap;
+pub mod ids;
 pub mod jsonb;
 pub mod pages;
 pub mod vector;

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::crypto::{random_bytes, Algorithm, DataKey};
+use crate::ids::TenantId;
 use crate::MasterKey;
 
 const TENANT: &str = "6f1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f";
@@ -71,7 +72,7 @@ fn valid_hs256_and_eddsa_tokens_give_the_identity() {
     )
     .unwrap();
     assert_eq!(id.subject, "alice");
-    assert_eq!(id.tenant, parse_uuid(TENANT));
+    assert_eq!(id.tenant, TenantId::parse(TENANT));
     assert_eq!(id.scopes, ["read", "write"]);
     assert!(id.has_scope("write") && !id.has_scope("admin"));
     assert_eq!(id.claims["sub"], "alice");
@@ -646,7 +647,7 @@ fn a_tenant_claim_is_only_accepted_in_its_canonical_spelling() {
             "{claims}"
         );
     }
-    assert!(parse_uuid(TENANT).is_some());
+    assert!(TenantId::parse(TENANT).is_some());
 }
 
 #[test]
@@ -660,7 +661,7 @@ fn a_key_binding_limits_the_tenant_and_the_admin_scope_its_tokens_may_carry() {
         )
         .unwrap()
     };
-    let tenant = parse_uuid(TENANT).unwrap();
+    let tenant = TenantId::parse(TENANT).unwrap();
     let other = "0b1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f";
     let user = identity(good_claims());
     let other_user =

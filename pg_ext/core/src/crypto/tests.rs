@@ -9,7 +9,7 @@ fn master() -> MasterKey {
 }
 
 fn tenant() -> TenantId {
-    *random_bytes::<16>().unwrap()
+    TenantId::from_bytes(*random_bytes::<16>().unwrap())
 }
 
 fn key(alg: Algorithm, version: u32) -> DataKey {
@@ -301,7 +301,7 @@ fn contexts_of_every_length_bind_whether_built_on_the_stack_or_not() {
     // || context (checked with the raw AEAD and associated data built here), and a change in
     // the context's last byte must still be caught.
     let t = tenant();
-    let inline_context_max = 128 - HEADER_LEN - t.len();
+    let inline_context_max = 128 - HEADER_LEN - t.as_bytes().len();
     for alg in ALGS {
         let k = key(alg, 1);
         for len in [
@@ -315,7 +315,7 @@ fn contexts_of_every_length_bind_whether_built_on_the_stack_or_not() {
             let context: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let env = seal(&k, &t, &context, b"embedding").unwrap();
             let body = HEADER_LEN + alg.nonce_len();
-            let expected_ad = [&env[..HEADER_LEN], &t[..], &context[..]].concat();
+            let expected_ad = [&env[..HEADER_LEN], &t.as_bytes()[..], &context[..]].concat();
             assert_eq!(
                 k.raw_open(&env[HEADER_LEN..body], &expected_ad, &env[body..])
                     .unwrap(),
@@ -480,7 +480,7 @@ fn rewrap_moves_a_key_to_a_new_master_without_changing_it() {
 #[test]
 fn f32_envelopes_open_and_keep_their_bindings() {
     let values: Vec<f32> = (0..771).map(|i| (i as f32 - 385.0) / 7.0).collect();
-    let other = [9u8; 16];
+    let other = TenantId::from_bytes([9u8; 16]);
     let me = tenant();
     for k in ALGS
         .into_iter()
