@@ -3,6 +3,7 @@
 # shellcheck shell=bash
 
 TEST_CLUSTER="test"
+TEST_REPLICA_CLUSTER="test-replica"
 TIER_NAMES=()
 TIER_STATUS=()
 TIER_SUMMARY=()
@@ -166,14 +167,46 @@ e2e_tests() {
         "$(app_url "$TEST_CLUSTER" sealstore_e2e)" \
         "$(gateway_url "$TEST_CLUSTER" sealstore_e2e)" \
         "$(gateway_local_url "$TEST_CLUSTER" sealstore_e2e)" \
-        "$(cluster_dir "$TEST_CLUSTER")" "$(cluster_root)"
+        "$(cluster_dir "$TEST_CLUSTER")" "$(cluster_root)" "$@"
+}
+
+# The standby tier's server: a hot standby of the test cluster, made by the scripts of
+# `replica` (replica.sh). Started outside the tier, as every server the tiers use: a process
+# started inside one would hold its output pipe open. Sets REPLICA_URL and REPLICA_APP_URL.
+standby_start() {
+    local primary_port=$CLUSTER_PORT
+    replica_init "$TEST_CLUSTER" "$TEST_REPLICA_CLUSTER"
+    cluster_start "$TEST_REPLICA_CLUSTER" "${SEALSTORE_TEST_REPLICA_PG_PORT:-54340}"
+    replica_wait_ready "$TEST_REPLICA_CLUSTER"
+    REPLICA_URL=$(superuser_url "$TEST_REPLICA_CLUSTER" sealstore_e2e)
+    REPLICA_APP_URL=$(app_url "$TEST_REPLICA_CLUSTER" sealstore_e2e)
+    CLUSTER_PORT=$primary_port
+}
+
+# The standby tier: reads on the standby while the primary changes keys.
+standby_tests() {
+    SEALSTORE_TEST_REPLICA_PG_URL=$REPLICA_URL SEALSTORE_TEST_REPLICA_APP_PG_URL=$REPLICA_APP_URL \
+        E2E_TARGET="$REPO/tests/e2e/test_standby.py" e2e_tests -s
+}
+
+# The pooler tier: the tenant context and isolation through PgBouncer in transaction pooling
+# mode, one server connection per user (pgbouncer.sh; started outside the tier).
+pooler_tests() {
+    local at="127.0.0.1:$PGBOUNCER_PORT/sealstore_e2e"
+    SEALSTORE_TEST_PGBOUNCER_PG_URL="postgresql://postgres:$(superuser_password "$TEST_CLUSTER")@$at" \
+    SEALSTORE_TEST_PGBOUNCER_APP_PG_URL="postgresql://sealstore_app_user:$(app_password "$TEST_CLUSTER")@$at" \
+        E2E_TARGET="$REPO/tests/e2e/test_pgbouncer.py" e2e_tests
 }
 
 # run_e2e ADMIN_URL APP_URL GATEWAY_URL GATEWAY_LOCAL_URL CLUSTER_DIR CLUSTER_ROOT
-# [PYTEST_ARGS...]: pytest over tests/e2e against the server those URLs reach (an application's
-# login role, the gateway's, and the gateway's through the Unix socket), whose master key and
-# log are in CLUSTER_DIR; the tests that make their own clusters make them under CLUSTER_ROOT.
+# [PYTEST_ARGS...]: pytest over tests/e2e (but the standby and pooler tiers' tests; E2E_TARGET
+# names other tests) against the server those URLs reach (an application's login role, the gateway's, and
+# the gateway's through the Unix socket), whose master key and log are in CLUSTER_DIR; the
+# tests that make their own clusters make them under CLUSTER_ROOT.
 run_e2e() {
+    local target=("$REPO/tests/e2e" "--ignore=$REPO/tests/e2e/test_standby.py"
+        "--ignore=$REPO/tests/e2e/test_pgbouncer.py")
+    [ -n "${E2E_TARGET:-}" ] && target=("$E2E_TARGET")
     SEALSTORE_TEST_PG_URL=$1 \
     SEALSTORE_TEST_APP_PG_URL=$2 \
     SEALSTORE_TEST_GATEWAY_PG_URL=$3 \
@@ -185,14 +218,14 @@ run_e2e() {
     SEALSTORE_CLUSTER_ROOT=$6 \
     SEALSTORE_PG_OS_USER=$(pg_os_user) \
     SEALSTORE_SCHEMATHESIS_BIN="$STATE/st-venv/bin/schemathesis" \
-        "$STATE/venv/bin/python" -m pytest -p no:cacheprovider -ra "$REPO/tests/e2e" "${@:7}"
+        "$STATE/venv/bin/python" -m pytest -p no:cacheprovider -ra "${target[@]}" "${@:7}"
 }
 
 cmd_test() {
     local started=$SECONDS
     setup_machine
     mkdir -p "$STATE/logs"
-    trap 'cluster_stop "$TEST_CLUSTER"' EXIT
+    trap 'pgbouncer_stop "$TEST_CLUSTER"; cluster_stop "$TEST_REPLICA_CLUSTER"; cluster_stop "$TEST_CLUSTER"' EXIT
 
     run_tier lint lint_summary lint_checks
     run_tier unit cargo_summary unit_tests
@@ -212,6 +245,12 @@ cmd_test() {
 
     run_tier regress regress_summary regress_tests
     run_tier e2e pytest_summary e2e_tests
+    standby_start
+    run_tier standby pytest_summary standby_tests
+    cluster_stop "$TEST_REPLICA_CLUSTER"
+    pgbouncer_start "$TEST_CLUSTER" sealstore_e2e "${SEALSTORE_TEST_PGBOUNCER_PORT:-54341}" 1
+    run_tier pooler pytest_summary pooler_tests
+    pgbouncer_stop "$TEST_CLUSTER"
     cluster_stop "$TEST_CLUSTER"
 
     say "Summary ($(( SECONDS - started )) s)"

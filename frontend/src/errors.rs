@@ -110,6 +110,11 @@ const EXACT: &[(&str, Mapped)] = &[
         "55000",
         retry("service_unavailable", "service unavailable", 5),
     ),
+    // A write that reached a server in recovery (a standby, or a primary being demoted).
+    (
+        "25006",
+        retry("service_unavailable", "service unavailable", 1),
+    ),
     (
         "58P01",
         retry("service_unavailable", "service unavailable", 5),

@@ -23,6 +23,7 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: a plain read of a PostgreSQL global during library load.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         runtime::keycache::init_shmem();
+        runtime::replay::init();
         storage::buffer_hints::init_shmem();
     }
 }

@@ -10,17 +10,10 @@ import uuid
 import jwt  # PyJWT
 import psycopg
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
+from clients import Keys
 from harness import create_login_role, drop_role
 
 AUD, ISS = "sealstore-e2e", "https://idp.e2e.example"
-
-
-def pem_public(private) -> str:
-    return private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def b64(data: bytes) -> str:
@@ -29,24 +22,6 @@ def b64(data: bytes) -> str:
 
 def raw_token(header: dict, claims: dict, signature: bytes = b"") -> str:
     return ".".join([b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()), b64(signature)])
-
-
-class Keys:
-    def __init__(self):
-        suffix = secrets.token_hex(4)
-        self.hs_secret = secrets.token_hex(32)
-        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.ec = ec.generate_private_key(ec.SECP256R1())
-        self.ed = ed25519.Ed25519PrivateKey.generate()
-        self.kids = {alg: f"e2e-{alg.lower()}-{suffix}" for alg in ("HS256", "RS256", "ES256", "EdDSA")}
-
-    def signing(self, alg):
-        return {"HS256": self.hs_secret.encode(), "RS256": self.rsa, "ES256": self.ec, "EdDSA": self.ed}[alg]
-
-    def material(self, alg):
-        if alg == "HS256":
-            return self.hs_secret
-        return pem_public({"RS256": self.rsa, "ES256": self.ec, "EdDSA": self.ed}[alg])
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ fn every_kind_the_core_declares_has_a_deliberate_answer() {
             | DataException
             | FeatureNotSupported => (400, "invalid_request"),
             DataCorrupted => (500, "data_corrupted"),
-            NotInPrerequisiteState | UndefinedFile | ConfigFileError => {
+            NotInPrerequisiteState | ReadOnly | UndefinedFile | ConfigFileError => {
                 (503, "service_unavailable")
             }
             SystemError | UndefinedTable | Internal => (500, "internal"),

@@ -57,6 +57,9 @@ pub enum Kind {
     DataException,
     /// The server is not set up for this: no master key, another master key, not preloaded.
     NotInPrerequisiteState,
+    /// A function that writes, where nothing may be written: a hot standby, a read-only
+    /// transaction.
+    ReadOnly,
     /// The configured master key file does not exist.
     UndefinedFile,
     /// The master key configuration is wrong (unreadable, permissive, malformed, command).
@@ -72,7 +75,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for tests that check each one's mapping (SQLSTATE, HTTP status).
-    pub const ALL: [Kind; 23] = [
+    pub const ALL: [Kind; 24] = [
         Kind::NoTenantContext,
         Kind::CredentialRejected,
         Kind::Forbidden,
@@ -91,6 +94,7 @@ impl Kind {
         Kind::NumericValueOutOfRange,
         Kind::DataException,
         Kind::NotInPrerequisiteState,
+        Kind::ReadOnly,
         Kind::UndefinedFile,
         Kind::ConfigFileError,
         Kind::FeatureNotSupported,
@@ -119,6 +123,7 @@ impl Kind {
             Kind::NumericValueOutOfRange => "22003",
             Kind::DataException => "22000",
             Kind::NotInPrerequisiteState => "55000",
+            Kind::ReadOnly => "25006",
             Kind::UndefinedFile => "58P01",
             Kind::ConfigFileError => "F0000",
             Kind::FeatureNotSupported => "0A000",
@@ -148,6 +153,7 @@ impl Kind {
             Kind::NumericValueOutOfRange => "out_of_range",
             Kind::DataException => "invalid_value",
             Kind::NotInPrerequisiteState => "not_ready",
+            Kind::ReadOnly => "read_only",
             Kind::UndefinedFile => "key_file_missing",
             Kind::ConfigFileError => "key_config_error",
             Kind::FeatureNotSupported => "not_supported",

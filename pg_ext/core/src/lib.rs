@@ -13,6 +13,7 @@ pub mod ids;
 pub mod master_key;
 pub mod names;
 pub mod readahead;
+pub mod replay;
 pub mod topk;
 pub mod vector;
 

@@ -10,7 +10,7 @@ use crate::runtime::audit::audit;
 use crate::runtime::context::{self, AdminReach};
 use crate::runtime::credentials::{self, secret_purpose};
 use crate::runtime::errors::{self, edge, Error, Result};
-use crate::runtime::owner::{as_owner, changed_rows};
+use crate::runtime::owner::{self, as_owner, changed_rows};
 use crate::runtime::{keycache, master_key};
 use crate::storage::ids::Uuid as _;
 use sealstore_core::ids::{ApiKeyId, TenantId};
@@ -54,6 +54,7 @@ fn add_jwt_key(
     admin: default!(Option<bool>, false),
 ) {
     edge(|| {
+        owner::require_writable()?;
         let (Some(kid), Some(algorithm), Some(key), Some(admin)) = (kid, algorithm, key, admin)
         else {
             return Err(errors::null_argument(
@@ -111,6 +112,7 @@ fn add_jwt_key(
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn retire_jwt_key(kid: &str) {
     edge(|| {
+        owner::require_writable()?;
         context::require_system_admin()?;
         as_owner(|| {
             let retired = changed_rows(
@@ -143,6 +145,7 @@ pub fn create_api_key_for(
     name: &str,
     scopes: Vec<Option<String>>,
 ) -> Result<NewApiKey> {
+    owner::require_writable()?;
     context::require_admin_of(&TenantId::from_uuid(&tenant))?;
     check_name(NameOf::ApiKey, name)?;
     let bad_scopes = || Error::invalid("scopes must be a non-empty array of read, write and admin");
@@ -191,6 +194,7 @@ fn create_api_key(tenant: pgrx::Uuid, name: &str, scopes: Vec<Option<String>>) -
 
 /// Revokes API key `id` (see `revoke_api_key`).
 pub fn revoke_api_key_by_id(id: pgrx::Uuid) -> Result<()> {
+    owner::require_writable()?;
     // A tenant's admin credential revokes its own tenant's keys only; others look absent.
     let only = match context::require_admin()? {
         AdminReach::All => None,
@@ -269,6 +273,7 @@ fn jwt_verification_config() -> pgrx::JsonB {
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn record_auth_failures(report: pgrx::JsonB) -> i32 {
     edge(|| {
+        owner::require_writable()?;
         let failures = auth::parse_auth_failures(&report.0).map_err(Error::invalid)?;
         as_owner(|| {
             for f in &failures {

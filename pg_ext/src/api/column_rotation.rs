@@ -17,7 +17,7 @@ use crate::api::encryption::reencrypt_with;
 use crate::runtime::context;
 use crate::runtime::errors::{edge, spi, Error, Result};
 use crate::runtime::keycache;
-use crate::runtime::owner::{as_restricted, changed_rows};
+use crate::runtime::owner::{self, as_restricted, changed_rows};
 use crate::storage::ids::Uuid as _;
 
 /// What one rotation works on: the table, its columns (quoted), and its owner.
@@ -100,6 +100,7 @@ fn rotate_column_pending(
     tenant_column: &str,
 ) -> i64 {
     edge(|| {
+        owner::require_writable()?;
         let id = TenantId::from_uuid(&tenant);
         let active = keycache::tenant_keys(&id)?.active;
         let t = target(tbl, col, context_col, tenant_column)?;
@@ -126,6 +127,7 @@ fn rotate_column_batch(
     batch_size: i32,
 ) -> i64 {
     edge(|| {
+        owner::require_writable()?;
         let id = TenantId::from_uuid(&tenant);
         let keys = keycache::tenant_keys(&id)?;
         let t = target(tbl, col, context_col, tenant_column)?;

@@ -19,7 +19,7 @@ use crate::api::tenants::new_uuid;
 use crate::runtime::context;
 use crate::runtime::errors::{self, edge, spi, Error, Result};
 use crate::runtime::keycache;
-use crate::runtime::owner::{as_owner, changed_rows, owner_row};
+use crate::runtime::owner::{self, as_owner, changed_rows, owner_row};
 use crate::storage::collection_scan::{self, Column, Hit};
 use crate::storage::ids::Uuid as _;
 use crate::storage::jsonb::Jsonb;
@@ -89,6 +89,7 @@ pub fn create_collection_for(
     metric: &str,
     encrypt_embeddings: bool,
 ) -> Result<pgrx::Uuid> {
+    owner::require_writable()?;
     check_name(NameOf::Collection, name)?;
     context::require_scope("write")?;
     let tenant = context::tenant()?;
@@ -139,6 +140,7 @@ fn create_collection(
 
 /// Deletes collection `name` with its documents (see `drop_collection`).
 pub fn drop_collection_named(name: &str) -> Result<bool> {
+    owner::require_writable()?;
     check_name(NameOf::Collection, name)?;
     context::require_scope("write")?;
     let tenant = context::tenant()?;
@@ -166,6 +168,7 @@ pub fn put(
     embedding: &[f32],
     metadata: Jsonb,
 ) -> Result<pgrx::Uuid> {
+    owner::require_writable()?;
     context::require_scope("write")?;
     let tenant = context::tenant()?;
     let coll = self::collection(&tenant, collection)?;
@@ -293,6 +296,7 @@ fn get_document(
 
 /// Deletes the current tenant's document `id` (see `delete_document`).
 pub fn delete(id: pgrx::Uuid) -> Result<bool> {
+    owner::require_writable()?;
     context::require_scope("write")?;
     let tenant = context::tenant()?;
     let deleted = as_owner(|| {

@@ -10,7 +10,7 @@ use sealstore_core::crypto::{self, Algorithm};
 use crate::runtime::credentials::secret_purpose;
 use crate::runtime::errors::{edge, spi, Error, Result};
 use crate::runtime::master_key;
-use crate::runtime::owner::as_owner;
+use crate::runtime::owner::{self, as_owner};
 use crate::storage::ids::Uuid as _;
 use sealstore_core::ids::TenantId;
 
@@ -22,6 +22,7 @@ fn rewrap_tenant_keys_batch(batch_size: i32) -> i32 {
 }
 
 fn rewrap_batch(batch_size: i32) -> Result<i32> {
+    owner::require_writable()?;
     if !(1..=10_000).contains(&batch_size) {
         return Err(Error::invalid("batch_size must be from 1 to 10000"));
     }

@@ -8,7 +8,7 @@ use sealstore_core::names::{check_name, NameOf};
 use crate::api::encryption::{open_for_current, seal_for_current, utf8};
 use crate::runtime::context;
 use crate::runtime::errors::{self, edge, Result};
-use crate::runtime::owner::{as_owner, changed_rows};
+use crate::runtime::owner::{self, as_owner, changed_rows};
 use crate::storage::ids::Uuid as _;
 
 fn secret_context(name: &str) -> String {
@@ -17,6 +17,7 @@ fn secret_context(name: &str) -> String {
 
 /// Stores (or replaces) the current tenant's secret `name`.
 pub fn put(name: &str, value: &str) -> Result<()> {
+    owner::require_writable()?;
     check_name(NameOf::Secret, name)?;
     context::require_scope("write")?;
     let tenant = context::tenant()?.uuid();
@@ -57,6 +58,7 @@ pub fn get(name: &str) -> Result<String> {
 
 /// Deletes the current tenant's secret `name`; P0002 when there is none.
 pub fn delete(name: &str) -> Result<()> {
+    owner::require_writable()?;
     check_name(NameOf::Secret, name)?;
     context::require_scope("write")?;
     let tenant = context::tenant()?.uuid();

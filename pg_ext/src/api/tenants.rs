@@ -11,7 +11,7 @@ use crate::runtime::context;
 use crate::runtime::errors::{self, edge, spi, Result};
 use crate::runtime::keycache;
 use crate::runtime::master_key;
-use crate::runtime::owner::{as_owner, changed_rows};
+use crate::runtime::owner::{self, as_owner, changed_rows, read_one};
 use crate::storage::ids::Uuid as _;
 
 /// A random (version 4) UUID: tenant, collection and document ids.
@@ -79,6 +79,7 @@ fn refuse_foreign_master_key() -> Result<()> {
 
 /// Creates a tenant (see `create_tenant`).
 pub fn create(name: &str, algorithm: &str) -> Result<pgrx::Uuid> {
+    owner::require_writable()?;
     context::require_system_admin()?;
     check_name(NameOf::Tenant, name)?;
     let algorithm = Algorithm::from_name(algorithm)?;
@@ -108,6 +109,7 @@ fn create_tenant(name: &str, algorithm: default!(&str, "'xchacha20-poly1305'")) 
 
 /// Adds a key version to `tenant` and makes it active (see `rotate_tenant_key`).
 pub fn rotate_key(tenant: pgrx::Uuid) -> Result<i32> {
+    owner::require_writable()?;
     let id = TenantId::from_uuid(&tenant);
     context::require_admin_of(&id)?;
     // The existing versions must unwrap under this server's master key: rotating under another
@@ -163,7 +165,7 @@ fn key_versions(
     edge(|| {
         context::require_admin_of(&TenantId::from_uuid(&tenant))?;
         let rows = as_owner(|| {
-            let exists = spi(Spi::get_one_with_args::<bool>(
+            let exists = spi(read_one::<bool>(
                 "SELECT EXISTS (SELECT FROM sealstore.tenants WHERE id = $1)",
                 &[tenant.into()],
             ))?;
@@ -197,6 +199,7 @@ fn key_versions(
 
 /// Crypto-shreds `tenant` (see `shred_tenant`).
 pub fn shred(tenant: pgrx::Uuid) -> Result<()> {
+    owner::require_writable()?;
     let id = TenantId::from_uuid(&tenant);
     context::require_admin_of(&id)?;
     as_owner(|| {

@@ -14,11 +14,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use sealstore_core::auth::Identity;
 use sealstore_core::crypto::TenantId;
 
 use crate::runtime::errors::{self, Result};
+use crate::runtime::owner;
 
 thread_local! {
     static CONTEXT: RefCell<Option<Rc<Identity>>> = const { RefCell::new(None) };
@@ -145,8 +145,9 @@ impl AdminReach {
 /// caller must be a member of sealstore_admin, or this transaction must have authenticated a
 /// credential with scope `admin` (the gateway's path). 42501 otherwise.
 pub fn require_admin() -> Result<AdminReach> {
-    let db_admin = Spi::get_one::<bool>(
+    let db_admin = owner::read_one::<bool>(
         "SELECT pg_catalog.pg_has_role(current_user, 'sealstore_admin', 'USAGE')",
+        &[],
     )
     .ok()
     .flatten()

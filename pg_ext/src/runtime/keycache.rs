@@ -4,6 +4,7 @@
 //! it commits. Every lookup compares the backend's epoch with the shared one (one atomic load)
 //! and drops its whole cache when they differ, so once shred_tenant() has committed no backend
 //! can use a cached key of that tenant again. Dropped keys are zeroized by the cipher crates.
+//! On a hot standby the change arrives through the WAL instead (`replay.rs`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -13,10 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PgAtomic};
 use sealstore_core::crypto::{self, Algorithm, DataKey, TenantId};
+use sealstore_core::replay::Settled;
 
 use crate::runtime::errors::{self, Result};
-use crate::runtime::master_key;
 use crate::runtime::owner::latest_rows;
+use crate::runtime::{master_key, replay};
 use crate::storage::ids::Uuid as _;
 
 static KEY_EPOCH: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"sealstore_key_epoch") };
@@ -61,20 +63,43 @@ struct Cache {
 }
 
 /// What every per-backend cache of key material (data keys, JWT keys, API keys) is tagged with:
-/// the shared epoch, and how many of this backend's own key-changing transactions aborted
-/// (what it cached during those may never have been committed).
-pub type Generation = (u64, u64);
+/// the shared epoch; how many of this backend's own key-changing transactions aborted (what it
+/// cached during those may never have been committed); and, on a hot standby while a replayed
+/// key change's transaction may still be running, a number never given out before, so that
+/// nothing loaded meanwhile is kept (`replay`).
+pub type Generation = (u64, u64, u64);
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
     /// This transaction changed keys: bump the shared epoch if it commits.
     static CHANGED: Cell<bool> = const { Cell::new(false) };
     static LOCAL_ABORTS: Cell<u64> = const { Cell::new(0) };
+    static UNCACHED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The current generation; a cache tagged with another one must be dropped.
 pub fn generation() -> Generation {
-    (KEY_EPOCH.get().load(Ordering::Acquire), LOCAL_ABORTS.get())
+    let uncached = match replay::settle() {
+        Settled::Quiet => 0,
+        Settled::Ended => {
+            bump_epoch();
+            0
+        }
+        Settled::Running => {
+            UNCACHED.set(UNCACHED.get() + 1);
+            UNCACHED.get()
+        }
+    };
+    (
+        KEY_EPOCH.get().load(Ordering::Acquire),
+        LOCAL_ABORTS.get(),
+        uncached,
+    )
+}
+
+/// Makes every backend drop its caches at its next lookup.
+pub fn bump_epoch() {
+    KEY_EPOCH.get().fetch_add(1, Ordering::AcqRel);
 }
 
 /// Why a tenant's keys cannot be used.
@@ -139,10 +164,18 @@ pub fn mark_credentials_changed() {
     CHANGED.set(true);
 }
 
+/// From the transaction callback, before a commit or a PREPARE: the record that carries the
+/// change to hot standbys (an error here still aborts the transaction cleanly).
+pub fn before_commit() {
+    if CHANGED.get() {
+        replay::log_change();
+    }
+}
+
 /// From the transaction callback: must not raise.
 pub fn on_commit() {
     if CHANGED.replace(false) {
-        KEY_EPOCH.get().fetch_add(1, Ordering::AcqRel);
+        bump_epoch();
     }
 }
 

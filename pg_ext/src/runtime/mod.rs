@@ -11,4 +11,6 @@ pub mod gucs;
 pub mod keycache;
 pub mod master_key;
 pub mod owner;
+pub mod replay;
+pub mod shmem;
 pub mod xact;

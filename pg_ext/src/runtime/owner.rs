@@ -27,8 +27,9 @@ fn extension_owner() -> Result<pg_sys::Oid> {
     if let Some(oid) = OWNER.get() {
         return Ok(oid);
     }
-    let oid = Spi::get_one::<pg_sys::Oid>(
+    let oid = read_one::<pg_sys::Oid>(
         "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'sealstore'",
+        &[],
     )
     .ok()
     .flatten()
@@ -242,6 +243,36 @@ pub fn owner_row<T>(
             read(&rows.first()).map(Some)
         }))
     })
+}
+
+/// Fails with 25006 where nothing may be written: on a hot standby and in a read-only
+/// transaction. Every function that writes calls it first, before anything asks for a
+/// transaction id (pgrx's read-write SPI path asks at once, which on a standby is an XX000).
+pub fn require_writable() -> Result<()> {
+    // SAFETY: plain reads of backend state.
+    let (recovery, read_only) = unsafe { (pg_sys::RecoveryInProgress(), pg_sys::XactReadOnly) };
+    if recovery {
+        return Err(Error::new(Kind::ReadOnly, "cannot write on a hot standby")
+            .with_hint("Send writes to the primary."));
+    }
+    if read_only {
+        return Err(Error::new(
+            Kind::ReadOnly,
+            "cannot write in a read-only transaction",
+        ));
+    }
+    Ok(())
+}
+
+/// One value of a read-only query (`None` without a row or for NULL), through SPI's read-only
+/// path. pgrx's `Spi::get_one` takes the read-write path, which assigns the transaction an id:
+/// on a hot standby that fails ("cannot assign TransactionIds during recovery"), and on a
+/// primary it costs a read-only transaction a commit record.
+pub fn read_one<T: FromDatum + pgrx::IntoDatum>(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> std::result::Result<Option<T>, pgrx::spi::Error> {
+    Spi::connect(|client| client.select(sql, Some(1), args)?.first().get_one())
 }
 
 /// How many rows one of the extension's own statements changed: a statement of the form

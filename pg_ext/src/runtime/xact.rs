@@ -2,8 +2,9 @@
 //! end of a transaction clears the tenant context and publishes key changes; the end of a
 //! savepoint restores or hands on the context.
 //!
-//! They must never raise an error (an ERROR in a commit or abort callback takes the cluster
-//! down): they only clear memory and bump an atomic counter.
+//! The commit and abort callbacks must never raise an error (an ERROR there takes the cluster
+//! down): they only clear memory and bump an atomic counter. Before a commit or a PREPARE, a
+//! transaction that changed keys writes the WAL record that carries the change to standbys.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -16,6 +17,9 @@ unsafe extern "C-unwind" fn on_xact_event(
     _arg: *mut std::ffi::c_void,
 ) {
     match event {
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
+            keycache::before_commit()
+        }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             context::clear();
             keycache::on_commit();

@@ -16,6 +16,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::shmem::PgSharedMemoryInitialization;
 
+use crate::runtime::shmem;
+
 /// Slots in the table: one buffer number (0: none) each.
 const SLOTS: usize = 1 << 20;
 
@@ -43,26 +45,11 @@ impl PgSharedMemoryInitialization for Table {
     }
 
     unsafe fn on_shmem_startup(&'static self, _: bool) {
-        // SAFETY: called from the shmem startup hook, as the trait requires, under
-        // AddinShmemInitLock (MainLWLockArray[21], as pgrx's own shared values take it). An
-        // all-zero AtomicI32 array is a valid one: every slot "no hint".
-        unsafe {
-            let lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
-            pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-            let mut found = false;
-            let slots = pg_sys::ShmemInitStruct(
-                c"sealstore search buffer hints".as_ptr(),
-                SLOTS * size_of::<AtomicI32>(),
-                &mut found,
-            )
-            .cast::<AtomicI32>();
-            assert!(slots.is_aligned(), "shared memory is not aligned");
-            if !found {
-                std::ptr::write_bytes(slots, 0, SLOTS);
-            }
-            self.slots.store(slots, Ordering::Release);
-            pg_sys::LWLockRelease(lock);
-        }
+        // SAFETY: called from the shmem startup hook, as the trait requires. An all-zero
+        // AtomicI32 array is a valid one: every slot "no hint".
+        let slots =
+            unsafe { shmem::zeroed_region::<AtomicI32>(c"sealstore search buffer hints", SLOTS) };
+        self.slots.store(slots, Ordering::Release);
     }
 }
 

@@ -537,7 +537,7 @@ fn under_policy(relid: pg_sys::Oid) -> bool {
     // SAFETY: a plain call with a valid relation id (the scan's heap).
     let own = unsafe { pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true) };
     own == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-        || crate::runtime::errors::spi(Spi::get_one_with_args::<bool>(
+        || crate::runtime::errors::spi(crate::runtime::owner::read_one::<bool>(
             // Under the caller's search_path: every name and operator is qualified.
             "WITH RECURSIVE up(rel) AS ( \
                  SELECT inhparent FROM pg_catalog.pg_inherits \

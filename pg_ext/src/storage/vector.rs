@@ -150,8 +150,9 @@ pub fn type_oid() -> pg_sys::Oid {
     if let Some(oid) = TYPE_OID.get() {
         return oid;
     }
-    let oid = errors::spi(Spi::get_one::<pg_sys::Oid>(
+    let oid = errors::spi(crate::runtime::owner::read_one::<pg_sys::Oid>(
         "SELECT 'sealstore.vector'::pg_catalog.regtype::pg_catalog.oid",
+        &[],
     ))
     .or_raise()
     .expect("the vector type exists while the extension is installed");
