@@ -180,12 +180,17 @@ standby_start() {
     replica_wait_ready "$TEST_REPLICA_CLUSTER"
     REPLICA_URL=$(superuser_url "$TEST_REPLICA_CLUSTER" sealstore_e2e)
     REPLICA_APP_URL=$(app_url "$TEST_REPLICA_CLUSTER" sealstore_e2e)
+    REPLICA_GATEWAY_URL=$(gateway_url "$TEST_REPLICA_CLUSTER" sealstore_e2e)
+    REPLICA_PORT=$CLUSTER_PORT
     CLUSTER_PORT=$primary_port
 }
 
-# The standby tier: reads on the standby while the primary changes keys.
+# The standby tier: reads on the standby while the primary changes keys, and the gateway
+# reading from it.
 standby_tests() {
     SEALSTORE_TEST_REPLICA_PG_URL=$REPLICA_URL SEALSTORE_TEST_REPLICA_APP_PG_URL=$REPLICA_APP_URL \
+    SEALSTORE_TEST_REPLICA_GATEWAY_PG_URL=$REPLICA_GATEWAY_URL SEALSTORE_TEST_REPLICA_PORT=$REPLICA_PORT \
+    SEALSTORE_TEST_REPLICA_DIR="$(cluster_dir "$TEST_REPLICA_CLUSTER")" \
         E2E_TARGET="$REPO/tests/e2e/test_standby.py" e2e_tests -s
 }
 

@@ -45,6 +45,23 @@ pub struct Cli {
     #[arg(long, env = "SEALSTORE_DB_PIPELINE_DEPTH", default_value = "32")]
     pub db_pipeline_depth: String,
 
+    /// Comma-separated connection URLs of hot standbys (the gateway's login role on each): the
+    /// read routes go to them while they keep up; none by default.
+    #[arg(long, env = "SEALSTORE_DB_REPLICA_URLS", hide_env_values = true)]
+    pub db_replica_urls: Option<String>,
+
+    /// Most bytes of WAL a standby may lag behind the primary and still serve reads.
+    #[arg(
+        long,
+        env = "SEALSTORE_DB_REPLICA_MAX_LAG_BYTES",
+        default_value = "16777216"
+    )]
+    pub db_replica_max_lag_bytes: String,
+
+    /// Seconds after a credential's own write during which its reads go to the primary.
+    #[arg(long, env = "SEALSTORE_READ_YOUR_WRITES_SECS", default_value = "5")]
+    pub read_your_writes_secs: String,
+
     /// Seconds to wait for a database connection or query in health checks.
     #[arg(long, env = "SEALSTORE_DB_TIMEOUT_SECS", default_value = "2")]
     pub db_timeout_secs: String,
@@ -146,6 +163,10 @@ pub struct Config {
     pub db_pool_size: usize,
     pub db_read_connections: usize,
     pub db_pipeline_depth: usize,
+    /// Hot standbys for the read routes, in the order given (named replica-1, replica-2, ...).
+    pub replicas: Vec<PgUrl>,
+    pub replica_max_lag_bytes: u64,
+    pub read_your_writes: Duration,
     pub db_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -198,6 +219,24 @@ fn bounded<T: FromStr + PartialOrd + fmt::Display + Copy>(
     Ok(value)
 }
 
+/// A PostgreSQL connection URL with a host and a user. tokio-postgres's parse errors can quote
+/// the input, which holds the password: the errors here never do.
+fn parse_pg_url(name: &'static str, url: &str) -> Result<tokio_postgres::Config, ConfigError> {
+    let pg = tokio_postgres::Config::from_str(url).map_err(|_| {
+        invalid(
+            name,
+            "not a valid PostgreSQL connection URL (value not shown)",
+        )
+    })?;
+    if pg.get_hosts().is_empty() {
+        return Err(invalid(name, "names no host (value not shown)"));
+    }
+    if pg.get_user().is_none_or(str::is_empty) {
+        return Err(invalid(name, "names no user (value not shown)"));
+    }
+    Ok(pg)
+}
+
 impl Config {
     pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
         let listen = cli.listen.parse::<SocketAddr>().map_err(|_| {
@@ -227,24 +266,16 @@ impl Config {
                 "required: the gateway role's connection URL (or SEALSTORE_GATEWAY_PG_URL_FILE)",
             )),
         };
-        // tokio-postgres's parse errors can quote the input, which holds the password.
-        let pg = tokio_postgres::Config::from_str(&url).map_err(|_| {
-            invalid(
-                "SEALSTORE_GATEWAY_PG_URL",
-                "not a valid PostgreSQL connection URL (value not shown)",
-            )
-        })?;
-        if pg.get_hosts().is_empty() {
-            return Err(invalid(
-                "SEALSTORE_GATEWAY_PG_URL",
-                "names no host (value not shown)",
-            ));
-        }
-        if pg.get_user().is_none_or(str::is_empty) {
-            return Err(invalid(
-                "SEALSTORE_GATEWAY_PG_URL",
-                "names no user (value not shown)",
-            ));
+        let pg = parse_pg_url("SEALSTORE_GATEWAY_PG_URL", &url)?;
+        let replicas = match cli.db_replica_urls.as_deref() {
+            Some(list) => split_list(list)
+                .iter()
+                .map(|url| parse_pg_url("SEALSTORE_DB_REPLICA_URLS", url).map(PgUrl))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        if replicas.len() > 16 {
+            return Err(invalid("SEALSTORE_DB_REPLICA_URLS", "at most 16 replicas"));
         }
 
         let production = match cli.production.trim().to_ascii_lowercase().as_str() {
@@ -303,6 +334,19 @@ impl Config {
                 1usize,
                 1024,
             )?,
+            replicas,
+            replica_max_lag_bytes: bounded(
+                "SEALSTORE_DB_REPLICA_MAX_LAG_BYTES",
+                &cli.db_replica_max_lag_bytes,
+                0u64,
+                1 << 40,
+            )?,
+            read_your_writes: Duration::from_secs(bounded(
+                "SEALSTORE_READ_YOUR_WRITES_SECS",
+                &cli.read_your_writes_secs,
+                0u64,
+                3600,
+            )?),
             db_timeout: Duration::from_secs(bounded(
                 "SEALSTORE_DB_TIMEOUT_SECS",
                 &cli.db_timeout_secs,
@@ -375,17 +419,24 @@ impl Config {
     /// What production mode refuses: secrets missing or weak, and settings that are only safe
     /// on a developer's machine.
     fn check_production(&self) -> Result<(), ConfigError> {
-        let weak = match self.pg.config().get_password() {
-            None => Some("has no password"),
-            Some(pw) if pw.len() < MIN_PASSWORD_LEN => Some("has a password under 16 bytes"),
-            Some(pw) if pw.iter().all(|b| *b == pw[0]) => Some("has a repetitive password"),
-            Some(_) => None,
-        };
-        if let Some(problem) = weak {
-            return Err(invalid(
-                "SEALSTORE_GATEWAY_PG_URL",
-                format!("{problem}, refused in production (value not shown)"),
-            ));
+        let urls = std::iter::once(("SEALSTORE_GATEWAY_PG_URL", &self.pg)).chain(
+            self.replicas
+                .iter()
+                .map(|r| ("SEALSTORE_DB_REPLICA_URLS", r)),
+        );
+        for (name, url) in urls {
+            let weak = match url.config().get_password() {
+                None => Some("has no password"),
+                Some(pw) if pw.len() < MIN_PASSWORD_LEN => Some("has a password under 16 bytes"),
+                Some(pw) if pw.iter().all(|b| *b == pw[0]) => Some("has a repetitive password"),
+                Some(_) => None,
+            };
+            if let Some(problem) = weak {
+                return Err(invalid(
+                    name,
+                    format!("{problem}, refused in production (value not shown)"),
+                ));
+            }
         }
         if self.tls.is_none() {
             return Err(invalid(

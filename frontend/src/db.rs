@@ -18,29 +18,51 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use crate::config::Config;
+use crate::config::{Config, PgUrl};
 use crate::errors::DbError;
 use crate::lanes::Lanes;
+use crate::replicas::Replicas;
 use crate::session;
 
 /// Connections for writes (up to the pool size, one call on each at a time), and connections
 /// whose transactions are read-only by default (`default_transaction_read_only`), for the read
-/// routes: `SEALSTORE_DB_READ_CONNECTIONS` of them, which calls share (`reads`, see `lanes`).
+/// routes: `SEALSTORE_DB_READ_CONNECTIONS` of them, which calls share (`reads`, see `lanes`);
+/// as many on each hot standby (`replicas`).
 #[derive(Clone)]
 pub struct Pools {
     pub write: Pool,
     pub reads: Arc<Lanes>,
+    pub replicas: Arc<Replicas>,
 }
 
 pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
+    let lanes = |pg: &PgUrl, name| {
+        pool(config, pg, Some(name)).map(|p| Arc::new(Lanes::new(p, config.db_pipeline_depth)))
+    };
     Ok(Pools {
-        write: pool(config, false)?,
-        reads: Arc::new(Lanes::new(pool(config, true)?, config.db_pipeline_depth)),
+        write: pool(config, &config.pg, None)?,
+        reads: lanes(&config.pg, "sealstore-gateway-read")?,
+        replicas: Arc::new(Replicas::new(
+            config
+                .replicas
+                .iter()
+                .map(|pg| lanes(pg, "sealstore-gateway-replica"))
+                .collect::<Result<_, _>>()?,
+            config.replica_max_lag_bytes,
+            config.read_your_writes,
+        )),
     })
 }
 
-fn pool(config: &Config, read_only: bool) -> Result<Pool, deadpool_postgres::BuildError> {
-    let mut pg = config.pg.config().clone();
+/// A pool of connections to `pg`: for writes without `read_name`, else read-only ones that
+/// announce themselves with that application name.
+fn pool(
+    config: &Config,
+    pg: &PgUrl,
+    read_name: Option<&'static str>,
+) -> Result<Pool, deadpool_postgres::BuildError> {
+    let read_only = read_name.is_some();
+    let mut pg = pg.config().clone();
     // Besides what every session pins (see `session`), the database enforces the bounds too:
     // a statement cannot outlive the request, and a connection cannot sit in an open
     // transaction.
@@ -55,11 +77,7 @@ fn pool(config: &Config, read_only: bool) -> Result<Pool, deadpool_postgres::Bui
             if read_only { "on" } else { "off" }.to_owned(),
         ),
     ]));
-    pg.application_name(if read_only {
-        "sealstore-gateway-read"
-    } else {
-        "sealstore-gateway"
-    });
+    pg.application_name(read_name.unwrap_or("sealstore-gateway"));
     pg.connect_timeout(config.db_timeout);
     let manager = Manager::from_config(
         pg,
@@ -158,24 +176,50 @@ pub struct Answer {
     pub body: Option<String>,
 }
 
+/// Which server answered a call: the primary, or the replica with this index.
+pub type Served = Option<usize>;
+
 /// Makes one call of a route function: `statement` takes the token as `$1` and `params` after
-/// it, and runs as one statement in its own transaction, on a shared read connection or a
-/// pooled write one.
+/// it, and runs as one statement in its own transaction, on a shared read connection (of a
+/// replica that keeps up, see `replicas`, else of the primary) or a pooled write one.
 pub async fn call(
     pools: &Pools,
     read_only: bool,
     statement: &str,
     token: &str,
     params: &[&(dyn ToSql + Sync)],
+) -> Result<(Answer, Served), DbError> {
+    if !read_only {
+        let client = pools.write.get().await.map_err(DbError::from_pool)?;
+        let answer = call_on(&client, statement, token, params).await?;
+        pools.replicas.wrote(token);
+        return Ok((answer, None));
+    }
+    if let Some((i, replica)) = pools.replicas.pick(token) {
+        let answer = match replica.lanes.lend().await {
+            Ok(client) => call_on(&client, statement, token, params).await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(answer) => return Ok((answer, Some(i))),
+            // Unreachable or full: the primary answers instead.
+            Err(DbError::Unavailable(_) | DbError::Busy) => pools.replicas.mark_down(i),
+            // A credential made on the primary a moment ago may not have been replayed yet:
+            // the primary decides.
+            Err(DbError::Sql { code, .. }) if code == SqlState::INVALID_PASSWORD => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let client = pools.reads.lend().await?;
+    Ok((call_on(&client, statement, token, params).await?, None))
+}
+
+async fn call_on(
+    client: &ClientWrapper,
+    statement: &str,
+    token: &str,
+    params: &[&(dyn ToSql + Sync)],
 ) -> Result<Answer, DbError> {
-    let (lent, owned);
-    let client: &ClientWrapper = if read_only {
-        lent = pools.reads.lend().await?;
-        &lent
-    } else {
-        owned = pools.write.get().await.map_err(DbError::from_pool)?;
-        &owned
-    };
     let stmt = client
         .prepare_cached(statement)
         .await

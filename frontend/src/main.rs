@@ -16,6 +16,7 @@ mod limits;
 mod metrics;
 mod pipeline;
 mod plan;
+mod replicas;
 mod response;
 mod router;
 mod sched;
@@ -113,6 +114,10 @@ async fn run(config: Config) -> i32 {
         config,
     });
     limits::spawn_housekeeping(state.limits.clone());
+    state
+        .pools
+        .replicas
+        .spawn_monitor(state.pools.write.clone(), state.config.db_timeout);
     // Keys first, so the first requests need no on-demand refresh; a database that is down
     // now is not fatal (the refresh loop retries, requests meanwhile get 503).
     let first = tokio::time::timeout(

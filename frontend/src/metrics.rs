@@ -30,6 +30,12 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+/// A replica by its place in `SEALSTORE_DB_REPLICA_URLS`, from 1 (never its host).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    pub replica: usize,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -43,6 +49,9 @@ pub struct Metrics {
     pub pool_available: Gauge,
     pub pool_waiting: Gauge,
     pub reads_in_flight: Gauge,
+    pub replica_reads: Family<ReplicaLabels, Counter>,
+    pub replica_usable: Family<ReplicaLabels, Gauge>,
+    pub replica_lag: Family<ReplicaLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -67,6 +76,9 @@ impl Metrics {
         let pool_available = Gauge::default();
         let pool_waiting = Gauge::default();
         let reads_in_flight = Gauge::default();
+        let replica_reads = Family::<ReplicaLabels, Counter>::default();
+        let replica_usable = Family::<ReplicaLabels, Gauge>::default();
+        let replica_lag = Family::<ReplicaLabels, Gauge>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -119,6 +131,21 @@ impl Metrics {
             "Read calls sent on the shared read connections and not yet answered",
             reads_in_flight.clone(),
         );
+        registry.register(
+            "replica_reads",
+            "API read calls answered by a hot standby",
+            replica_reads.clone(),
+        );
+        registry.register(
+            "replica_usable",
+            "1 while a hot standby serves reads (a standby, within the lag bound)",
+            replica_usable.clone(),
+        );
+        registry.register(
+            "replica_lag_bytes",
+            "Bytes of WAL a hot standby's replay is behind the primary (-1: unknown)",
+            replica_lag.clone(),
+        );
         Self {
             registry,
             requests,
@@ -132,6 +159,9 @@ impl Metrics {
             pool_available,
             pool_waiting,
             reads_in_flight,
+            replica_reads,
+            replica_usable,
+            replica_lag,
         }
     }
 
@@ -142,6 +172,16 @@ impl Metrics {
         self.pool_available.set((w.available + r.available) as i64);
         self.pool_waiting.set((w.waiting + r.waiting) as i64);
         self.reads_in_flight.set(pools.reads.in_flight() as i64);
+        for (i, r) in pools.replicas.states().iter().enumerate() {
+            let labels = ReplicaLabels { replica: i + 1 };
+            self.replica_usable
+                .get_or_create(&labels)
+                .set(i64::from(r.usable));
+            self.replica_lag.get_or_create(&labels).set(
+                r.lag_bytes
+                    .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+            );
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

@@ -18,6 +18,7 @@ use tokio_postgres::types::ToSql;
 use crate::auth::Principal;
 use crate::db;
 use crate::errors::{self, DbError, Failure};
+use crate::metrics::ReplicaLabels;
 use crate::response::{self, Body};
 use crate::router::{self, Call, Resolved, RouteSpec, Target};
 use crate::state::AppState;
@@ -74,7 +75,22 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>, resolved: Resolved) -
 async fn readyz(ctx: &Ctx<'_>) -> Response<Body> {
     let state = ctx.state;
     match db::check_ready(&state.pools.write, state.config.db_timeout).await {
-        Ok(()) => response::json(StatusCode::OK, &json!({"status": "ready"})),
+        Ok(()) if state.config.replicas.is_empty() => {
+            response::json(StatusCode::OK, &json!({"status": "ready"}))
+        }
+        Ok(()) => {
+            let replicas: Vec<_> = state
+                .pools
+                .replicas
+                .states()
+                .iter()
+                .map(|r| json!({"name": r.name, "usable": r.usable, "lag_bytes": r.lag_bytes}))
+                .collect();
+            response::json(
+                StatusCode::OK,
+                &json!({"status": "ready", "replicas": replicas}),
+            )
+        }
         Err(why) => {
             tracing::warn!(request_id = ctx.request_id, reason = %why, "not ready");
             let (code, message) = match why {
@@ -173,7 +189,7 @@ async fn api(
         .iter()
         .map(|p| p.as_ref() as &(dyn ToSql + Sync))
         .collect();
-    let answer = db::call(
+    let (answer, served) = db::call(
         &state.pools,
         call.read_only,
         call.statement(params.len()),
@@ -182,6 +198,13 @@ async fn api(
     )
     .await
     .map_err(|e| with_token(e.into()))?;
+    if let (Some(i), Target::Call(_)) = (served, &spec.target) {
+        state
+            .metrics
+            .replica_reads
+            .get_or_create(&ReplicaLabels { replica: i + 1 })
+            .inc();
+    }
     // The response.
     if !matches!(principal, Principal::Verified(_)) {
         state.verifier.accepted(&token, &answer.subject);

@@ -2,15 +2,20 @@
 test command's standby tier): every read works there and assigns no transaction id, writes fail
 cleanly, and key changes committed on the primary (a revocation, a retirement, a rotation, a
 shred) stop a standby session that has the old state cached as soon as they are replayed."""
+import json
+import os
 import secrets
+import subprocess
+import threading
 import time
 
 import jwt
 import psycopg
 import pytest
+import requests
 
-from clients import Keys
-from harness import env
+from clients import Api, Keys, mint
+from harness import Gateway, env, wait_until
 
 REPLAY_TIMEOUT = 30
 
@@ -238,3 +243,107 @@ def test_changes_replayed_from_the_primary_stop_a_standby_session_at_once(admin_
             state = refused(other_token, "SELECT sealstore.decrypt_text(%s, 'ctx')", (sealed,))
             assert state in ("28P01", "42704"), state
     print("replay delays (s):", {k: round(v, 4) for k, v in delays.items()})
+
+
+# The gateway with the standby in SEALSTORE_DB_REPLICA_URLS.
+
+def replica_reads(gw, admin_token):
+    """Read calls the gateway's replica 1 answered (its /metrics)."""
+    text = requests.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {admin_token}"},
+                        timeout=10).text
+    for line in text.splitlines():
+        if line.startswith('sealstore_gateway_replica_reads_total{replica="1"}'):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def replica_usable(gw):
+    r = requests.get(f"{gw.url}/readyz", timeout=10).json()
+    assert [x["name"] for x in r["replicas"]] == ["replica-1"], r
+    return r["replicas"][0]["usable"]
+
+
+@pytest.fixture(scope="module")
+def replicated_gateway(gateway_pg_url, hs, world):
+    gw = Gateway(gateway_pg_url, extra_env={
+        "SEALSTORE_DB_REPLICA_URLS": env("SEALSTORE_TEST_REPLICA_GATEWAY_PG_URL"),
+        "SEALSTORE_READ_YOUR_WRITES_SECS": "2"})
+    wait_until(lambda: replica_usable(gw), 15)
+    yield gw, mint(hs[1], hs[0], scope="admin", sub="ops")
+    gw.stop()
+
+
+def test_the_gateway_reads_from_the_standby_and_shows_it(replicated_gateway, world):
+    gw, admin_token = replicated_gateway
+    api = Api(gw.url, world["api_key"])
+    before = replica_reads(gw, admin_token)
+    for _ in range(10):
+        r = api("GET", f"/v1/documents/{world['docs']['sealed']}")
+        assert r.status_code == 200 and r.json()["content"] == "text sealed", r.text
+        r = api("POST", "/v1/collections/plain/search", {"vector": [1, 2, 3], "k": 1})
+        assert r.status_code == 200 and r.json()["results"][0]["id"] == str(world["docs"]["plain"]), r.text
+    assert replica_reads(gw, admin_token) - before == 20
+    ready = requests.get(f"{gw.url}/readyz", timeout=10).json()
+    assert ready["replicas"][0]["lag_bytes"] is not None
+    assert "127.0.0.1" not in json.dumps(ready)
+    metrics = requests.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {admin_token}"},
+                           timeout=10).text
+    assert 'sealstore_gateway_replica_usable{replica="1"} 1' in metrics
+
+
+def test_a_credential_reads_its_own_writes_then_the_standby_again(replicated_gateway, world):
+    gw, admin_token = replicated_gateway
+    api = Api(gw.url, world["api_key"])
+    before = replica_reads(gw, admin_token)
+    for i in range(20):
+        value = f"v{i}-{secrets.token_hex(4)}"
+        assert api("PUT", "/v1/secrets/ryw", {"value": value}).status_code == 204
+        r = api("GET", "/v1/secrets/ryw")
+        assert r.status_code == 200 and r.json()["value"] == value, (i, r.text)
+    assert replica_reads(gw, admin_token) == before, "a read inside the window went to the standby"
+    time.sleep(2.2)
+    assert api("GET", "/v1/secrets/ryw").status_code == 200
+    assert replica_reads(gw, admin_token) == before + 1
+
+
+def test_a_stopped_standby_moves_reads_to_the_primary_and_back(replicated_gateway, world):
+    gw, admin_token = replicated_gateway
+    api = Api(gw.url, world["api_key"])
+    statuses, stop = [], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            statuses.append(api("GET", f"/v1/documents/{world['docs']['plain']}").status_code)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        replica_ctl("stop", "-m", "fast")
+        wait_until(lambda: not replica_usable(gw), 10)
+        time.sleep(1)
+        replica_ctl("start", "-w", "-t", "60")
+        wait_until(lambda: replica_usable(gw), 30)
+        before = replica_reads(gw, admin_token)
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert replica_reads(gw, admin_token) > before, "reads did not come back to the standby"
+    assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    print(f"reads during the standby's stop and restart: {len(statuses)}, all 200")
+
+
+def replica_ctl(*args):
+    """pg_ctl of the test standby, as the cluster's OS user."""
+    data = env("SEALSTORE_TEST_REPLICA_DIR") + "/data"
+    argv = [env("SEALSTORE_PG_BINDIR") + "/pg_ctl", "-D", data, *args]
+    if args[0] == "start":
+        argv += ["-l", env("SEALSTORE_TEST_REPLICA_DIR") + "/postgres.log",
+                 "-o", f"-p {env('SEALSTORE_TEST_REPLICA_PORT')} -k {env('SEALSTORE_TEST_REPLICA_DIR')}"]
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", env("SEALSTORE_PG_OS_USER"), "--", *argv]
+    subprocess.run(argv, check=True, capture_output=True, timeout=90,
+                   env={k: v for k, v in os.environ.items() if not k.startswith("RUST_")})
