@@ -4,6 +4,7 @@
 # shellcheck shell=bash
 
 BENCH_CLUSTER=bench
+BENCH_REPLICA_CLUSTER=bench-replica
 
 # The bench cluster holds the vector benchmark's tables (about 3 GB) in shared buffers, as a
 # dedicated vector store would; the setting is applied on every run (the cluster may be older).
@@ -14,19 +15,19 @@ bench_settings() {
             | as_pg_user tee -a "$conf" >/dev/null
 }
 
-# `bench` runs all and writes BENCHMARKS.md; `bench encryption`, `bench auth`, `bench vectors`,
+# `bench` runs all and writes BENCHMARKS.md; `bench encryption`, `bench auth`, `bench replicas`, `bench vectors`,
 # `bench gateway` or `bench load` runs one (and rewrites BENCHMARKS.md with the others' last figures).
 cmd_bench() {
     local which=$1
-    case "$which" in all|encryption|auth|vectors|gateway|load) ;; *) die "unknown benchmark '$which' (all, encryption, auth, vectors, gateway, load)" ;; esac
+    case "$which" in all|encryption|auth|replicas|vectors|gateway|load) ;; *) die "unknown benchmark '$which' (all, encryption, auth, replicas, vectors, gateway, load)" ;; esac
     setup_machine
     install_extension
-    if [ "$which" = all ] || [ "$which" = gateway ] || [ "$which" = load ]; then
+    if [ "$which" = all ] || [ "$which" = gateway ] || [ "$which" = load ] || [ "$which" = replicas ]; then
         apt_install wrk
         build_gateway
     fi
     mkdir -p "$STATE/logs" "$REPO/tests/bench/results"
-    trap 'cluster_stop "$BENCH_CLUSTER"' EXIT
+    trap 'pgbouncer_stop "$BENCH_CLUSTER"; cluster_destroy "$BENCH_REPLICA_CLUSTER"; cluster_stop "$BENCH_CLUSTER"' EXIT
     cluster_init "$BENCH_CLUSTER"
     bench_settings "$(cluster_dir "$BENCH_CLUSTER")/data/postgresql.conf"
     cluster_start "$BENCH_CLUSTER" "${SEALSTORE_BENCH_PG_PORT:-54349}"
@@ -47,6 +48,30 @@ cmd_bench() {
     "$STATE/venv/bin/python" "$REPO/tests/bench/auth.py" \
         "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$REPO/tests/bench/results/auth.md" \
         || die "the authentication benchmark failed"
+    fi
+    if [ "$which" = all ] || [ "$which" = replicas ]; then
+    # Before the vector data is loaded: the standby starts from a base backup of this cluster,
+    # and is gone again before anything else is measured.
+    say "Benchmark: the gateway with a hot standby, and PgBouncer against direct SQL"
+    cluster_psql "$BENCH_CLUSTER" sealstore_bench -v db=sealstore_bench \
+        -v gateway_password="$(gateway_password "$BENCH_CLUSTER")" \
+        -v app_password="$(app_password "$BENCH_CLUSTER")" -f "$REPO/sql/roles.sql" >/dev/null
+    local primary_port=$CLUSTER_PORT replica_gateway_url
+    cluster_destroy "$BENCH_REPLICA_CLUSTER"
+    replica_init "$BENCH_CLUSTER" "$BENCH_REPLICA_CLUSTER"
+    cluster_start "$BENCH_REPLICA_CLUSTER" "${SEALSTORE_BENCH_REPLICA_PG_PORT:-54350}"
+    replica_wait_ready "$BENCH_REPLICA_CLUSTER"
+    replica_gateway_url=$(gateway_local_url "$BENCH_REPLICA_CLUSTER" sealstore_bench)
+    CLUSTER_PORT=$primary_port
+    pgbouncer_start "$BENCH_CLUSTER" sealstore_bench "${SEALSTORE_BENCH_PGBOUNCER_PORT:-54351}" 4
+    "$STATE/venv/bin/python" "$REPO/tests/bench/replicas.py" \
+        "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$(gateway_local_url "$BENCH_CLUSTER" sealstore_bench)" \
+        "$replica_gateway_url" "$(app_url "$BENCH_CLUSTER" sealstore_bench)" \
+        "postgresql://sealstore_app_user:$(app_password "$BENCH_CLUSTER")@127.0.0.1:$PGBOUNCER_PORT/sealstore_bench" 4 \
+        "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$(command -v wrk)" "$REPO/tests/bench/results/replicas.md" \
+        || die "the replica benchmark failed"
+    pgbouncer_stop "$BENCH_CLUSTER"
+    cluster_destroy "$BENCH_REPLICA_CLUSTER"
     fi
     if [ "$which" = all ] || [ "$which" = vectors ]; then
     say "Benchmark: vector search, 100,000 x 768 (loads about 3 GB; several minutes)"

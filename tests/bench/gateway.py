@@ -49,19 +49,12 @@ CLIENTS = [1, 16, 64]
 DIMS, DOCS = 128, 1000
 POSTGREST_GET = 2580  # req/s, PostgREST single-row GET on a 2-vCPU machine (the figure)
 
-# The gateway's statements for the two routes (frontend/src/calls.rs): authenticate $1, then
-# the call, as one statement in its own transaction.
-AUTHED = ("WITH auth AS MATERIALIZED (SELECT sealstore.authenticate($1) AS identity) "
-          "SELECT auth.identity, ")
-GET_SQL = AUTHED + ("(SELECT json_build_object('id', d.id, 'collection', d.collection, "
-                    "'content', d.content, 'metadata', d.metadata)::text "
-                    "FROM sealstore.get_document(CASE WHEN auth.identity IS NOT NULL THEN $2::uuid END) d) "
-                    "FROM auth")
-SEARCH_SQL = AUTHED + ("(SELECT json_build_object('results', coalesce(json_agg(json_build_object("
-                       "'id', s.id, 'distance', nullif(s.distance, 'NaN'), 'metadata', s.metadata) "
-                       "ORDER BY s.distance, s.id), '[]'::json))::text "
-                       "FROM sealstore.search(CASE WHEN auth.identity IS NOT NULL THEN $2::text END, "
-                       "$3::real[]::sealstore.vector, $4::int, $5::jsonb) s) FROM auth")
+# The gateway's statements for the two routes (frontend/src/router.rs, Call::statement): one
+# route function each, which authenticates $1 and makes the call, as one statement in its own
+# transaction (pg_ext/src/api/routes.rs).
+GET_SQL = "SELECT subject, body FROM sealstore.route_get_document($1, $2::uuid)"
+SEARCH_SQL = ("SELECT subject, body FROM sealstore.route_search($1, $2, $3::sealstore.vector, "
+              "$4::int, $5::text)")
 
 
 def setup(admin_url):
@@ -93,14 +86,14 @@ def pgbench_script(op):
     return sql + ";\n"
 
 
-def run_pgbench(pgbench, app_url, script, clients, variables, workdir):
+def run_pgbench(pgbench, app_url, script, clients, variables, workdir, mode="prepared", read_only=True):
     logdir = Path(tempfile.mkdtemp(dir=workdir))
-    argv = [pgbench, "-n", "-M", "prepared", "-f", str(script), "-c", str(clients),
+    argv = [pgbench, "-n", "-M", mode, "-f", str(script), "-c", str(clients),
             "-j", str(min(clients, 2)), "-T", str(SECONDS), "-l", "--log-prefix", str(logdir / "pgb")]
     for k, v in variables.items():
         argv += ["-D", f"{k}={v}"]
-    # Read-only transactions, as the gateway's read pool has them.
-    env = {**os.environ, "PGOPTIONS": "-c default_transaction_read_only=on"}
+    # Read-only transactions, as the gateway's read pool has them (PgBouncer takes no options).
+    env = {**os.environ, "PGOPTIONS": "-c default_transaction_read_only=on" if read_only else ""}
     r = subprocess.run(argv + [app_url], capture_output=True, text=True, timeout=SECONDS * 10, env=env)
     if r.returncode != 0 or "number of failed transactions: 0" not in r.stdout:
         raise RuntimeError(f"pgbench failed: {r.stdout[-800:]}{r.stderr[-800:]}")
@@ -159,7 +152,7 @@ def main():
         lua_script(work / "search.lua", key, "POST", search_body)
         for op in ("get", "search"):
             (work / f"{op}.sql").write_text(pgbench_script(op))
-        variables = {"token": key, "id": doc_id, "vec": "{" + ",".join(map(str, query)) + "}"}
+        variables = {"token": key, "id": doc_id, "vec": "[" + ",".join(map(str, query)) + "]"}
         # Both paths give the same answer before anything is timed.
         h = {"Authorization": f"Bearer {key}"}
         via_gw = requests.get(gw.url + paths["get"], headers=h, timeout=10)
@@ -167,7 +160,8 @@ def main():
         via_gw_search = requests.post(gw.url + paths["search"], json=search_body, headers=h, timeout=10).json()
         with psycopg.connect(app_url) as conn:
             sql = re.sub(r"\$\d", "%s", SEARCH_SQL)
-            direct = json.loads(conn.execute(sql, (key, "bench", query, 10, None)).fetchone()[1])
+            vec = "[" + ",".join(map(str, query)) + "]"
+            direct = json.loads(conn.execute(sql, (key, "bench", vec, 10, None)).fetchone()[1])
         assert [r["id"] for r in direct["results"]] == [r["id"] for r in via_gw_search["results"]]
         (work / "noop.sql").write_text("SELECT 1;\n")
         floors = {"http": [], "sql": []}
