@@ -268,7 +268,7 @@ impl Config {
         };
         let pg = parse_pg_url("SEALSTORE_GATEWAY_PG_URL", &url)?;
         let replicas = match cli.db_replica_urls.as_deref() {
-            Some(list) => split_list(list)
+            Some(list) => split_urls(list)
                 .iter()
                 .map(|url| parse_pg_url("SEALSTORE_DB_REPLICA_URLS", url).map(PgUrl))
                 .collect::<Result<Vec<_>, _>>()?,
@@ -452,6 +452,25 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Connection URLs separated by commas, as they are (passwords and names keep their case); a
+/// comma inside a URL (several hosts) stays in it: a new URL starts with its scheme.
+fn split_urls(s: &str) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for piece in s.split(',') {
+        let t = piece.trim();
+        let starts = t.starts_with("postgresql://") || t.starts_with("postgres://");
+        match urls.last_mut() {
+            Some(last) if !starts => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ if !t.is_empty() => urls.push(t.to_owned()),
+            _ => {}
+        }
+    }
+    urls
 }
 
 fn split_list(s: &str) -> Vec<String> {

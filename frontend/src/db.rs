@@ -202,11 +202,17 @@ pub async fn call(
         };
         match answer {
             Ok(answer) => return Ok((answer, Some(i))),
-            // Unreachable or full: the primary answers instead.
-            Err(DbError::Unavailable(_) | DbError::Busy) => pools.replicas.mark_down(i),
-            // A credential made on the primary a moment ago may not have been replayed yet:
-            // the primary decides.
-            Err(DbError::Sql { code, .. }) if code == SqlState::INVALID_PASSWORD => {}
+            // Unreachable: the primary answers, and the replica gets no reads until the
+            // monitor finds it again.
+            Err(DbError::Unavailable(_)) => pools.replicas.mark_down(i),
+            // Full for now: the primary answers this one.
+            Err(DbError::Busy) => {}
+            // A credential made on the primary a moment ago may not have been replayed yet,
+            // and a standby cancels a read that conflicts with replay (40001): the primary
+            // decides.
+            Err(DbError::Sql { code, .. })
+                if code == SqlState::INVALID_PASSWORD
+                    || code == SqlState::T_R_SERIALIZATION_FAILURE => {}
             Err(e) => return Err(e),
         }
     }

@@ -179,7 +179,8 @@ async fn api(
     // Planning.
     let body = read_body(ctx, req).await.map_err(with_token)?;
     let params = (call.plan)(param, &body).map_err(with_token)?;
-    if state.health.is_down() {
+    // Reads that a replica can serve go on while the primary is down.
+    if state.health.is_down() && !(call.read_only && state.pools.replicas.any_usable()) {
         // Failing fast: the probe loop (db::Health) brings the database back.
         state.metrics.db_unavailable.inc();
         return Err(with_token(Failure::Refused(errors::DATABASE_UNAVAILABLE)));

@@ -44,6 +44,16 @@ pub fn usable(seen: Option<Seen>, max_lag: u64) -> bool {
     seen.is_some_and(|s| s.standby && s.lag.is_none_or(|lag| lag <= max_lag))
 }
 
+/// What a look at a replica says, its lag filled in from the last look when the primary's
+/// position could not be read (down, or its pool saturated): a standby is not taken to keep up
+/// because nobody could tell.
+pub fn with_last_lag(seen: Option<Seen>, last: Option<u64>) -> Option<Seen> {
+    seen.map(|s| Seen {
+        lag: s.lag.or(last),
+        ..s
+    })
+}
+
 /// The first of `n` replicas from `start` on (round robin) that `ok` accepts.
 pub fn choose(n: usize, start: usize, ok: impl Fn(usize) -> bool) -> Option<usize> {
     (0..n).map(|k| (start + k) % n).find(|&i| ok(i))
@@ -187,7 +197,14 @@ impl Replicas {
             .collect()
     }
 
+    /// Whether some replica serves reads now.
+    pub fn any_usable(&self) -> bool {
+        self.list.iter().any(|r| r.usable.load(Ordering::Relaxed))
+    }
+
     fn record(&self, r: &Replica, seen: Option<Seen>) {
+        let last = Some(r.lag.load(Ordering::Relaxed)).filter(|&l| l != u64::MAX);
+        let seen = with_last_lag(seen, last);
         let now_usable = usable(seen, self.max_lag);
         r.standby
             .store(seen.is_some_and(|s| s.standby), Ordering::Relaxed);

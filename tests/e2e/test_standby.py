@@ -347,3 +347,39 @@ def replica_ctl(*args):
         argv = ["runuser", "-u", env("SEALSTORE_PG_OS_USER"), "--", *argv]
     subprocess.run(argv, check=True, capture_output=True, timeout=90,
                    env={k: v for k, v in os.environ.items() if not k.startswith("RUST_")})
+
+
+def test_a_new_api_key_used_on_a_standby_before_replay_works_once_replayed(admin_url, standby_urls, world):
+    """A lookup of an id the standby has not replayed yet is cached as a miss; creating a key
+    makes every backend drop such misses once it is replayed."""
+    with psycopg.connect(standby_urls[0], autocommit=True) as su_standby, \
+            psycopg.connect(standby_urls[1]) as s, \
+            psycopg.connect(admin_url, autocommit=True) as su:
+        su_standby.execute("SELECT pg_wal_replay_pause()")
+        try:
+            key = su.execute("SELECT sealstore.create_api_key(%s, 'late', ARRAY['read'])",
+                             (world["tenant"],)).fetchone()[0]
+            with pytest.raises(psycopg.Error) as e:
+                with s.transaction():
+                    s.execute("SELECT sealstore.authenticate(%s)", (key,))
+            assert e.value.sqlstate == "28P01"
+        finally:
+            su_standby.execute("SELECT pg_wal_replay_resume()")
+        wait_for_replay(su, standby_urls[0])
+        with s.transaction():
+            who = s.execute("SELECT sealstore.authenticate(%s)", (key,)).fetchone()[0]
+        assert who["tenant"] == str(world["tenant"])
+
+
+def test_a_key_change_cannot_be_prepared(admin_url, world):
+    """COMMIT PREPARED would run where nothing tells other backends (or standbys) to drop their
+    caches: a transaction that changes keys is refused at PREPARE."""
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        su.execute("BEGIN")
+        su.execute("SELECT sealstore.rotate_tenant_key(%s)", (world["tenant"],))
+        with pytest.raises(psycopg.Error) as e:
+            su.execute("PREPARE TRANSACTION 'sealstore-key-change'")
+        assert e.value.sqlstate == "0A000", e.value
+        su.execute("ROLLBACK")
+        versions = su.execute("SELECT count(*) FROM sealstore.key_versions(%s)", (world["tenant"],)).fetchone()[0]
+        assert versions == 1, "the refused transaction's rotation was kept"

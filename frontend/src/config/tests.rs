@@ -252,3 +252,45 @@ fn production_refuses_weak_or_missing_secrets() {
     wildcard.extend(["--allowed-hosts", "api.example.com"]);
     assert!(prod(strong, &wildcard).is_ok());
 }
+
+#[test]
+fn replica_urls_keep_their_case_and_their_hosts() {
+    let c = parse(&[
+        "--pg-url",
+        URL,
+        "--db-replica-urls",
+        "postgresql://gw:MixedCase-PW@10.0.0.2:5432/App, postgres://gw:pw2@h1:5432,h2:5433/app",
+    ])
+    .unwrap();
+    assert_eq!(c.replicas.len(), 2);
+    assert_eq!(
+        c.replicas[0].config().get_password(),
+        Some(&b"MixedCase-PW"[..])
+    );
+    assert_eq!(c.replicas[0].config().get_dbname(), Some("App"));
+    assert_eq!(c.replicas[1].config().get_hosts().len(), 2);
+    assert_eq!(c.replica_max_lag_bytes, 16 << 20);
+    assert_eq!(c.read_your_writes, Duration::from_secs(5));
+    assert!(parse(&["--pg-url", URL]).unwrap().replicas.is_empty());
+    let err = parse(&[
+        "--pg-url",
+        URL,
+        "--db-replica-urls",
+        "postgresql://gw:secret-pw@",
+    ])
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("SEALSTORE_DB_REPLICA_URLS: names no host"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("secret-pw"));
+    let err = parse(&[
+        "--pg-url",
+        URL,
+        "--db-replica-urls",
+        "not a url at all secret-pw",
+    ])
+    .unwrap_err();
+    assert!(!err.to_string().contains("secret-pw"), "{err}");
+}

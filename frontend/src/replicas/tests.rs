@@ -22,6 +22,16 @@ fn a_replica_serves_reads_only_as_a_standby_within_the_lag_bound() {
 }
 
 #[test]
+fn an_unknown_primary_position_keeps_the_last_lag() {
+    let seen = |lag| Some(Seen { standby: true, lag });
+    // Far behind at the last look, then the primary's position unreadable: still far behind.
+    assert!(!usable(with_last_lag(seen(None), Some(1000)), 100));
+    assert_eq!(with_last_lag(seen(Some(5)), Some(1000)), seen(Some(5)));
+    assert_eq!(with_last_lag(seen(None), None), seen(None));
+    assert_eq!(with_last_lag(None, Some(5)), None);
+}
+
+#[test]
 fn reads_take_turns_over_the_usable_replicas() {
     let ok = |i: usize| i != 1;
     assert_eq!(choose(3, 0, ok), Some(0));

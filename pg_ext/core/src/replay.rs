@@ -6,9 +6,14 @@
 //! WAL record of its own before such a transaction commits, naming the transaction; replaying
 //! it, the standby bumps its epoch and notes the transaction here. Until the transaction's end
 //! has been replayed too, a standby backend would load the old rows and cache them under the new
-//! epoch, so while any noted transaction may still be running, backends do not cache; the first
-//! backend to see that all have ended bumps the epoch once more, dropping whatever was loaded in
-//! between.
+//! epoch, so while any noted transaction may still be running, backends do not cache; a backend
+//! that sees one has ended bumps the epoch once more before it clears the entry, dropping
+//! whatever was loaded in between. (Cleared first, another backend could find nothing pending,
+//! read the epoch before the bump and keep what it loaded before the end.)
+//!
+//! Replay that starts after a record (from a base backup's or a restart's checkpoint, while the
+//! transaction was still running) never sees it, so at the start of replay every transaction
+//! that may be running is treated as noted ([`Pending::note_all_through`]).
 //!
 //! The state lives in shared memory, written by the startup process (one writer of new entries)
 //! and cleared by any backend. Transaction ids are PostgreSQL's 32-bit ones, compared modulo
@@ -38,7 +43,8 @@ pub struct Pending {
 pub enum Settled {
     /// Nothing is pending: cache as usual.
     Quiet,
-    /// Noted transactions have ended since the last look: bump the epoch, then cache as usual.
+    /// Noted transactions have ended since the last look, and the epoch was bumped before
+    /// they were cleared: cache as usual.
     Ended,
     /// A noted transaction may still be running: load, but do not cache.
     Running,
@@ -90,13 +96,30 @@ impl Pending {
         }
     }
 
+    /// Notes every transaction up to `xid`: their records may lie before the point where replay
+    /// starts, so caching waits until all of them have ended.
+    pub fn note_all_through(&self, xid: u32) {
+        let mut current = self.overflow.load(Ordering::Acquire);
+        while current == EMPTY || follows(xid, current) {
+            match self
+                .overflow
+                .compare_exchange(current, xid, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
     /// Looks at what is noted: `ended(xid)` says whether a transaction's end has been replayed,
-    /// `all_ended_through(xid)` whether every transaction up to `xid` has ended. Clears what
-    /// has ended.
+    /// `all_ended_through(xid)` whether every transaction up to `xid` has ended. Before it
+    /// clears what has ended it calls `bump` (once), so that whoever finds an entry gone also
+    /// finds the epoch moved.
     pub fn settle(
         &self,
         ended: impl Fn(u32) -> bool,
         all_ended_through: impl Fn(u32) -> bool,
+        bump: impl Fn(),
     ) -> Settled {
         let overflow = self.overflow.load(Ordering::Acquire);
         if self.taken.load(Ordering::Acquire) == 0 && overflow == EMPTY {
@@ -104,6 +127,13 @@ impl Pending {
         }
         let mut cleared = false;
         let mut running = false;
+        let mut bumped = false;
+        let mut bump_once = || {
+            if !bumped {
+                bump();
+                bumped = true;
+            }
+        };
         for slot in &self.slots {
             let xid = slot.load(Ordering::Acquire);
             if xid == EMPTY {
@@ -111,7 +141,10 @@ impl Pending {
             }
             if !ended(xid) {
                 running = true;
-            } else if slot
+                continue;
+            }
+            bump_once();
+            if slot
                 .compare_exchange(xid, EMPTY, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
@@ -122,18 +155,21 @@ impl Pending {
         if overflow != EMPTY {
             if !all_ended_through(overflow) {
                 running = true;
-            } else if self
-                .overflow
-                .compare_exchange(overflow, EMPTY, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                cleared = true;
+            } else {
+                bump_once();
+                if self
+                    .overflow
+                    .compare_exchange(overflow, EMPTY, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    cleared = true;
+                }
             }
         }
         match (running, cleared) {
             (true, _) => Settled::Running,
             (false, true) => Settled::Ended,
-            // Another backend cleared them between our loads: it bumps the epoch.
+            // Another backend cleared them between our loads, after bumping the epoch.
             (false, false) => Settled::Quiet,
         }
     }
@@ -153,7 +189,10 @@ mod tests {
     #[test]
     fn nothing_noted_is_quiet() {
         let p = Pending::new();
-        assert_eq!(p.settle(|_| panic!(), |_| panic!()), Settled::Quiet);
+        assert_eq!(
+            p.settle(|_| panic!(), |_| panic!(), || panic!()),
+            Settled::Quiet
+        );
     }
 
     #[test]
@@ -161,9 +200,37 @@ mod tests {
         let p = Pending::new();
         p.note(100);
         p.note(100);
-        assert_eq!(p.settle(|_| false, |_| false), Settled::Running);
-        assert_eq!(p.settle(|x| x == 100, |_| false), Settled::Ended);
-        assert_eq!(p.settle(|_| true, |_| true), Settled::Quiet);
+        let bumps = std::cell::Cell::new(0);
+        let bump = || bumps.set(bumps.get() + 1);
+        assert_eq!(p.settle(|_| false, |_| false, bump), Settled::Running);
+        assert_eq!(bumps.get(), 0);
+        // The epoch moves before the entry goes: a bump is seen by the time it is gone.
+        let ended = p.settle(
+            |x| x == 100,
+            |_| false,
+            || {
+                assert_eq!(
+                    p.taken.load(Ordering::Relaxed),
+                    1,
+                    "cleared before the bump"
+                );
+                bump();
+            },
+        );
+        assert_eq!((ended, bumps.get()), (Settled::Ended, 1));
+        assert_eq!(p.settle(|_| true, |_| true, bump), Settled::Quiet);
+        assert_eq!(bumps.get(), 1);
+    }
+
+    #[test]
+    fn replay_that_starts_late_waits_for_every_running_transaction() {
+        let p = Pending::new();
+        p.note_all_through(500);
+        p.note_all_through(400);
+        assert_eq!(p.overflow.load(Ordering::Relaxed), 500);
+        assert_eq!(p.settle(|_| true, |x| x != 500, || ()), Settled::Running);
+        assert_eq!(p.settle(|_| true, |_| true, || ()), Settled::Ended);
+        assert_eq!(p.settle(|_| true, |_| true, || ()), Settled::Quiet);
     }
 
     #[test]
@@ -171,9 +238,9 @@ mod tests {
         let p = Pending::new();
         p.note(7);
         p.note(9);
-        assert_eq!(p.settle(|x| x == 7, |_| false), Settled::Running);
-        assert_eq!(p.settle(|x| x == 9, |_| false), Settled::Ended);
-        assert_eq!(p.settle(|_| true, |_| true), Settled::Quiet);
+        assert_eq!(p.settle(|x| x == 7, |_| false, || ()), Settled::Running);
+        assert_eq!(p.settle(|x| x == 9, |_| false, || ()), Settled::Ended);
+        assert_eq!(p.settle(|_| true, |_| true, || ()), Settled::Quiet);
     }
 
     #[test]
@@ -186,9 +253,9 @@ mod tests {
         let newest = *xids.last().unwrap();
         assert_eq!(p.overflow.load(Ordering::Relaxed), newest);
         // Every slotted one ended, but not all up to the overflowed newest.
-        assert_eq!(p.settle(|_| true, |x| x != newest), Settled::Running);
-        assert_eq!(p.settle(|_| true, |_| true), Settled::Ended);
-        assert_eq!(p.settle(|_| true, |_| true), Settled::Quiet);
+        assert_eq!(p.settle(|_| true, |x| x != newest, || ()), Settled::Running);
+        assert_eq!(p.settle(|_| true, |_| true, || ()), Settled::Ended);
+        assert_eq!(p.settle(|_| true, |_| true, || ()), Settled::Quiet);
         // An older overflowing id does not replace a newer one, across wraparound too.
         let p = Pending::new();
         for x in 1..=SLOTS as u32 {
@@ -213,13 +280,13 @@ mod tests {
                 .map(|_| {
                     let p = p.clone();
                     let ended = ended.clone();
-                    std::thread::spawn(move || p.settle(|x| ended.contains(&x), |_| true))
+                    std::thread::spawn(move || p.settle(|x| ended.contains(&x), |_| true, || ()))
                 })
                 .collect();
             let results: Vec<Settled> = handles.into_iter().map(|h| h.join().unwrap()).collect();
             assert!(results.iter().all(|r| *r != Settled::Running));
             assert_eq!(p.taken.load(Ordering::Relaxed), 0);
-            assert_eq!(p.settle(|_| true, |_| true), Settled::Quiet);
+            assert_eq!(p.settle(|_| true, |_| true, || ()), Settled::Quiet);
         }
     }
 }

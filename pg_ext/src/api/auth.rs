@@ -178,6 +178,9 @@ pub fn create_api_key_for(
             serde_json::json!({"api_key": id.to_string(), "name": name, "scopes": unique}),
         )
     })?;
+    // A backend that looked the new id up before this commits (a client too quick, or a hot
+    // standby before replay) holds a cached miss for it: every backend drops its caches.
+    keycache::mark_credentials_changed();
     Ok(NewApiKey {
         id,
         key: text.to_string(),

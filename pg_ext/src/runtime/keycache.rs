@@ -79,12 +79,9 @@ thread_local! {
 
 /// The current generation; a cache tagged with another one must be dropped.
 pub fn generation() -> Generation {
+    // Settled first, then the epoch read: settling bumps it before it clears what has ended.
     let uncached = match replay::settle() {
-        Settled::Quiet => 0,
-        Settled::Ended => {
-            bump_epoch();
-            0
-        }
+        Settled::Quiet | Settled::Ended => 0,
         Settled::Running => {
             UNCACHED.set(UNCACHED.get() + 1);
             UNCACHED.get()
@@ -164,11 +161,22 @@ pub fn mark_credentials_changed() {
     CHANGED.set(true);
 }
 
-/// From the transaction callback, before a commit or a PREPARE: the record that carries the
-/// change to hot standbys (an error here still aborts the transaction cleanly).
+/// From the transaction callback, before a commit: the record that carries the change to hot
+/// standbys (an error here still aborts the transaction cleanly).
 pub fn before_commit() {
     if CHANGED.get() {
         replay::log_change();
+    }
+}
+
+/// From the transaction callback, before a PREPARE TRANSACTION: key changes are refused there
+/// (0A000, the transaction aborts). Its COMMIT PREPARED would run elsewhere, where nothing
+/// would tell the other backends to drop their caches.
+pub fn before_prepare() {
+    if CHANGED.get() {
+        errors::raise(errors::not_supported(
+            "a transaction that changes keys or credentials cannot be prepared (two-phase commit)",
+        ));
     }
 }
 

@@ -2,10 +2,11 @@
 //! `sealstore_core::replay`).
 //!
 //! A custom WAL resource manager, `sealstore` (id [`RMGR_ID`]), with one record: "this
-//! transaction changed keys", written just before a key-changing transaction commits or is
-//! prepared. Replaying it, the standby's startup process notes the transaction and bumps the
-//! key epoch; its backends then neither use nor keep cached keys and credentials until the
-//! transaction's end has been replayed as well.
+//! transaction changed keys", written just before a key-changing transaction commits.
+//! Replaying it, the standby's startup process notes the transaction and bumps the key epoch;
+//! its backends then neither use nor keep cached keys and credentials until the transaction's
+//! end has been replayed as well. At the start of replay every transaction that may be running
+//! is noted: their records may lie before the starting point.
 //!
 //! A server that replays WAL holding such records must load the library at start
 //! (`shared_preload_libraries`), as Sealstore requires anyway: PostgreSQL refuses to replay a
@@ -64,7 +65,7 @@ static mut RMGR: pg_sys::RmgrData = pg_sys::RmgrData {
     rm_redo: Some(redo),
     rm_desc: Some(desc),
     rm_identify: Some(identify),
-    rm_startup: None,
+    rm_startup: Some(startup),
     rm_cleanup: None,
     rm_mask: None,
     rm_decode: None,
@@ -113,6 +114,23 @@ unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
     }
 }
 
+/// At the start of replay (a standby's, or crash recovery's): transactions that were running at
+/// the checkpoint replay starts from may have written their record before it.
+#[pg_guard]
+unsafe extern "C-unwind" fn startup() {
+    // SAFETY: reads the next transaction id under XidGenLock, in the startup process, whose
+    // shared memory is set up.
+    let next = unsafe { pg_sys::ReadNextFullTransactionId() }.value as u32;
+    // 3 is PostgreSQL's FirstNormalTransactionId.
+    let newest = next.wrapping_sub(1);
+    if newest >= 3 {
+        if let Some(p) = pending() {
+            p.note_all_through(newest);
+        }
+    }
+    keycache::bump_epoch();
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn desc(buf: pg_sys::StringInfo, record: *mut pg_sys::XLogReaderState) {
     // SAFETY: PostgreSQL calls this with a record of this resource manager and a buffer.
@@ -150,8 +168,8 @@ pub fn log_change() {
     }
 }
 
-/// What this backend may do with its caches now (see `sealstore_core::replay`): one atomic
-/// load when nothing is pending, as on every primary.
+/// What this backend may do with its caches now (see `sealstore_core::replay`): two atomic
+/// loads when nothing is pending, as on every primary once recovery is over.
 pub fn settle() -> Settled {
     let Some(p) = pending() else {
         return Settled::Quiet;
@@ -164,5 +182,6 @@ pub fn settle() -> Settled {
             let snapshot = pg_sys::GetLatestSnapshot();
             pg_sys::TransactionIdPrecedes(xid.into(), (*snapshot).xmin)
         },
+        keycache::bump_epoch,
     )
 }

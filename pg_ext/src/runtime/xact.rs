@@ -3,8 +3,9 @@
 //! savepoint restores or hands on the context.
 //!
 //! The commit and abort callbacks must never raise an error (an ERROR there takes the cluster
-//! down): they only clear memory and bump an atomic counter. Before a commit or a PREPARE, a
-//! transaction that changed keys writes the WAL record that carries the change to standbys.
+//! down): they only clear memory and bump an atomic counter. Before a commit, a transaction
+//! that changed keys writes the WAL record that carries the change to standbys; before a
+//! PREPARE it is refused.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -17,9 +18,8 @@ unsafe extern "C-unwind" fn on_xact_event(
     _arg: *mut std::ffi::c_void,
 ) {
     match event {
-        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
-            keycache::before_commit()
-        }
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT => keycache::before_commit(),
+        pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => keycache::before_prepare(),
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             context::clear();
             keycache::on_commit();
