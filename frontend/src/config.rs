@@ -50,6 +50,10 @@ pub struct Cli {
     #[arg(long, env = "SEALSTORE_DB_REPLICA_URLS", hide_env_values = true)]
     pub db_replica_urls: Option<String>,
 
+    /// File holding the replica URLs (instead of --db-replica-urls; one per line or comma-separated).
+    #[arg(long, env = "SEALSTORE_DB_REPLICA_URLS_FILE")]
+    pub db_replica_urls_file: Option<PathBuf>,
+
     /// Most bytes of WAL a standby may lag behind the primary and still serve reads.
     #[arg(
         long,
@@ -267,13 +271,28 @@ impl Config {
             )),
         };
         let pg = parse_pg_url("SEALSTORE_GATEWAY_PG_URL", &url)?;
-        let replicas = match cli.db_replica_urls.as_deref() {
-            Some(list) => split_urls(list)
-                .iter()
-                .map(|url| parse_pg_url("SEALSTORE_DB_REPLICA_URLS", url).map(PgUrl))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => Vec::new(),
+        let replica_list = match (cli.db_replica_urls, cli.db_replica_urls_file) {
+            (Some(_), Some(_)) => return Err(invalid(
+                "SEALSTORE_DB_REPLICA_URLS",
+                "set either SEALSTORE_DB_REPLICA_URLS or SEALSTORE_DB_REPLICA_URLS_FILE, not both",
+            )),
+            (Some(list), None) => list,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| {
+                    invalid(
+                        "SEALSTORE_DB_REPLICA_URLS_FILE",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
+                .lines()
+                .collect::<Vec<_>>()
+                .join(","),
+            (None, None) => String::new(),
         };
+        let replicas = split_urls(&replica_list)
+            .iter()
+            .map(|url| parse_pg_url("SEALSTORE_DB_REPLICA_URLS", url).map(PgUrl))
+            .collect::<Result<Vec<_>, _>>()?;
         if replicas.len() > 16 {
             return Err(invalid("SEALSTORE_DB_REPLICA_URLS", "at most 16 replicas"));
         }

@@ -294,3 +294,35 @@ fn replica_urls_keep_their_case_and_their_hosts() {
     .unwrap_err();
     assert!(!err.to_string().contains("secret-pw"), "{err}");
 }
+
+#[test]
+fn replica_urls_come_from_a_file_too() {
+    let dir = std::env::temp_dir().join(format!("sealstore-replicas-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("replicas");
+    std::fs::write(
+        &file,
+        "postgresql://gw:Pw-1@10.0.0.2/app\npostgresql://gw:Pw-2@10.0.0.3/app\n",
+    )
+    .unwrap();
+    let c = parse(&[
+        "--pg-url",
+        URL,
+        "--db-replica-urls-file",
+        file.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(c.replicas.len(), 2);
+    assert_eq!(c.replicas[1].config().get_password(), Some(&b"Pw-2"[..]));
+    let err = parse(&[
+        "--pg-url",
+        URL,
+        "--db-replica-urls",
+        "postgresql://gw:x@h/app",
+        "--db-replica-urls-file",
+        file.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("not both"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
