@@ -223,6 +223,24 @@ fn bounded<T: FromStr + PartialOrd + fmt::Display + Copy>(
     Ok(value)
 }
 
+/// A secret setting given as a value or as a file that holds it (a mounted secret), never both.
+fn value_or_file(
+    (name, value): (&'static str, Option<String>),
+    (file_name, file): (&'static str, Option<PathBuf>),
+) -> Result<Option<String>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            name,
+            format!("set either {name} or {file_name}, not both"),
+        )),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(Some)
+            .map_err(|e| invalid(file_name, format!("cannot read {}: {e}", path.display()))),
+        (None, None) => Ok(None),
+    }
+}
+
 /// A PostgreSQL connection URL with a host and a user. tokio-postgres's parse errors can quote
 /// the input, which holds the password: the errors here never do.
 fn parse_pg_url(name: &'static str, url: &str) -> Result<tokio_postgres::Config, ConfigError> {
@@ -250,45 +268,24 @@ impl Config {
             )
         })?;
 
-        let url = match (cli.pg_url, cli.pg_url_file) {
-            (Some(_), Some(_)) => return Err(invalid(
-                "SEALSTORE_GATEWAY_PG_URL",
-                "set either SEALSTORE_GATEWAY_PG_URL or SEALSTORE_GATEWAY_PG_URL_FILE, not both",
-            )),
-            (Some(url), None) => url,
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map_err(|e| {
-                    invalid(
-                        "SEALSTORE_GATEWAY_PG_URL_FILE",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?
-                .trim()
-                .to_owned(),
-            (None, None) => return Err(invalid(
+        let url = value_or_file(
+            ("SEALSTORE_GATEWAY_PG_URL", cli.pg_url),
+            ("SEALSTORE_GATEWAY_PG_URL_FILE", cli.pg_url_file),
+        )?
+        .map(|text| text.trim().to_owned())
+        .ok_or_else(|| {
+            invalid(
                 "SEALSTORE_GATEWAY_PG_URL",
                 "required: the gateway role's connection URL (or SEALSTORE_GATEWAY_PG_URL_FILE)",
-            )),
-        };
+            )
+        })?;
         let pg = parse_pg_url("SEALSTORE_GATEWAY_PG_URL", &url)?;
-        let replica_list = match (cli.db_replica_urls, cli.db_replica_urls_file) {
-            (Some(_), Some(_)) => return Err(invalid(
-                "SEALSTORE_DB_REPLICA_URLS",
-                "set either SEALSTORE_DB_REPLICA_URLS or SEALSTORE_DB_REPLICA_URLS_FILE, not both",
-            )),
-            (Some(list), None) => list,
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map_err(|e| {
-                    invalid(
-                        "SEALSTORE_DB_REPLICA_URLS_FILE",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?
-                .lines()
-                .collect::<Vec<_>>()
-                .join(","),
-            (None, None) => String::new(),
-        };
+        let replica_list = value_or_file(
+            ("SEALSTORE_DB_REPLICA_URLS", cli.db_replica_urls),
+            ("SEALSTORE_DB_REPLICA_URLS_FILE", cli.db_replica_urls_file),
+        )?
+        .map(|text| text.lines().collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
         let replicas = split_urls(&replica_list)
             .iter()
             .map(|url| parse_pg_url("SEALSTORE_DB_REPLICA_URLS", url).map(PgUrl))

@@ -84,20 +84,12 @@ impl Pending {
             }
         }
         self.taken.fetch_sub(1, Ordering::AcqRel);
-        let mut current = self.overflow.load(Ordering::Acquire);
-        while current == EMPTY || follows(xid, current) {
-            match self
-                .overflow
-                .compare_exchange(current, xid, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return,
-                Err(seen) => current = seen,
-            }
-        }
+        // No slot free: it waits with every transaction up to it.
+        self.note_all_through(xid);
     }
 
     /// Notes every transaction up to `xid`: their records may lie before the point where replay
-    /// starts, so caching waits until all of them have ended.
+    /// starts (or found no slot), so caching waits until all of them have ended.
     pub fn note_all_through(&self, xid: u32) {
         let mut current = self.overflow.load(Ordering::Acquire);
         while current == EMPTY || follows(xid, current) {
