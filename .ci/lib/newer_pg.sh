@@ -20,8 +20,9 @@ NPG_E2E_SKIPPED=(
     --ignore "$REPO/tests/e2e/test_master_rotation.py"
     --ignore "$REPO/tests/e2e/test_load.py"
     --ignore "$REPO/tests/e2e/test_schemathesis.py"
-    --deselect "$REPO/tests/e2e/test_api.py::test_database_stopped_and_started_during_requests"
-    --deselect "$REPO/tests/e2e/test_api.py::test_sigterm_lets_in_flight_api_requests_complete"
+    --ignore "$REPO/tests/e2e/test_promotion.py"
+    --deselect "$REPO/tests/e2e/test_api_database.py::test_database_stopped_and_started_during_requests"
+    --deselect "$REPO/tests/e2e/test_api_database.py::test_sigterm_lets_in_flight_api_requests_complete"
 )
 
 npg_dir()      { echo "$STATE/pg$NPG"; }
