@@ -148,7 +148,10 @@ cmd_newer_pg() {
         echo "port = $NPG_PORT"
         echo "unix_socket_directories = '$c'"
     } >>"$c/data/postgresql.conf"
-    as_npg_user "$(npg_bin pg_ctl)" -D "$c/data" -l "$c/postgres.log" -w start >/dev/null \
+    # As cluster_start: RUST_BACKTRACE in the server's environment would make pgrx attach Rust
+    # backtraces to the errors clients receive.
+    as_npg_user env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$(npg_bin pg_ctl)" -D "$c/data" \
+        -l "$c/postgres.log" -w start >/dev/null \
         || { tail -n 20 "$c/postgres.log" >&2; die "PostgreSQL $NPG did not start"; }
     local admin
     admin=$(npg_url postgres superuser postgres)
