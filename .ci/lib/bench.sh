@@ -53,9 +53,7 @@ cmd_bench() {
     # Before the vector data is loaded: the standby starts from a base backup of this cluster,
     # and is gone again before anything else is measured.
     say "Benchmark: the gateway with a hot standby, and PgBouncer against direct SQL"
-    cluster_psql "$BENCH_CLUSTER" sealstore_bench -v db=sealstore_bench \
-        -v gateway_password="$(gateway_password "$BENCH_CLUSTER")" \
-        -v app_password="$(app_password "$BENCH_CLUSTER")" -f "$REPO/sql/roles.sql" >/dev/null
+    cluster_roles "$BENCH_CLUSTER" sealstore_bench
     local primary_port=$CLUSTER_PORT replica_gateway_url
     cluster_destroy "$BENCH_REPLICA_CLUSTER"
     replica_init "$BENCH_CLUSTER" "$BENCH_REPLICA_CLUSTER"
@@ -87,9 +85,7 @@ cmd_bench() {
     fi
     if [ "$which" = all ] || [ "$which" = gateway ]; then
     say "Benchmark: the gateway against direct SQL (pgbench and wrk, about 4 minutes)"
-    cluster_psql "$BENCH_CLUSTER" sealstore_bench -v db=sealstore_bench \
-        -v gateway_password="$(gateway_password "$BENCH_CLUSTER")" \
-        -v app_password="$(app_password "$BENCH_CLUSTER")" -f "$REPO/sql/roles.sql" >/dev/null
+    cluster_roles "$BENCH_CLUSTER" sealstore_bench
     "$STATE/venv/bin/python" "$REPO/tests/bench/gateway.py" \
         "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$(gateway_url "$BENCH_CLUSTER" sealstore_bench)" \
         "$(gateway_local_url "$BENCH_CLUSTER" sealstore_bench)" "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$(command -v wrk)" "$REPO/tests/bench/results/gateway.md" \

@@ -149,8 +149,14 @@ cluster_prepare_db() {
         cluster_psql "$name" "$db" -c "CREATE EXTENSION sealstore"
         echo "$want" > "$stamp"
     fi
-    cluster_psql "$name" "$db" -v db="$db" -v gateway_password="$(gateway_password "$name")" \
-        -v app_password="$(app_password "$name")" -f "$REPO/sql/roles.sql" >/dev/null
+    cluster_roles "$name" "$db"
+}
+
+# The gateway's and an application's login roles for database DB of cluster NAME
+# (sql/roles.sql; idempotent): cluster_roles NAME DB
+cluster_roles() {
+    cluster_psql "$1" "$2" -v db="$2" -v gateway_password="$(gateway_password "$1")" \
+        -v app_password="$(app_password "$1")" -f "$REPO/sql/roles.sql" >/dev/null
 }
 
 superuser_url() { echo "postgresql://postgres:$(superuser_password "$1")@127.0.0.1:$CLUSTER_PORT/$2"; }

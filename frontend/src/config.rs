@@ -480,7 +480,7 @@ fn split_urls(s: &str) -> Vec<String> {
         match urls.last_mut() {
             Some(last) if !starts => {
                 last.push(',');
-                last.push_str(piece);
+                last.push_str(t);
             }
             _ if !t.is_empty() => urls.push(t.to_owned()),
             _ => {}

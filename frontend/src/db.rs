@@ -196,11 +196,11 @@ pub async fn call(
         return Ok((answer, None));
     }
     if let Some((i, replica)) = pools.replicas.pick(token) {
-        let answer = match replica.lanes.lend().await {
-            Ok(client) => call_on(&client, statement, token, params).await,
-            Err(e) => Err(e),
+        let answer = async {
+            let client = replica.lanes.lend().await?;
+            call_on(&client, statement, token, params).await
         };
-        match answer {
+        match answer.await {
             Ok(answer) => return Ok((answer, Some(i))),
             // Unreachable: the primary answers, and the replica gets no reads until the
             // monitor finds it again.

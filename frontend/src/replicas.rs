@@ -157,14 +157,18 @@ impl Replicas {
 
     /// The replica a read with `token` goes to, if any.
     pub fn pick(&self, token: &str) -> Option<(usize, &Replica)> {
-        if self.list.is_empty() || self.writes.recent(token, Instant::now()) {
+        if self.list.is_empty() {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        choose(self.list.len(), start, |i| {
+        let i = choose(self.list.len(), start, |i| {
             self.list[i].usable.load(Ordering::Relaxed)
-        })
-        .map(|i| (i, &self.list[i]))
+        })?;
+        // Looked up (a lock and a hash) only when a replica would take the read.
+        if self.writes.recent(token, Instant::now()) {
+            return None;
+        }
+        Some((i, &self.list[i]))
     }
 
     /// `token` wrote: its reads go to the primary for the read-your-writes window.

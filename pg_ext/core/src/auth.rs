@@ -528,11 +528,6 @@ impl ApiKey {
             .strip_prefix(API_KEY_PREFIX)
             .ok_or(AuthError::Malformed)?;
         let (id, secret) = rest.split_once('_').ok_or(AuthError::Malformed)?;
-        let mut id_bytes = [0u8; 16];
-        let mut out = Self {
-            id: ApiKeyId::from_bytes([0; 16]),
-            secret: [0; 32],
-        };
         // Lower-case hex only: one spelling per key.
         let lower = |s: &str| {
             s.bytes()
@@ -541,8 +536,13 @@ impl ApiKey {
         if id.len() != 32 || secret.len() != 64 || !lower(id) || !lower(secret) {
             return Err(AuthError::Malformed);
         }
+        let mut id_bytes = [0u8; 16];
         hex::decode_to_slice(id, &mut id_bytes).map_err(|_| AuthError::Malformed)?;
-        out.id = ApiKeyId::from_bytes(id_bytes);
+        // The secret is decoded in place, into the value that wipes it when dropped.
+        let mut out = Self {
+            id: ApiKeyId::from_bytes(id_bytes),
+            secret: [0; 32],
+        };
         hex::decode_to_slice(secret, &mut out.secret).map_err(|_| AuthError::Malformed)?;
         Ok(out)
     }

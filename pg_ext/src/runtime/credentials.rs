@@ -21,7 +21,7 @@ use sealstore_core::crypto;
 use sealstore_core::ids::{ApiKeyId, TenantId};
 
 use crate::runtime::errors::{self, Result};
-use crate::runtime::owner::{as_owner, latest_rows};
+use crate::runtime::owner::{self, as_owner, latest_rows};
 use crate::runtime::{gucs, keycache, master_key};
 use crate::storage::ids::Uuid;
 
@@ -187,13 +187,9 @@ fn record_use(id: &ApiKeyId, row: &ApiKeyRow) -> Result<()> {
         return Ok(());
     }
     row.last_use.set(now);
-    // SAFETY: plain reads of backend globals.
-    let writable = unsafe {
-        !pg_sys::RecoveryInProgress()
-            && !pg_sys::XactReadOnly
-            && pg_sys::XactIsoLevel == pg_sys::XACT_READ_COMMITTED as i32
-    };
-    if !writable {
+    // SAFETY: a plain read of a backend global.
+    let read_committed = unsafe { pg_sys::XactIsoLevel == pg_sys::XACT_READ_COMMITTED as i32 };
+    if !read_committed || owner::require_writable().is_err() {
         return Ok(());
     }
     let uuid = id.uuid();
