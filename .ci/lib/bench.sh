@@ -52,7 +52,7 @@ cmd_bench() {
     if [ "$which" = all ] || [ "$which" = replicas ]; then
     # Before the vector data is loaded: the standby starts from a base backup of this cluster,
     # and is gone again before anything else is measured.
-    say "Benchmark: the gateway with a hot standby, and PgBouncer against direct SQL"
+    say "Benchmark: the gateway with a hot standby and through PgBouncer, and PgBouncer against direct SQL"
     cluster_roles "$BENCH_CLUSTER" sealstore_bench
     local primary_port=$CLUSTER_PORT replica_gateway_url
     cluster_destroy "$BENCH_REPLICA_CLUSTER"
@@ -67,6 +67,7 @@ cmd_bench() {
         "$replica_gateway_url" "$(app_url "$BENCH_CLUSTER" sealstore_bench)" \
         "postgresql://sealstore_app_user:$(app_password "$BENCH_CLUSTER")@127.0.0.1:$PGBOUNCER_PORT/sealstore_bench" 4 \
         "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$(command -v wrk)" "$REPO/tests/bench/results/replicas.md" \
+        "postgresql://sealstore_gateway:$(gateway_password "$BENCH_CLUSTER")@127.0.0.1:$PGBOUNCER_PORT/sealstore_bench_gateway" \
         || die "the replica benchmark failed"
     pgbouncer_stop "$BENCH_CLUSTER"
     cluster_destroy "$BENCH_REPLICA_CLUSTER"

@@ -5,7 +5,11 @@
 
 # pgbouncer_start CLUSTER DB PORT POOL_SIZE: PgBouncer on 127.0.0.1:PORT for database DB of the
 # running CLUSTER (CLUSTER_PORT), for the application's login role and the superuser, every
-# client sharing POOL_SIZE server connections per user. Sets PGBOUNCER_PORT.
+# client sharing POOL_SIZE server connections per user; and as DB_gateway, the same database for
+# the gateway's login role on POOL_SIZE + 1 server connections (more than one: a statement
+# prepared on one is unknown to the next), which PgBouncer's connect_query gives the settings
+# the gateway pins (the gateway prints them; it refuses connections without them).
+# Needs the gateway built (GATEWAY_BIN). Sets PGBOUNCER_PORT.
 pgbouncer_start() {
     local cluster=$1 db=$2 port=$3 pool=$4 dir owner
     apt_install pgbouncer
@@ -19,10 +23,15 @@ pgbouncer_start() {
     # The passwords reach PgBouncer only through this file (mode 0600): it answers the client's
     # SCRAM exchange and logs in to PostgreSQL with them.
     printf '"%s" "%s"\n' sealstore_app_user "$(app_password "$cluster")" postgres "$(superuser_password "$cluster")" \
+        sealstore_gateway "$(gateway_password "$cluster")" \
         | write_private "$dir/userlist.txt" "$owner"
+    local pins
+    pins=$(env -u SEALSTORE_STATEMENT_TIMEOUT_MS "$GATEWAY_BIN" --print-connect-query) \
+        || die "the gateway did not print its connect_query"
     cat <<INI | write_private "$dir/pgbouncer.ini" "$owner"
 [databases]
 $db = host=127.0.0.1 port=$CLUSTER_PORT dbname=$db
+${db}_gateway = host=127.0.0.1 port=$CLUSTER_PORT dbname=$db pool_size=$((pool + 1)) connect_query='$pins'
 
 [pgbouncer]
 listen_addr = 127.0.0.1

@@ -195,11 +195,13 @@ standby_tests() {
 }
 
 # The pooler tier: the tenant context and isolation through PgBouncer in transaction pooling
-# mode, one server connection per user (pgbouncer.sh; started outside the tier).
+# mode, one server connection per user, and the gateway through it (pgbouncer.sh; started
+# outside the tier).
 pooler_tests() {
     local at="127.0.0.1:$PGBOUNCER_PORT/sealstore_e2e"
     SEALSTORE_TEST_PGBOUNCER_PG_URL="postgresql://postgres:$(superuser_password "$TEST_CLUSTER")@$at" \
     SEALSTORE_TEST_PGBOUNCER_APP_PG_URL="postgresql://sealstore_app_user:$(app_password "$TEST_CLUSTER")@$at" \
+    SEALSTORE_TEST_PGBOUNCER_GATEWAY_PG_URL="postgresql://sealstore_gateway:$(gateway_password "$TEST_CLUSTER")@${at}_gateway" \
         E2E_TARGET="$REPO/tests/e2e/test_pgbouncer.py" e2e_tests
 }
 

@@ -88,7 +88,7 @@ async fn flush(pool: &Pool, pending: &mut HashMap<(IpAddr, &'static str), u64>) 
     match db::query_plain(
         pool,
         "SELECT sealstore.record_auth_failures($1)",
-        &[&report],
+        &[(&report, tokio_postgres::types::Type::JSONB)],
     )
     .await
     {

@@ -66,6 +66,21 @@ pub struct Cli {
     #[arg(long, env = "SEALSTORE_READ_YOUR_WRITES_SECS", default_value = "5")]
     pub read_your_writes_secs: String,
 
+    /// The primary's URL leads to a pooler in transaction mode (PgBouncer): unnamed statements,
+    /// no startup options (the pooler pins the settings: see --print-connect-query), one call
+    /// per connection at a time.
+    #[arg(
+        long,
+        env = "SEALSTORE_DB_TRANSACTION_POOLING",
+        default_value = "false"
+    )]
+    pub db_transaction_pooling: String,
+
+    /// Prints the connect_query that pins the gateway's settings behind PgBouncer (for
+    /// pgbouncer.ini's entry of the gateway's database), then exits.
+    #[arg(long)]
+    pub print_connect_query: bool,
+
     /// Seconds to wait for a database connection or query in health checks.
     #[arg(long, env = "SEALSTORE_DB_TIMEOUT_SECS", default_value = "2")]
     pub db_timeout_secs: String,
@@ -171,6 +186,8 @@ pub struct Config {
     pub replicas: Vec<PgUrl>,
     pub replica_max_lag_bytes: u64,
     pub read_your_writes: Duration,
+    /// `SEALSTORE_DB_TRANSACTION_POOLING` (see `db` and `session`).
+    pub transaction_pooling: bool,
     pub db_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -204,6 +221,24 @@ fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         name,
         problem: problem.into(),
+    }
+}
+
+/// `SEALSTORE_STATEMENT_TIMEOUT_MS`, which `--print-connect-query` needs alone.
+pub fn statement_timeout_ms(cli: &Cli) -> Result<u64, ConfigError> {
+    bounded(
+        "SEALSTORE_STATEMENT_TIMEOUT_MS",
+        &cli.statement_timeout_ms,
+        100u64,
+        600_000,
+    )
+}
+
+fn boolean(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(invalid(name, "expected true or false")),
     }
 }
 
@@ -261,6 +296,7 @@ fn parse_pg_url(name: &'static str, url: &str) -> Result<tokio_postgres::Config,
 
 impl Config {
     pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
+        let statement_timeout_ms = statement_timeout_ms(&cli)?;
         let listen = cli.listen.parse::<SocketAddr>().map_err(|_| {
             invalid(
                 "SEALSTORE_GATEWAY_LISTEN",
@@ -294,11 +330,11 @@ impl Config {
             return Err(invalid("SEALSTORE_DB_REPLICA_URLS", "at most 16 replicas"));
         }
 
-        let production = match cli.production.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => true,
-            "0" | "false" | "no" | "off" | "" => false,
-            _ => return Err(invalid("SEALSTORE_PRODUCTION", "expected true or false")),
-        };
+        let production = boolean("SEALSTORE_PRODUCTION", &cli.production)?;
+        let transaction_pooling = boolean(
+            "SEALSTORE_DB_TRANSACTION_POOLING",
+            &cli.db_transaction_pooling,
+        )?;
         let tls = match (cli.tls_cert_file, cli.tls_key_file) {
             (Some(cert_file), Some(key_file)) => Some(Tls {
                 cert_file,
@@ -357,6 +393,7 @@ impl Config {
                 0u64,
                 1 << 40,
             )?,
+            transaction_pooling,
             read_your_writes: Duration::from_secs(bounded(
                 "SEALSTORE_READ_YOUR_WRITES_SECS",
                 &cli.read_your_writes_secs,
@@ -381,12 +418,7 @@ impl Config {
                 0u64,
                 600,
             )?),
-            statement_timeout_ms: bounded(
-                "SEALSTORE_STATEMENT_TIMEOUT_MS",
-                &cli.statement_timeout_ms,
-                100u64,
-                600_000,
-            )?,
+            statement_timeout_ms,
             production,
             tls,
             allowed_hosts,

@@ -1,10 +1,15 @@
 //! The database side: one pool of connections for the gateway's login role, the one-transaction
 //! call every API request makes, readiness, and fail-fast while the database is unreachable.
 //!
-//! A call is one prepared statement that authenticates the token and then makes the route's one
-//! call (see `routes::prepare`), run as its own implicit transaction: one message out, one
-//! answer back, one round trip (plus one-time preparation per connection). Reads use a pool
-//! whose connections default to read-only transactions. Values are always bind parameters.
+//! A call is one statement of a route function, which authenticates the token and then does the
+//! route's work (see `router::Call`), run as its own implicit transaction: one message out, one
+//! answer back, one round trip. Directly connected, the statement is prepared once per
+//! connection, and reads use connections whose transactions default to read-only. Behind a
+//! pooler in transaction mode (`SEALSTORE_DB_TRANSACTION_POOLING`; PgBouncer before 1.21 keeps
+//! no prepared statements there), every statement is unnamed, with its parameters' types
+//! given, and a read is sent as `BEGIN READ ONLY`, the call and `COMMIT` in one write: one
+//! transaction, which the pooler keeps on one server connection. Values are always bind
+//! parameters.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,33 +20,38 @@ use deadpool_postgres::{
     Timeouts,
 };
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 use crate::config::{Config, PgUrl};
 use crate::errors::DbError;
 use crate::lanes::Lanes;
+use crate::plan::Param;
 use crate::replicas::Replicas;
 use crate::session;
 
 /// Connections for writes (up to the pool size, one call on each at a time), and connections
 /// whose transactions are read-only by default (`default_transaction_read_only`), for the read
 /// routes: `SEALSTORE_DB_READ_CONNECTIONS` of them, which calls share (`reads`, see `lanes`);
-/// as many on each hot standby (`replicas`).
+/// as many on each hot standby (`replicas`). Behind a pooler in transaction mode, the
+/// primary's reads take pooled connections too, one call on each at a time.
 #[derive(Clone)]
 pub struct Pools {
     pub write: Pool,
     pub reads: Arc<Lanes>,
     pub replicas: Arc<Replicas>,
+    pub transaction_pooling: bool,
 }
 
 pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
     let lanes = |pg: &PgUrl, name| {
-        pool(config, pg, Some(name)).map(|p| Arc::new(Lanes::new(p, config.db_pipeline_depth)))
+        pool(config, pg, Some(name), false)
+            .map(|p| Arc::new(Lanes::new(p, config.db_pipeline_depth)))
     };
     Ok(Pools {
-        write: pool(config, &config.pg, None)?,
+        write: pool(config, &config.pg, None, config.transaction_pooling)?,
         reads: lanes(&config.pg, "sealstore-gateway-read")?,
+        transaction_pooling: config.transaction_pooling,
         replicas: Arc::new(Replicas::new(
             config
                 .replicas
@@ -55,28 +65,20 @@ pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
 }
 
 /// A pool of connections to `pg`: for writes without `read_name`, else read-only ones that
-/// announce themselves with that application name.
+/// announce themselves with that application name. Through a pooler in transaction mode
+/// (`pooled`), the settings are the pooler's to pin, and each new connection checks them.
 fn pool(
     config: &Config,
     pg: &PgUrl,
     read_name: Option<&'static str>,
+    pooled: bool,
 ) -> Result<Pool, deadpool_postgres::BuildError> {
     let read_only = read_name.is_some();
+    let settings = session::settings(config.statement_timeout_ms, read_only);
     let mut pg = pg.config().clone();
-    // Besides what every session pins (see `session`), the database enforces the bounds too:
-    // a statement cannot outlive the request, and a connection cannot sit in an open
-    // transaction.
-    pg.options(session::options(&[
-        ("statement_timeout", config.statement_timeout_ms.to_string()),
-        (
-            "idle_in_transaction_session_timeout",
-            config.statement_timeout_ms.saturating_mul(2).to_string(),
-        ),
-        (
-            "default_transaction_read_only",
-            if read_only { "on" } else { "off" }.to_owned(),
-        ),
-    ]));
+    if !pooled {
+        pg.options(session::options(&settings));
+    }
     pg.application_name(read_name.unwrap_or("sealstore-gateway"));
     pg.connect_timeout(config.db_timeout);
     let manager = Manager::from_config(
@@ -98,10 +100,25 @@ fn pool(
             create: Some(config.db_timeout),
             recycle: Some(config.db_timeout),
         })
-        .post_create(Hook::async_fn(|client, _| {
+        .post_create(Hook::async_fn(move |client, _| {
+            let settings = settings.clone();
             Box::pin(async move {
                 let facts = session::facts(client).await.map_err(HookError::Backend)?;
-                let problems = session::problems(&facts);
+                let mut problems = session::problems(&facts);
+                if pooled {
+                    let held = session::held(client, &settings)
+                        .await
+                        .map_err(HookError::Backend)?;
+                    let unpinned = session::unpinned(&settings, &held);
+                    if !unpinned.is_empty() {
+                        problems.push(format!(
+                            "behind the pooler, the connection does not hold the gateway's {}: \
+                             make the connect_query of its database in pgbouncer.ini what \
+                             `sealstore-gateway --print-connect-query` prints",
+                            unpinned.join(", ")
+                        ));
+                    }
+                }
                 if problems.is_empty() {
                     return Ok(());
                 }
@@ -187,53 +204,97 @@ pub async fn call(
     read_only: bool,
     statement: &str,
     token: &str,
-    params: &[&(dyn ToSql + Sync)],
+    params: &[Param],
 ) -> Result<(Answer, Served), DbError> {
-    if !read_only {
-        let client = pools.write.get().await.map_err(DbError::from_pool)?;
-        let answer = call_on(&client, statement, token, params).await?;
-        pools.replicas.wrote(token);
-        return Ok((answer, None));
-    }
-    if let Some((i, replica)) = pools.replicas.pick(token) {
-        let answer = async {
-            let client = replica.lanes.lend().await?;
-            call_on(&client, statement, token, params).await
-        };
-        match answer.await {
-            Ok(answer) => return Ok((answer, Some(i))),
-            // Unreachable: the primary answers, and the replica gets no reads until the
-            // monitor finds it again.
-            Err(DbError::Unavailable(_)) => pools.replicas.mark_down(i),
-            // Full for now: the primary answers this one.
-            Err(DbError::Busy) => {}
-            // A credential made on the primary a moment ago may not have been replayed yet,
-            // and a standby cancels a read that conflicts with replay (40001): the primary
-            // decides.
-            Err(DbError::Sql { code, .. })
-                if code == SqlState::INVALID_PASSWORD
-                    || code == SqlState::T_R_SERIALIZATION_FAILURE => {}
-            Err(e) => return Err(e),
+    if read_only {
+        if let Some((i, replica)) = pools.replicas.pick(token) {
+            let answer = async {
+                let client = replica.lanes.lend().await?;
+                call_on(&client, Protocol::Prepared, statement, token, params).await
+            };
+            match answer.await {
+                Ok(answer) => return Ok((answer, Some(i))),
+                // Unreachable: the primary answers, and the replica gets no reads until the
+                // monitor finds it again.
+                Err(DbError::Unavailable(_)) => pools.replicas.mark_down(i),
+                // Full for now: the primary answers this one.
+                Err(DbError::Busy) => {}
+                // A credential made on the primary a moment ago may not have been replayed
+                // yet, and a standby cancels a read that conflicts with replay (40001): the
+                // primary decides.
+                Err(DbError::Sql { code, .. })
+                    if code == SqlState::INVALID_PASSWORD
+                        || code == SqlState::T_R_SERIALIZATION_FAILURE => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !pools.transaction_pooling {
+            let client = pools.reads.lend().await?;
+            let answer = call_on(&client, Protocol::Prepared, statement, token, params).await?;
+            return Ok((answer, None));
         }
     }
-    let client = pools.reads.lend().await?;
-    Ok((call_on(&client, statement, token, params).await?, None))
+    let protocol = if pools.transaction_pooling {
+        Protocol::Unnamed { read_only }
+    } else {
+        Protocol::Prepared
+    };
+    let client = pools.write.get().await.map_err(DbError::from_pool)?;
+    let answer = call_on(&client, protocol, statement, token, params).await?;
+    if !read_only {
+        pools.replicas.wrote(token);
+    }
+    Ok((answer, None))
+}
+
+/// How a call's statement is sent.
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// Prepared once per connection (tokio-postgres's statement cache), then bound and run.
+    Prepared,
+    /// Parsed, bound and run in one go as the unnamed statement (which a pooler in transaction
+    /// mode passes), in a read-only transaction block for a read.
+    Unnamed { read_only: bool },
 }
 
 async fn call_on(
     client: &ClientWrapper,
+    protocol: Protocol,
     statement: &str,
     token: &str,
-    params: &[&(dyn ToSql + Sync)],
+    params: &[Param],
 ) -> Result<Answer, DbError> {
-    let stmt = client
-        .prepare_cached(statement)
-        .await
-        .map_err(DbError::from_pg)?;
-    let mut all: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(params.len() + 1);
-    all.push(&token);
-    all.extend_from_slice(params);
-    let rows = client.query(&stmt, &all).await.map_err(DbError::from_pg)?;
+    let rows = match protocol {
+        Protocol::Prepared => {
+            let stmt = client
+                .prepare_cached(statement)
+                .await
+                .map_err(DbError::from_pg)?;
+            let mut all: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(params.len() + 1);
+            all.push(&token);
+            all.extend(params.iter().map(Param::value));
+            client.query(&stmt, &all).await
+        }
+        Protocol::Unnamed { read_only } => {
+            let mut all: Vec<(&(dyn ToSql + Sync), Type)> = Vec::with_capacity(params.len() + 1);
+            all.push((&token, Type::TEXT));
+            all.extend(params.iter().map(|p| (p.value(), p.ty().clone())));
+            if read_only {
+                // Each request is written when first polled, and join3 polls in order: the
+                // three go out together. An error in the call makes COMMIT roll back.
+                let (begin, rows, end) = futures_util::future::join3(
+                    client.batch_execute("BEGIN READ ONLY"),
+                    client.query_typed(statement, &all),
+                    client.batch_execute("COMMIT"),
+                )
+                .await;
+                begin.and(rows).and_then(|rows| end.map(|()| rows))
+            } else {
+                client.query_typed(statement, &all).await
+            }
+        }
+    }
+    .map_err(DbError::from_pg)?;
     let row = rows.first().ok_or_else(|| DbError::Sql {
         code: SqlState::INTERNAL_ERROR,
         message: "a route function returned no row".to_owned(),
@@ -245,15 +306,18 @@ async fn call_on(
     })
 }
 
-/// Runs a statement outside any tenant context (public verification data, audit reports).
+/// Runs a statement outside any tenant context (public verification data, audit reports), as
+/// the unnamed statement: these are rare, and any pooler passes them.
 pub async fn query_plain(
     pool: &Pool,
     sql: &'static str,
-    params: &[&(dyn ToSql + Sync)],
+    params: &[(&(dyn ToSql + Sync), Type)],
 ) -> Result<Vec<Row>, DbError> {
     let client = pool.get().await.map_err(DbError::from_pool)?;
-    let stmt = client.prepare_cached(sql).await.map_err(DbError::from_pg)?;
-    client.query(&stmt, params).await.map_err(DbError::from_pg)
+    client
+        .query_typed(sql, params)
+        .await
+        .map_err(DbError::from_pg)
 }
 
 /// Why the service is not ready.
@@ -277,7 +341,7 @@ pub async fn check_ready(pool: &Pool, timeout: Duration) -> Result<(), NotReady>
             .await
             .map_err(|e| NotReady::Database(e.to_string()))?;
         match client
-            .query_one("SELECT sealstore.master_key_fingerprint()", &[])
+            .query_typed_one("SELECT sealstore.master_key_fingerprint()", &[])
             .await
         {
             Ok(_) => Ok(()),

@@ -39,6 +39,16 @@ fn main() {
             std::process::exit(EXIT_CONFIG);
         }
     };
+    if cli.print_connect_query {
+        match config::statement_timeout_ms(&cli) {
+            Ok(ms) => println!("{}", session::connect_query(&session::settings(ms, false))),
+            Err(e) => {
+                eprintln!("sealstore-gateway: configuration error: {e}");
+                std::process::exit(EXIT_CONFIG);
+            }
+        }
+        return;
+    }
     // Everything is checked before anything binds or connects.
     let config = match Config::from_cli(cli) {
         Ok(config) => config,

@@ -13,7 +13,6 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap};
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
-use tokio_postgres::types::ToSql;
 
 use crate::auth::Principal;
 use crate::db;
@@ -186,16 +185,12 @@ async fn api(
         return Err(with_token(Failure::Refused(errors::DATABASE_UNAVAILABLE)));
     }
     // The query.
-    let refs: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
     let (answer, served) = db::call(
         &state.pools,
         call.read_only,
         call.statement(params.len()),
         &token,
-        &refs,
+        &params,
     )
     .await
     .map_err(|e| with_token(e.into()))?;

@@ -10,8 +10,77 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 use crate::errors::Failure;
 
-/// One argument of a route function.
-pub type Param = Box<dyn ToSql + Sync + Send>;
+/// One argument of a route function, with the type it is sent as. The type matters only for
+/// unnamed statements (`SEALSTORE_DB_TRANSACTION_POOLING`, see `db`), which name their
+/// parameters' types up front; a prepared statement learns them from the server.
+pub struct Param {
+    value: Box<dyn ToSql + Sync + Send>,
+    ty: Type,
+}
+
+impl Param {
+    fn new(value: impl ToSql + Sync + Send + 'static, ty: Type) -> Param {
+        Param {
+            value: Box::new(value),
+            ty,
+        }
+    }
+
+    pub fn value(&self) -> &(dyn ToSql + Sync) {
+        self.value.as_ref()
+    }
+
+    pub fn ty(&self) -> &Type {
+        &self.ty
+    }
+}
+
+impl From<String> for Param {
+    fn from(v: String) -> Param {
+        Param::new(v, Type::TEXT)
+    }
+}
+
+impl From<Option<String>> for Param {
+    fn from(v: Option<String>) -> Param {
+        Param::new(v, Type::TEXT)
+    }
+}
+
+impl From<i32> for Param {
+    fn from(v: i32) -> Param {
+        Param::new(v, Type::INT4)
+    }
+}
+
+impl From<bool> for Param {
+    fn from(v: bool) -> Param {
+        Param::new(v, Type::BOOL)
+    }
+}
+
+impl From<uuid::Uuid> for Param {
+    fn from(v: uuid::Uuid) -> Param {
+        Param::new(v, Type::UUID)
+    }
+}
+
+impl From<Vec<String>> for Param {
+    fn from(v: Vec<String>) -> Param {
+        Param::new(v, Type::TEXT_ARRAY)
+    }
+}
+
+/// The type `vector` as a parameter type: its OID differs from database to database, so the
+/// OID is left unspecified (0), which has the server infer it from the function's signature.
+pub fn vector_type() -> Type {
+    Type::new(
+        "vector".into(),
+        0,
+        tokio_postgres::types::Kind::Simple,
+        "sealstore".into(),
+    )
+}
 
 /// What a route's plan makes of its path parameter (empty without one) and body.
 pub type Plan = fn(&str, &[u8]) -> Result<Vec<Param>, Failure>;
@@ -116,7 +185,7 @@ fn vector(v: Vec<f32>) -> Result<Param, Failure> {
             "vector values must be finite 32-bit floats",
         ));
     }
-    Ok(Box::new(VectorParam(v)))
+    Ok(Param::new(VectorParam(v), vector_type()))
 }
 
 /// JSON Schema's `integer` includes numbers such as `4.0`: accepted when integral and in range.
@@ -138,13 +207,13 @@ pub fn nothing(_: &str, body: &[u8]) -> Result<Vec<Param>, Failure> {
 /// Routes whose only input is the id in their path.
 pub fn id(param: &str, body: &[u8]) -> Result<Vec<Param>, Failure> {
     no_body(body)?;
-    Ok(vec![Box::new(uuid_param(param)?)])
+    Ok(vec![uuid_param(param)?.into()])
 }
 
 /// Routes whose only input is the name in their path.
 pub fn name(param: &str, body: &[u8]) -> Result<Vec<Param>, Failure> {
     no_body(body)?;
-    Ok(vec![Box::new(param.to_owned())])
+    Ok(vec![param.to_owned().into()])
 }
 
 #[derive(Deserialize)]
@@ -166,10 +235,10 @@ fn default_metric() -> String {
 pub fn create_collection(_: &str, body: &[u8]) -> Result<Vec<Param>, Failure> {
     let b: NewCollection = parse(body)?;
     Ok(vec![
-        Box::new(b.name),
-        Box::new(b.dims),
-        Box::new(b.metric),
-        Box::new(b.encrypt_embeddings),
+        b.name.into(),
+        b.dims.into(),
+        b.metric.into(),
+        b.encrypt_embeddings.into(),
     ])
 }
 
@@ -191,10 +260,10 @@ fn empty_object() -> Box<RawValue> {
 pub fn put_document(collection: &str, body: &[u8]) -> Result<Vec<Param>, Failure> {
     let b: NewDocument = parse(body)?;
     Ok(vec![
-        Box::new(collection.to_owned()),
-        Box::new(b.content),
+        collection.to_owned().into(),
+        b.content.into(),
         vector(b.embedding)?,
-        Box::new(b.metadata.get().to_owned()),
+        b.metadata.get().to_owned().into(),
     ])
 }
 
@@ -215,10 +284,10 @@ fn default_k() -> i32 {
 pub fn search(collection: &str, body: &[u8]) -> Result<Vec<Param>, Failure> {
     let b: SearchRequest = parse(body)?;
     Ok(vec![
-        Box::new(collection.to_owned()),
+        collection.to_owned().into(),
         vector(b.vector)?,
-        Box::new(b.k),
-        Box::new(b.filter.map(|f| f.get().to_owned())),
+        b.k.into(),
+        b.filter.map(|f| f.get().to_owned()).into(),
     ])
 }
 
@@ -230,7 +299,7 @@ struct SecretValue {
 
 pub fn put_secret(name: &str, body: &[u8]) -> Result<Vec<Param>, Failure> {
     let b: SecretValue = parse(body)?;
-    Ok(vec![Box::new(name.to_owned()), Box::new(b.value)])
+    Ok(vec![name.to_owned().into(), b.value.into()])
 }
 
 #[derive(Deserialize)]
@@ -247,7 +316,7 @@ fn default_algorithm() -> String {
 
 pub fn create_tenant(_: &str, body: &[u8]) -> Result<Vec<Param>, Failure> {
     let b: NewTenant = parse(body)?;
-    Ok(vec![Box::new(b.name), Box::new(b.algorithm)])
+    Ok(vec![b.name.into(), b.algorithm.into()])
 }
 
 #[derive(Deserialize)]
@@ -260,7 +329,7 @@ struct NewApiKey {
 pub fn create_api_key(tenant: &str, body: &[u8]) -> Result<Vec<Param>, Failure> {
     let tenant = uuid_param(tenant)?;
     let b: NewApiKey = parse(body)?;
-    Ok(vec![Box::new(tenant), Box::new(b.name), Box::new(b.scopes)])
+    Ok(vec![tenant.into(), b.name.into(), b.scopes.into()])
 }
 
 #[cfg(test)]

@@ -260,7 +260,7 @@ impl Replicas {
 async fn primary_position(pool: &Pool) -> Option<u64> {
     let client = pool.get().await.ok()?;
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT (pg_catalog.pg_current_wal_lsn() OPERATOR(pg_catalog.-) '0/0'::pg_catalog.pg_lsn)::pg_catalog.int8",
             &[],
         )
@@ -273,7 +273,7 @@ async fn primary_position(pool: &Pool) -> Option<u64> {
 async fn replay_position(lanes: &Lanes) -> Option<(bool, Option<u64>)> {
     let client = lanes.lend().await.ok()?;
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT pg_catalog.pg_is_in_recovery(), \
                     (pg_catalog.pg_last_wal_replay_lsn() OPERATOR(pg_catalog.-) '0/0'::pg_catalog.pg_lsn)::pg_catalog.int8",
             &[],

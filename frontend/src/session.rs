@@ -1,6 +1,11 @@
-//! What the gateway's database sessions may rely on: the settings it pins in every
-//! connection's startup options (which outrank the login role's and the database's defaults),
+//! What the gateway's database sessions may rely on: the settings it pins on every connection
 //! and the checks of its login role that every new connection passes before it is used.
+//!
+//! Directly connected, the settings travel in the connection's startup options (which outrank
+//! the login role's and the database's defaults). Behind a pooler in transaction mode
+//! (`SEALSTORE_DB_TRANSACTION_POOLING`), which refuses startup options, the pooler sets them on
+//! each server connection it opens (PgBouncer's `connect_query`, as [`connect_query`] writes
+//! it), and every new connection checks that they are in effect ([`unpinned`]).
 //!
 //! The login role is the gateway's alone (see sql/roles.sql). If it were not, an application
 //! could `ALTER ROLE CURRENT_USER SET` defaults that make the server log every request's token
@@ -15,6 +20,7 @@ use tokio_postgres::Client;
 
 /// Settings pinned on every connection. `search_path` holds pg_catalog alone: nothing an
 /// application creates can stand in for a function or operator the gateway's SQL names.
+/// Values are written as `pg_settings.setting` shows them, so that they can be compared.
 pub const PINNED: &[(&str, &str)] = &[
     ("search_path", "pg_catalog"),
     ("log_parameter_max_length_on_error", "0"),
@@ -32,15 +38,32 @@ const ACCEPTED: &[&str] = &[
     "log_parameter_max_length_on_error",
 ];
 
-/// The startup options of a connection: the pinned settings and `extra`, as libpq's `options`
-/// (`-c name=value`, spaces escaped).
-pub fn options(extra: &[(&str, String)]) -> String {
-    let mut out = String::new();
-    let all = PINNED
+/// Every setting a connection holds: the pinned ones, and the bounds the database enforces
+/// too: a statement cannot outlive the request, a connection cannot sit in an open
+/// transaction, and read connections' transactions are read-only unless they say otherwise.
+pub fn settings(statement_timeout_ms: u64, read_only: bool) -> Vec<(&'static str, String)> {
+    PINNED
         .iter()
         .map(|(n, v)| (*n, (*v).to_owned()))
-        .chain(extra.iter().map(|(n, v)| (*n, v.clone())));
-    for (name, value) in all {
+        .chain([
+            ("statement_timeout", statement_timeout_ms.to_string()),
+            (
+                "idle_in_transaction_session_timeout",
+                statement_timeout_ms.saturating_mul(2).to_string(),
+            ),
+            (
+                "default_transaction_read_only",
+                if read_only { "on" } else { "off" }.to_owned(),
+            ),
+        ])
+        .collect()
+}
+
+/// The startup options that pin `settings`, as libpq's `options` (`-c name=value`, spaces
+/// escaped).
+pub fn options(settings: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    for (name, value) in settings {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -51,6 +74,49 @@ pub fn options(extra: &[(&str, String)]) -> String {
         );
     }
     out
+}
+
+/// The statements that pin `settings` on a pooler's server connection: PgBouncer's
+/// `connect_query`, ready to be put between single quotes in pgbouncer.ini (a value with a
+/// space is a quoted identifier, which `SET` takes as its text).
+pub fn connect_query(settings: &[(&str, String)]) -> String {
+    settings
+        .iter()
+        .map(|(name, value)| {
+            if value.contains(' ') {
+                format!("SET {name} = \"{value}\"")
+            } else {
+                format!("SET {name} = {value}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The names of `settings` that a connection does not hold as pinned, given what it holds
+/// (name, `pg_settings.setting`).
+pub fn unpinned<'a>(settings: &'a [(&str, String)], held: &[(String, String)]) -> Vec<&'a str> {
+    settings
+        .iter()
+        .filter(|(name, value)| !held.iter().any(|(n, v)| n == name && v == value))
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// Reads what a connection holds of `settings` (an unnamed statement, which poolers pass).
+pub async fn held(
+    client: &Client,
+    settings: &[(&str, String)],
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    let names: Vec<&str> = settings.iter().map(|(n, _)| *n).collect();
+    let rows = client
+        .query_typed(
+            "SELECT name, setting FROM pg_catalog.pg_settings \
+              WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
+            &[(&names, tokio_postgres::types::Type::TEXT_ARRAY)],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// What the check reads of the login role.
@@ -101,7 +167,7 @@ pub fn problems(facts: &RoleFacts) -> Vec<String> {
 /// gateway's SQL, on top of the pinned search_path).
 pub async fn facts(client: &Client) -> Result<RoleFacts, tokio_postgres::Error> {
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT ARRAY(SELECT DISTINCT pg_catalog.split_part(s, '=', 1) \
                             FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) s \
                            WHERE d.setrole OPERATOR(pg_catalog.=) r.oid \
@@ -182,13 +248,51 @@ mod tests {
 
     #[test]
     fn options_pin_every_setting_with_spaces_escaped() {
-        let o = options(&[("statement_timeout", "10000".into())]);
+        let o = options(&settings(10_000, true));
         assert!(o.starts_with("-c search_path=pg_catalog "), "{o}");
         assert!(
             o.contains("-c default_transaction_isolation=read\\ committed"),
             "{o}"
         );
-        assert!(o.ends_with("-c statement_timeout=10000"), "{o}");
-        assert_eq!(o.matches("-c ").count(), PINNED.len() + 1);
+        assert!(o.contains("-c statement_timeout=10000 "), "{o}");
+        assert!(
+            o.contains("-c idle_in_transaction_session_timeout=20000 "),
+            "{o}"
+        );
+        assert!(o.ends_with("-c default_transaction_read_only=on"), "{o}");
+        assert_eq!(o.matches("-c ").count(), PINNED.len() + 3);
+    }
+
+    #[test]
+    fn the_connect_query_sets_the_same_settings() {
+        let s = settings(5_000, false);
+        let q = connect_query(&s);
+        assert!(q.starts_with("SET search_path = pg_catalog; "), "{q}");
+        assert!(
+            q.contains("; SET default_transaction_isolation = \"read committed\"; "),
+            "{q}"
+        );
+        assert!(
+            q.ends_with("; SET default_transaction_read_only = off"),
+            "{q}"
+        );
+        assert_eq!(q.matches("SET ").count(), s.len());
+        // No single quote: the whole goes between single quotes in pgbouncer.ini.
+        assert!(!q.contains('\''), "{q}");
+    }
+
+    #[test]
+    fn a_setting_missing_or_different_is_unpinned() {
+        let s = settings(5_000, false);
+        let mut held: Vec<(String, String)> = s
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect();
+        assert!(unpinned(&s, &held).is_empty());
+        held.retain(|(n, _)| n != "row_security");
+        held.iter_mut()
+            .filter(|(n, _)| n == "statement_timeout")
+            .for_each(|(_, v)| *v = "0".into());
+        assert_eq!(unpinned(&s, &held), ["row_security", "statement_timeout"]);
     }
 }

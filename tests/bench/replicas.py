@@ -5,6 +5,10 @@
   SEALSTORE_DB_REPLICA_URLS (reads served there). Both PostgreSQL servers, the gateways and wrk
   share the same cores, so a standby adds no capacity here: the ratio says what the routing
   costs or saves, not what a second machine would add.
+- **The gateway through PgBouncer**: get-document and search through a gateway whose database
+  URL leads to PgBouncer (SEALSTORE_DB_TRANSACTION_POOLING: unnamed statements, reads in
+  read-only transaction blocks, POOL + 1 server connections), against the gateway connected
+  directly.
 - **PgBouncer against direct**: the gateway's route statements run by pgbench as the
   application's login role, directly (one server connection per client) and through PgBouncer
   in transaction pooling mode (POOL server connections for all clients), both with unnamed
@@ -14,7 +18,7 @@
 ROUNDS interleaved rounds of SECONDS per cell; in each round the two sides of a cell run back
 to back, and a ratio is the median of the per-round ratios.
 Usage: replicas.py ADMIN_URL GATEWAY_PG_URL REPLICA_GATEWAY_PG_URL APP_URL BOUNCER_APP_URL POOL
-       GATEWAY_BIN PGBENCH WRK RESULTS_MD
+       GATEWAY_BIN PGBENCH WRK RESULTS_MD BOUNCER_GATEWAY_PG_URL
 """
 import os
 import platform
@@ -42,11 +46,12 @@ def replica_usable(gw):
 
 def main():
     (admin_url, gateway_pg_url, replica_pg_url, app_url, bouncer_url, pool,
-     gateway_bin, pgbench, wrk, out) = sys.argv[1:11]
+     gateway_bin, pgbench, wrk, out, bouncer_gateway_url) = sys.argv[1:12]
     os.environ["SEALSTORE_GATEWAY_BIN"] = gateway_bin
     key, doc_id, query = gb.setup(admin_url)
     alone = Gateway(gateway_pg_url, QUIET_LOG)
     with_replica = Gateway(gateway_pg_url, {**QUIET_LOG, "SEALSTORE_DB_REPLICA_URLS": replica_pg_url})
+    pooled = Gateway(bouncer_gateway_url, {**QUIET_LOG, "SEALSTORE_DB_TRANSACTION_POOLING": "true"})
     if not wait_until(lambda: replica_usable(with_replica), 60):
         raise RuntimeError("the standby never became usable for reads")
     time.sleep(2)  # the setup's writes replayed
@@ -60,7 +65,7 @@ def main():
             (work / f"{op}.sql").write_text(gb.pgbench_script(op))
         variables = {"token": key, "id": doc_id, "vec": "[" + ",".join(map(str, query)) + "]"}
         h = {"Authorization": f"Bearer {key}"}
-        for gw in (alone, with_replica):
+        for gw in (alone, with_replica, pooled):
             r = requests.get(gw.url + paths["get"], headers=h, timeout=10)
             assert r.status_code == 200 and r.json()["id"] == doc_id, r.text
         for rnd in range(gb.ROUNDS):
@@ -69,17 +74,21 @@ def main():
                     a = gb.run_wrk(wrk, alone.url + paths[op], work / f"{op}.lua", c)
                     b = gb.run_wrk(wrk, with_replica.url + paths[op], work / f"{op}.lua", c)
                     results.setdefault(("replica", op, c), []).append((a, b))
+                    g = gb.run_wrk(wrk, pooled.url + paths[op], work / f"{op}.lua", c)
+                    results.setdefault(("gateway-pgbouncer", op, c), []).append((a, g))
                     d = gb.run_pgbench(pgbench, app_url, work / f"{op}.sql", c, variables, work,
                                        mode="extended", read_only=False)
                     p = gb.run_pgbench(pgbench, bouncer_url, work / f"{op}.sql", c, variables, work,
                                        mode="extended", read_only=False)
                     results.setdefault(("pgbouncer", op, c), []).append((d, p))
                     print(f"round {rnd + 1} {op:6} c={c:2}: gateway alone {a[0]:7.0f}/s, with standby "
-                          f"{b[0]:7.0f}/s ({b[0] / a[0]:.0%}); direct {d[0]:7.0f}/s, PgBouncer "
+                          f"{b[0]:7.0f}/s ({b[0] / a[0]:.0%}), through PgBouncer {g[0]:7.0f}/s "
+                          f"({g[0] / a[0]:.0%}); direct {d[0]:7.0f}/s, PgBouncer "
                           f"{p[0]:7.0f}/s ({p[0] / d[0]:.0%})", flush=True)
     served = requests.get(f"{with_replica.url}/readyz", timeout=10).json()["replicas"][0]
     alone.stop()
     with_replica.stop()
+    pooled.stop()
     write(out, results, pool, served)
 
 
@@ -103,6 +112,10 @@ def write(out, results, pool, served):
         "cores to writes, and read throughput would add up across machines). "
         f"At the end the standby was {'usable' if served['usable'] else 'not usable'}, lagging "
         f"{served['lag_bytes']} bytes.", "",
+        "**Gateway through PgBouncer**: wrk against the gateway whose database URL leads to PgBouncer 1.18 "
+        "(`SEALSTORE_DB_TRANSACTION_POOLING`: unnamed statements, reads in read-only transaction blocks, "
+        f"{int(pool) + 1} server connections), against the gateway connected directly (prepared statements, "
+        "pipelined reads).", "",
         "**PgBouncer**: pgbench running the gateway's route statements as the application's login role, "
         "directly (one server connection per client) and through PgBouncer 1.18 in transaction pooling mode "
         f"({pool} server connections for all clients), both with unnamed statements (`-M extended`).", "",
@@ -110,6 +123,7 @@ def write(out, results, pool, served):
         "|---|---|---:|---:|---:|---:|---|",
     ]
     names = {"replica": ("gateway, primary alone", "gateway, primary + standby"),
+             "gateway-pgbouncer": ("gateway, direct", "gateway through PgBouncer"),
              "pgbouncer": ("direct", "through PgBouncer")}
     figs = []
     for (kind, op, c), runs in sorted(results.items()):

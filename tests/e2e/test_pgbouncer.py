@@ -2,15 +2,19 @@
 for the test command's pooler tier), with one server connection per user, so that every client
 of a user takes turns on the same backend: the tenant context never passes from one client's
 transaction to the next one's, also with interleaved transactions, a WITH HOLD cursor and a
-prepared statement left on the server connection; isolation holds as it does directly."""
+prepared statement left on the server connection; isolation holds as it does directly. The
+gateway works through it too (SEALSTORE_DB_TRANSACTION_POOLING), and refuses a pooler entry
+that does not pin its settings."""
 import secrets
+import subprocess
 import threading
 import time
 
 import psycopg
 import pytest
 
-from harness import env
+from clients import Api, mint
+from harness import Gateway, env
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +156,135 @@ def test_a_prepared_statement_left_on_the_backend_runs_with_its_callers_context(
             assert [r[0] for r in b.execute(f"EXECUTE {name}").fetchall()][0] == "note of b"
         with b.transaction():
             b.execute(f"DEALLOCATE {name}")
+
+
+# The gateway through PgBouncer: every request's call is one transaction on one of the gateway
+# user's two server connections, which all requests share in turn (a statement prepared on one
+# would be unknown on the other).
+
+@pytest.fixture(scope="module")
+def pooled_gateway_url():
+    return env("SEALSTORE_TEST_PGBOUNCER_GATEWAY_PG_URL")
+
+
+@pytest.fixture(scope="module")
+def pooled_gateway(pooled_gateway_url, world, hs):
+    gw = Gateway(pooled_gateway_url, extra_env={"SEALSTORE_DB_TRANSACTION_POOLING": "true"})
+    admin = mint(hs[1], hs[0], scope="admin", sub="ops")
+    apis = {name: Api(gw.url, world[name]["key"]) for name in ("a", "b")}
+    for name, api in apis.items():
+        r = api("POST", "/v1/collections", {"name": "pooled", "dims": 3})
+        assert r.status_code == 201, r.text
+    yield gw, apis, admin
+    gw.stop()
+
+
+def test_the_gateway_serves_every_route_through_the_pooler(pooled_gateway):
+    gw, apis, admin = pooled_gateway
+    assert Api(gw.url)("GET", "/readyz").status_code == 200
+    a = apis["a"]
+    r = a("POST", "/v1/collections/pooled/documents",
+          {"content": "pooled text", "embedding": [1, 0, 0], "metadata": {"n": 1.50}})
+    assert r.status_code == 201, r.text
+    doc = r.json()["id"]
+    r = a("GET", f"/v1/documents/{doc}")
+    assert r.status_code == 200 and r.json()["content"] == "pooled text", r.text
+    assert r.json()["metadata"] == {"n": 1.50}
+    r = a("POST", "/v1/collections/pooled/search", {"vector": [1, 0, 0], "k": 5})
+    assert r.status_code == 200 and [x["id"] for x in r.json()["results"]] == [doc], r.text
+    assert a("PUT", "/v1/secrets/pooled", {"value": "pooled secret"}).status_code == 204
+    r = a("GET", "/v1/secrets/pooled")
+    assert r.status_code == 200 and r.json()["value"] == "pooled secret", r.text
+    assert a("DELETE", "/v1/secrets/pooled").status_code == 204
+    assert a("DELETE", f"/v1/documents/{doc}").status_code == 204
+    assert a("GET", f"/v1/documents/{doc}").status_code == 404
+    # An administrator's JWT: tenant lifecycle (writes) and the metrics (a read).
+    r = Api(gw.url, admin)("POST", "/v1/tenants", {"name": f"pooled-{secrets.token_hex(3)}"})
+    assert r.status_code == 201, r.text
+    assert Api(gw.url, admin)("GET", "/metrics").status_code == 200
+
+
+def test_requests_of_two_tenants_share_the_backends_and_never_each_others_data(pooled_gateway):
+    gw, apis, _ = pooled_gateway
+    docs = {}
+    for name, api in apis.items():
+        r = api("POST", "/v1/collections/pooled/documents",
+                {"content": f"only {name}", "embedding": [0, 1, 0]})
+        assert r.status_code == 201, r.text
+        docs[name] = r.json()["id"]
+    wrong = []
+
+    def client(name, other):
+        api = apis[name]
+        for i in range(40):
+            if i % 2:
+                r = api("GET", f"/v1/documents/{docs[name]}")
+                if r.status_code != 200 or r.json()["content"] != f"only {name}":
+                    wrong.append((name, r.status_code, r.text))
+            else:
+                r = api("GET", f"/v1/documents/{docs[other]}")
+                if r.status_code != 404:
+                    wrong.append((name, r.status_code, r.text))
+            r = api("POST", "/v1/collections/pooled/search", {"vector": [0, 1, 0], "k": 10})
+            contents = [x["id"] for x in r.json().get("results", [])] if r.status_code == 200 else None
+            if contents is None or docs[other] in contents or docs[name] not in contents:
+                wrong.append((name, r.status_code, r.text))
+
+    threads = [threading.Thread(target=client, args=pair) for pair in
+               (("a", "b"), ("b", "a"), ("a", "b"), ("b", "a"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not wrong, wrong[:3]
+
+
+def test_a_failed_call_leaves_the_shared_backend_clean(pooled_gateway, world):
+    """A read that fails inside its read-only transaction (an unknown id, a forged token) and a
+    write that fails (a duplicate collection) roll back; the next request on the same backend,
+    of another tenant, runs in a fresh transaction."""
+    gw, apis, _ = pooled_gateway
+    for _ in range(3):
+        assert apis["a"]("GET", f"/v1/documents/{'0' * 8}-0000-4000-8000-{'0' * 12}").status_code == 404
+        assert apis["a"]("GET", "/v1/documents/x", token="sk_forged").status_code == 401
+        assert apis["a"]("POST", "/v1/collections", {"name": "pooled", "dims": 3}).status_code == 409
+        r = apis["b"]("PUT", "/v1/secrets/after-failure", {"value": "b's"})
+        assert r.status_code == 204, r.text
+        assert apis["b"]("GET", "/v1/secrets/after-failure").json()["value"] == "b's"
+    with psycopg.connect(env("SEALSTORE_TEST_PG_URL"), autocommit=True) as su:
+        states = su.execute("SELECT state FROM pg_stat_activity WHERE usename = 'sealstore_gateway'"
+                            " AND datname = current_database()").fetchall()
+    assert states and all(s == ("idle",) for s in states), states
+
+
+def test_reads_run_in_read_only_transactions_through_the_pooler(pooled_gateway, world):
+    """Behind the pooler the gateway's connections are not read-only by default, so each read is
+    sent in a read-only transaction block: a key that only reads is never stamped as used
+    (the stamp is a write, skipped where writing is not allowed); its first write stamps it."""
+    gw, _, _ = pooled_gateway
+    with psycopg.connect(env("SEALSTORE_TEST_PG_URL"), autocommit=True) as su:
+        su.execute("SET log_statement = 'none'")
+        key = su.execute("SELECT sealstore.create_api_key(%s, 'reader', ARRAY['read', 'write'])",
+                         (world["a"]["tenant"],)).fetchone()[0]
+        stamp = "SELECT last_used_at FROM sealstore.api_keys WHERE name = 'reader' AND tenant_id = %s"
+        api = Api(gw.url, key)
+        for _ in range(3):
+            assert api("POST", "/v1/collections/pooled/search", {"vector": [1, 1, 1]}).status_code == 200
+            assert api("GET", "/v1/secrets/none").status_code == 404
+        assert su.execute(stamp, (world["a"]["tenant"],)).fetchone() == (None,)
+        assert api("PUT", "/v1/secrets/reader", {"value": "x"}).status_code == 204
+        assert su.execute(stamp, (world["a"]["tenant"],)).fetchone()[0] is not None
+
+
+def test_a_pooler_entry_without_the_pins_stops_the_gateway_with_the_reason(pooled_gateway_url):
+    """The pooler's plain entry of the same database has no connect_query: the gateway's role
+    would run with the database's defaults (search_path, no statement timeout), so the gateway
+    stops at start, naming what is missing, and never the URL's password."""
+    plain = pooled_gateway_url.rsplit("/", 1)[0] + "/sealstore_e2e"
+    e = {"PATH": "/usr/bin:/bin", "SEALSTORE_GATEWAY_PG_URL": plain,
+         "SEALSTORE_GATEWAY_LISTEN": "127.0.0.1:0", "SEALSTORE_DB_TRANSACTION_POOLING": "true"}
+    p = subprocess.run([env("SEALSTORE_GATEWAY_BIN")], env=e, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 64, p.stdout + p.stderr
+    out = p.stdout + p.stderr
+    assert "search_path" in out and "statement_timeout" in out and "--print-connect-query" in out, out
+    assert plain.split(":")[2].split("@")[0] not in out

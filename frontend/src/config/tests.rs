@@ -122,6 +122,7 @@ fn help_hides_the_url_value() {
 fn hardening_defaults() {
     let c = parse(&["--pg-url", URL]).unwrap();
     assert!(!c.production);
+    assert!(!c.transaction_pooling);
     assert!(c.tls.is_none());
     assert!(c.cors_origins.is_empty());
     assert_eq!(c.max_body_bytes, 1 << 20);
@@ -212,6 +213,7 @@ fn lists_are_checked() {
         ("--rate-per-ip", "0"),
         ("--statement-timeout-ms", "abc"),
         ("--production", "maybe"),
+        ("--db-transaction-pooling", "maybe"),
         ("--worker-threads", "0"),
     ] {
         assert!(

@@ -186,12 +186,13 @@ fn record_use(id: &ApiKeyId, row: &ApiKeyRow) -> Result<()> {
     if now - row.last_use.get() < LAST_USE_GRANULARITY {
         return Ok(());
     }
-    row.last_use.set(now);
     // SAFETY: a plain read of a backend global.
     let read_committed = unsafe { pg_sys::XactIsoLevel == pg_sys::XACT_READ_COMMITTED as i32 };
     if !read_committed || owner::require_writable().is_err() {
+        // Not noted as recorded: the backend's next writable use records it.
         return Ok(());
     }
+    row.last_use.set(now);
     let uuid = id.uuid();
     as_owner(|| {
         errors::spi(Spi::run_with_args(
