@@ -11,12 +11,13 @@
 //! transaction, which the pooler keeps on one server connection. Values are always bind
 //! parameters.
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{
-    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime,
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
     Timeouts,
 };
 use tokio_postgres::error::SqlState;
@@ -44,6 +45,7 @@ pub struct Pools {
 }
 
 pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
+    BEHIND_POOLER.store(config.transaction_pooling, Ordering::Relaxed);
     let lanes = |pg: &PgUrl, name| {
         pool(config, pg, Some(name), false)
             .map(|p| Arc::new(Lanes::new(p, config.db_pipeline_depth)))
@@ -131,6 +133,52 @@ fn pool(
         .build()
 }
 
+/// Whether the write pool's connections lead to a pooler in transaction mode (set once, by
+/// `pools`).
+static BEHIND_POOLER: AtomicBool = AtomicBool::new(false);
+
+/// A connection of the write pool, lent for one statement. Behind a pooler in transaction mode,
+/// a connection whose statement did not finish (its future dropped: a request cancelled or
+/// timed out while its answer was due) is closed instead of going back to the pool: its next
+/// statement would follow the unanswered one, and PgBouncer 1.18 may hand the server
+/// connection to another client at the first answer (pipelining it cannot follow). Directly
+/// connected, the server answers in order and the connection stays.
+pub struct Lease(Option<Object>);
+
+impl Lease {
+    pub async fn get(pool: &Pool) -> Result<Lease, DbError> {
+        pool.get()
+            .await
+            .map(|o| Lease(Some(o)))
+            .map_err(DbError::from_pool)
+    }
+
+    /// The statement finished: the connection goes back to the pool.
+    pub fn finished(mut self) {
+        self.0.take();
+    }
+}
+
+impl Deref for Lease {
+    type Target = ClientWrapper;
+
+    fn deref(&self) -> &ClientWrapper {
+        self.0
+            .as_ref()
+            .expect("a lease holds its connection until it ends")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            if BEHIND_POOLER.load(Ordering::Relaxed) {
+                drop(Object::take(object));
+            }
+        }
+    }
+}
+
 /// Makes one connection now, so that a login role the gateway refuses stops it at start
 /// (`Err` with the reasons). A database that cannot be reached is not an error here: the
 /// gateway starts and answers 503 until it can.
@@ -172,8 +220,10 @@ impl Health {
             loop {
                 tokio::time::sleep(PROBE_INTERVAL).await;
                 let probe = async {
-                    let client = pool.get().await.ok()?;
-                    client.simple_query("SELECT 1").await.ok()
+                    let client = Lease::get(&pool).await.ok()?;
+                    let answer = client.simple_query("SELECT 1").await.ok();
+                    client.finished();
+                    answer
                 };
                 if let Ok(Some(_)) = tokio::time::timeout(timeout, probe).await {
                     break;
@@ -239,8 +289,10 @@ pub async fn call(
     } else {
         Protocol::Prepared
     };
-    let client = pools.write.get().await.map_err(DbError::from_pool)?;
-    let answer = call_on(&client, protocol, statement, token, params).await?;
+    let client = Lease::get(&pools.write).await?;
+    let answer = call_on(&client, protocol, statement, token, params).await;
+    client.finished();
+    let answer = answer?;
     if !read_only {
         pools.replicas.wrote(token);
     }
@@ -336,14 +388,14 @@ const KEY_UNAVAILABLE: &[&str] = &["55000", "58P01", "F0000"];
 /// Ready means: a connection can be had, and the server holds the master key.
 pub async fn check_ready(pool: &Pool, timeout: Duration) -> Result<(), NotReady> {
     let probe = async {
-        let client = pool
-            .get()
+        let client = Lease::get(pool)
             .await
-            .map_err(|e| NotReady::Database(e.to_string()))?;
-        match client
+            .map_err(|e| NotReady::Database(format!("{e:?}")))?;
+        let answer = client
             .query_typed_one("SELECT sealstore.master_key_fingerprint()", &[])
-            .await
-        {
+            .await;
+        client.finished();
+        match answer {
             Ok(_) => Ok(()),
             Err(e) => match e.code().map(|c| c.code()) {
                 Some(code) if KEY_UNAVAILABLE.contains(&code) => Err(NotReady::MasterKey {

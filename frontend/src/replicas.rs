@@ -258,14 +258,15 @@ impl Replicas {
 
 /// The primary's WAL position in bytes.
 async fn primary_position(pool: &Pool) -> Option<u64> {
-    let client = pool.get().await.ok()?;
+    let client = crate::db::Lease::get(pool).await.ok()?;
     let row = client
         .query_typed_one(
             "SELECT (pg_catalog.pg_current_wal_lsn() OPERATOR(pg_catalog.-) '0/0'::pg_catalog.pg_lsn)::pg_catalog.int8",
             &[],
         )
-        .await
-        .ok()?;
+        .await;
+    client.finished();
+    let row = row.ok()?;
     row.try_get::<_, i64>(0).ok().map(|p| p as u64)
 }
 
