@@ -44,7 +44,8 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.create_api_key(uuid, text, text[]),
     @extschema@.revoke_api_key(uuid),
     @extschema@.add_jwt_key(text, text, text, uuid, boolean),
-    @extschema@.retire_jwt_key(text)
+    @extschema@.retire_jwt_key(text),
+    @extschema@.revoke_token(text, timestamptz)
 TO sealstore_app, sealstore_admin;
 
 -- For gateways: public verification data, and (the gateway's role only, so that no application

@@ -75,6 +75,14 @@ CREATE TABLE @extschema@.api_keys (
 );
 CREATE INDEX ON @extschema@.api_keys (tenant_id);
 
+-- Revoked JWTs by their jti, kept until the token would have expired anyway (plus the most
+-- clock-skew leeway), then purged by the next revocation.
+CREATE TABLE @extschema@.revoked_tokens (
+    jti        text PRIMARY KEY CHECK (octet_length(jti) BETWEEN 1 AND 256),
+    expires_at timestamptz NOT NULL,
+    revoked_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- pg_dump includes the rows of extension tables only when told to.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenants', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_keys', '');
@@ -82,6 +90,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.jwt_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.api_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.revoked_tokens', '');
 -- ... and the identity's sequence, or a restored database would hand out audit ids again.
 SELECT pg_catalog.pg_extension_config_dump(
     pg_catalog.pg_get_serial_sequence('@extschema@.audit_log', 'id'), '');

@@ -254,6 +254,10 @@ fn parse_config(config: &serde_json::Value, raw: String) -> KeySet {
                 .and_then(|v| v.as_u64())
                 .unwrap_or(0)
                 .min(auth::MAX_LEEWAY_SECS),
+            require_jti: config
+                .get("require_jti")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         },
         raw,
     }

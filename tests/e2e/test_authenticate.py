@@ -313,3 +313,86 @@ def test_verification_config_carries_no_secret(setup):
     assert by_kid[keys.kids["EdDSA"]]["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
     assert keys.hs_secret not in json.dumps(config)
     assert config["audience"] == AUD and config["issuer"] == ISS and config["leeway_secs"] == 5
+
+
+# Revoked tokens (sealstore.revoke_token): by jti, in every backend once committed.
+
+def refusal(conn, token):
+    """The refusal's reason code (the DETAIL's first word), or None if the token is accepted."""
+    try:
+        conn.execute("SELECT sealstore.authenticate(%s)", (token,))
+    except psycopg.errors.InvalidPassword as e:
+        if not conn.autocommit:
+            conn.rollback()
+        return e.diag.message_detail.split(":")[0]
+    return None
+
+
+def test_a_revoked_jti_is_refused_by_a_live_backend_at_once(setup, admin_url):
+    jti, other = f"session-{secrets.token_hex(6)}", f"session-{secrets.token_hex(6)}"
+    exp = int(time.time()) + 300
+    revoked, kept = sign(setup, jti=jti, exp=exp), sign(setup, jti=other, exp=exp)
+    with psycopg.connect(admin_url, autocommit=True) as su, \
+            psycopg.connect(setup["url"], autocommit=True) as app:
+        su.execute("SET log_min_error_statement = panic")
+        for _ in range(3):  # cached in the app's backend
+            assert refusal(app, revoked) is None and refusal(app, kept) is None
+        su.execute("SELECT sealstore.revoke_token(%s, to_timestamp(%s))", (jti, exp))
+        started = time.monotonic()
+        assert refusal(app, revoked) == "revoked"
+        print(f"refused {1000 * (time.monotonic() - started):.1f} ms after the revocation's commit")
+        assert refusal(app, kept) is None
+        # Every algorithm's tokens carry the same jti namespace.
+        assert refusal(app, sign(setup, "EdDSA", jti=jti)) == "revoked"
+        # Revoking again is no error, and never shortens a revocation.
+        su.execute("SELECT sealstore.revoke_token(%s, to_timestamp(%s))", (jti, exp - 200))
+        assert su.execute("SELECT expires_at = to_timestamp(%s) FROM sealstore.revoked_tokens WHERE jti = %s",
+                          (exp, jti)).fetchone() == (True,)
+        assert refusal(app, revoked) == "revoked"
+        audit = su.execute("SELECT count(*) FROM sealstore.audit_log WHERE action = 'revoke_token' "
+                           "AND detail->>'jti' = %s", (jti,)).fetchone()[0]
+        assert audit == 2
+
+
+def test_revocations_are_purged_after_their_tokens_expire(setup, admin_url):
+    old, new = f"old-{secrets.token_hex(6)}", f"new-{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        su.execute("SELECT sealstore.revoke_token(%s, now() - interval '2 minutes')", (old,))
+        assert su.execute("SELECT count(*) FROM sealstore.revoked_tokens WHERE jti = %s", (old,)).fetchone()[0] == 1
+        su.execute("SELECT sealstore.revoke_token(%s, now() + interval '1 hour')", (new,))
+        rows = su.execute("SELECT jti FROM sealstore.revoked_tokens WHERE jti IN (%s, %s)", (old, new)).fetchall()
+        assert rows == [(new,)]
+
+
+def test_revoke_token_is_for_system_administrators_with_clean_errors(setup, admin_url):
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        key = su.execute("SELECT sealstore.create_api_key(%s, 'tenant-admin', '{admin}')",
+                         (setup["tenant"],)).fetchone()[0]
+        for bad in ("", "x" * 257):
+            assert sqlstate(su, "SELECT sealstore.revoke_token(%s, now())", (bad,)) == "22023"
+        assert su.execute("SELECT sealstore.revoke_token(NULL, now())").fetchone() == (None,)
+    with psycopg.connect(setup["url"]) as app:
+        # No context, a tenant's admin key, a tenant's read/write token: none may revoke.
+        assert sqlstate(app, "SELECT sealstore.revoke_token('any', now())") == "42501"
+        for token in (key, sign(setup)):
+            app.execute("SELECT sealstore.authenticate(%s)", (token,))
+            assert sqlstate(app, "SELECT sealstore.revoke_token('any', now())") == "42501"
+        # A system administrator's token may.
+        app.execute("SELECT sealstore.authenticate(%s)",
+                    (sign(setup, tenant=None, scope="admin", sub="ops"),))
+        app.execute("SELECT sealstore.revoke_token(%s, now() + interval '1 minute')",
+                    (f"by-token-{secrets.token_hex(4)}",))
+        app.commit()
+
+
+def test_jti_can_be_required_but_not_relaxed_by_the_app(setup, admin_url):
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        su.execute("SELECT set_config('sealstore.jwt_audience', %s, false), "
+                   "set_config('sealstore.jwt_issuer', %s, false)", (AUD, ISS))
+        assert refusal(su, sign(setup)) is None
+        su.execute("SET sealstore.jwt_require_jti = on")
+        assert refusal(su, sign(setup)) == "missing_claim"
+        assert refusal(su, sign(setup, jti="with-one")) is None
+        assert refusal(su, sign(setup, jti=7)) == "bad_claim"
+    with psycopg.connect(setup["url"], autocommit=True) as app:
+        assert sqlstate(app, "SET sealstore.jwt_require_jti = off") == "42501"

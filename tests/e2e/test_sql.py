@@ -55,7 +55,8 @@ def test_settings_listing_hides_key_settings_from_app(app):
     rows = app.execute(
         "SELECT name FROM pg_settings WHERE name LIKE 'sealstore.%' ORDER BY name").fetchall()
     # Only the (non-secret) token-check settings are visible; no master key setting.
-    assert rows == [("sealstore.jwt_audience",), ("sealstore.jwt_issuer",), ("sealstore.jwt_leeway",)]
+    assert rows == [("sealstore.jwt_audience",), ("sealstore.jwt_issuer",), ("sealstore.jwt_leeway",),
+                    ("sealstore.jwt_require_jti",)]
 
 
 def test_superuser_sees_the_key_path_but_not_the_key(admin_url):

@@ -237,6 +237,12 @@ def test_changes_replayed_from_the_primary_stop_a_standby_session_at_once(admin_
             wait_for_replay(su, standby_urls[0])
             other_token = token({"tenant": tenant, "keys": other})
             assert call(other_token, "SELECT sealstore.decrypt_text(%s, 'ctx')", (sealed,)) == "before"
+            session = token({"tenant": tenant, "keys": other}, jti="standby-session")
+            assert call(session, "SELECT sealstore.active_key_version()") == 2
+            su.execute("SELECT sealstore.revoke_token('standby-session', now() + interval '5 minutes')")
+            delays["revoke_token"] = wait_for_replay(su, standby_urls[0])
+            assert refused(session, "SELECT 1") == "28P01"
+            assert call(other_token, "SELECT sealstore.active_key_version()") == 2
             su.execute("SELECT sealstore.retire_jwt_key(%s)", (keys.kids["HS256"],))
             delays["retire_jwt_key"] = wait_for_replay(su, standby_urls[0])
             assert refused(jwt_token, "SELECT 1") == "28P01"

@@ -61,11 +61,13 @@ pub enum AuthError {
     TenantNotAllowed,
     #[error("JWT grants scope admin, which its key may not issue")]
     AdminNotAllowed,
+    #[error("JWT has been revoked")]
+    Revoked,
 }
 
 /// The claim names the checks can report as missing or malformed.
-const REPORTED_CLAIMS: [&str; 9] = [
-    "exp", "nbf", "iat", "aud", "iss", "sub", "tenant", "scope", "?",
+const REPORTED_CLAIMS: [&str; 10] = [
+    "exp", "nbf", "iat", "aud", "iss", "sub", "tenant", "scope", "jti", "?",
 ];
 
 impl AuthError {
@@ -87,6 +89,7 @@ impl AuthError {
             Self::BadApiKey,
             Self::TenantNotAllowed,
             Self::AdminNotAllowed,
+            Self::Revoked,
         ];
         for claim in REPORTED_CLAIMS {
             all.extend([Self::MissingClaim(claim), Self::BadClaim(claim)]);
@@ -114,6 +117,7 @@ impl AuthError {
             Self::BadApiKey => "bad_api_key",
             Self::TenantNotAllowed => "tenant_not_allowed",
             Self::AdminNotAllowed => "admin_not_allowed",
+            Self::Revoked => "revoked",
         }
     }
 }
@@ -260,6 +264,8 @@ pub struct Policy {
     pub audience: Option<String>,
     pub issuer: Option<String>,
     pub leeway_secs: u64,
+    /// `sealstore.jwt_require_jti`: every JWT must carry a `jti`, so that it can be revoked.
+    pub require_jti: bool,
 }
 
 /// Who a verified credential speaks for.
@@ -275,6 +281,19 @@ impl Identity {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
+
+    /// The JWT's id (`jti`), by which it can be revoked; none for an API key.
+    pub fn jti(&self) -> Option<&str> {
+        self.claims.get("jti").and_then(Value::as_str)
+    }
+}
+
+/// The longest `jti` accepted, in bytes.
+pub const MAX_JTI_LEN: usize = 256;
+
+/// Whether `jti` is one a token may carry and a revocation may name: 1 to 256 bytes.
+pub fn valid_jti(jti: &str) -> bool {
+    !jti.is_empty() && jti.len() <= MAX_JTI_LEN
 }
 
 /// What a credential is, decided from its shape alone.
@@ -359,7 +378,11 @@ pub fn verify_jwt(
         }),
         _ => AuthError::Malformed,
     })?;
-    identity_from_claims(data.claims)
+    let identity = identity_from_claims(data.claims)?;
+    if policy.require_jti && identity.jti().is_none() {
+        return Err(AuthError::MissingClaim("jti"));
+    }
+    Ok(identity)
 }
 
 /// The `exp` of a JWT, read without verifying anything (for caching a verdict the database
@@ -430,6 +453,11 @@ fn identity_from_claims(claims: Value) -> Result<Identity, AuthError> {
         Some(Value::String(s)) => parse_scopes(s),
         Some(_) => return Err(AuthError::BadClaim("scope")),
     };
+    match map.get("jti") {
+        None => {}
+        Some(Value::String(s)) if valid_jti(s) => {}
+        Some(_) => return Err(AuthError::BadClaim("jti")),
+    }
     let tenant = match map.get("tenant") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(TenantId::parse(s).ok_or(AuthError::BadClaim("tenant"))?),

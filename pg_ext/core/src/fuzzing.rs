@@ -131,11 +131,13 @@ pub fn token(data: &[u8]) {
             audience: None,
             issuer: None,
             leeway_secs: 0,
+            require_jti: false,
         },
         Policy {
             audience: Some("sealstore".into()),
             issuer: Some("issuer".into()),
             leeway_secs: 60,
+            require_jti: true,
         },
     ] {
         let full = auth::verify_jwt(token, &k.hs256, &policy);
@@ -216,6 +218,7 @@ mod tests {
             audience: None,
             issuer: None,
             leeway_secs: 0,
+            require_jti: false,
         };
         let identity = auth::verify_jwt(&sign(header, claims), &keys().hs256, &policy);
         assert!(identity.is_ok(), "{:?}", identity.err());

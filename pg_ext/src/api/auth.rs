@@ -132,6 +132,48 @@ fn retire_jwt_key(kid: &str) {
     })
 }
 
+/// Revokes the JWT whose `jti` is given: refused by every backend (and, once replayed, every
+/// hot standby) as soon as this commits, until `expires_at` (the token's `exp`) has passed.
+/// Revocations past their expiry are purged here. System administrators only: a jti names no
+/// tenant.
+pub fn revoke_jti(jti: &str, expires_at: pgrx::datum::TimestampWithTimeZone) -> Result<()> {
+    owner::require_writable()?;
+    context::require_system_admin()?;
+    if !auth::valid_jti(jti) {
+        return Err(Error::new(
+            sealstore_core::error::Kind::InvalidArgument,
+            "jti must be 1 to 256 bytes",
+        ));
+    }
+    let margin = credentials::REVOCATION_MARGIN_SECS as f64;
+    as_owner(|| {
+        changed_rows(
+            "WITH d AS (DELETE FROM sealstore.revoked_tokens \
+                         WHERE expires_at < now() - make_interval(secs => $1) RETURNING 1) \
+             SELECT count(*) FROM d",
+            &[margin.into()],
+        )?;
+        changed_rows(
+            "WITH i AS (INSERT INTO sealstore.revoked_tokens (jti, expires_at) VALUES ($1, $2) \
+                        ON CONFLICT (jti) DO UPDATE \
+                        SET expires_at = greatest(revoked_tokens.expires_at, EXCLUDED.expires_at) \
+                        RETURNING 1) \
+             SELECT count(*) FROM i",
+            &[jti.into(), expires_at.into()],
+        )?;
+        audit("revoke_token", None, serde_json::json!({ "jti": jti }))
+    })?;
+    keycache::mark_credentials_changed();
+    credentials::forget_revocations();
+    Ok(())
+}
+
+/// Revokes a JWT by its `jti` until `expires_at` (see `revoke_jti`).
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn revoke_token(jti: &str, expires_at: pgrx::datum::TimestampWithTimeZone) {
+    edge(|| revoke_jti(jti, expires_at))
+}
+
 /// A new API key: its id and its text, shown once.
 pub struct NewApiKey {
     pub id: pgrx::Uuid,
@@ -265,6 +307,7 @@ fn jwt_verification_config() -> pgrx::JsonB {
             "audience": p.audience,
             "issuer": p.issuer,
             "leeway_secs": p.leeway_secs,
+            "require_jti": p.require_jti,
         })))
     })
 }

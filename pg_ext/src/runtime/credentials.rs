@@ -4,11 +4,13 @@
 //! Verification keys and API key rows are cached per backend and tagged with the key cache's
 //! generation, so add_jwt_key, retire_jwt_key and revoke_api_key reach every backend as soon as
 //! they commit, without a restart (the same shared epoch that makes shredding immediate). They
-//! are loaded under the latest committed state (`owner::latest_rows`).
+//! are loaded under the latest committed state (`owner::latest_rows`). So are the revoked JWT
+//! ids, as one set per generation: `revoke_token` bumps it, and checking a token's `jti` is a
+//! hash lookup.
 
 use std::borrow::Borrow;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::rc::Rc;
 
@@ -50,6 +52,19 @@ struct Cache {
     generation: keycache::Generation,
     jwt: HashMap<String, Option<Rc<JwtKey>>>,
     api: HashMap<ApiKeyId, Option<Rc<ApiKeyRow>>>,
+    revoked: Option<Rc<HashSet<String>>>,
+}
+
+impl Cache {
+    /// Empties the cache if `generation` is newer than its entries (or it holds too many).
+    fn renew(&mut self, generation: keycache::Generation) {
+        if self.generation != generation || self.jwt.len() + self.api.len() > CACHE_LIMIT {
+            self.jwt.clear();
+            self.api.clear();
+            self.revoked = None;
+            self.generation = generation;
+        }
+    }
 }
 
 thread_local! {
@@ -70,11 +85,7 @@ where
 {
     let generation = keycache::generation();
     let hit = CACHE.with_borrow_mut(|c| {
-        if c.generation != generation || c.jwt.len() + c.api.len() > CACHE_LIMIT {
-            c.jwt.clear();
-            c.api.clear();
-            c.generation = generation;
-        }
+        c.renew(generation);
         map(c).get(key).cloned()
     });
     if let Some(hit) = hit {
@@ -92,6 +103,44 @@ where
 /// Drops this backend's cached copy of JWT key `kid` (the caller changed it).
 pub fn forget_jwt_key(kid: &str) {
     CACHE.with_borrow_mut(|c| c.jwt.remove(kid));
+}
+
+/// Drops this backend's revoked JWT ids (the caller revoked one).
+pub fn forget_revocations() {
+    CACHE.with_borrow_mut(|c| c.revoked = None);
+}
+
+/// How long a revocation outlives its token's expiry: the most clock-skew leeway a token is
+/// given past its `exp`, and a margin.
+pub const REVOCATION_MARGIN_SECS: u64 = auth::MAX_LEEWAY_SECS + 30;
+
+/// The ids of revoked JWTs that could still be accepted, as now committed: loaded once per
+/// generation (see `cached`).
+fn revoked() -> Result<Rc<HashSet<String>>> {
+    let generation = keycache::generation();
+    let hit = CACHE.with_borrow_mut(|c| {
+        c.renew(generation);
+        c.revoked.clone()
+    });
+    if let Some(set) = hit {
+        return Ok(set);
+    }
+    let set: HashSet<String> = latest_rows(
+        "SELECT jti FROM sealstore.revoked_tokens \
+         WHERE expires_at > now() - make_interval(secs => $1)",
+        &[(REVOCATION_MARGIN_SECS as f64).into()],
+        |row| row.get::<String>(1),
+    )?
+    .into_iter()
+    .flatten()
+    .collect();
+    let set = Rc::new(set);
+    CACHE.with_borrow_mut(|c| {
+        if c.generation == generation {
+            c.revoked = Some(set.clone());
+        }
+    });
+    Ok(set)
 }
 
 /// Drops this backend's cached copy of API key `id` (the caller changed it).
@@ -213,6 +262,7 @@ pub fn policy() -> Policy {
         leeway_secs: gucs::JWT_LEEWAY
             .get()
             .clamp(0, auth::MAX_LEEWAY_SECS as i32) as u64,
+        require_jti: gucs::JWT_REQUIRE_JTI.get(),
     }
 }
 
@@ -225,6 +275,11 @@ pub fn verify(token: &str) -> Result<Identity> {
             let key = jwt_key(&kid)?.ok_or(AuthError::UnknownKey)?;
             let identity = auth::verify_jwt(token, &key.key, &policy())?;
             key.binding.check(&identity)?;
+            if let Some(jti) = identity.jti() {
+                if revoked()?.contains(jti) {
+                    return Err(AuthError::Revoked.into());
+                }
+            }
             if let Some(tenant) = &identity.tenant {
                 if keycache::try_tenant_keys(tenant)?.is_err() {
                     return Err(AuthError::UnknownTenant.into());

@@ -33,6 +33,9 @@ pub static JWT_ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString
 /// Clock-skew allowance for `exp` and `nbf`, in seconds (0 to 30).
 pub static JWT_LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(5);
 
+/// Whether every JWT must carry a `jti` (so that it can be revoked).
+pub static JWT_REQUIRE_JTI: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 pub fn define() {
     // Superuser-only (SUSET): a client with the application role must not be able to relax
     // token checks for its own session.
@@ -61,6 +64,14 @@ pub fn define() {
         30,
         GucContext::Suset,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"sealstore.jwt_require_jti",
+        c"Whether every JWT must carry a jti claim.",
+        c"A token with a jti can be revoked (sealstore.revoke_token); without this setting, tokens without one are accepted and cannot be.",
+        &JWT_REQUIRE_JTI,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"sealstore.master_key_file",

@@ -260,6 +260,38 @@ fn leeway_is_honoured_and_capped_at_30_seconds() {
 }
 
 #[test]
+fn a_jti_is_read_checked_and_required_when_configured() {
+    let secret = hs_secret();
+    let key = hs_key(&secret);
+    let with = |jti: Value| {
+        let mut c = good_claims();
+        c["jti"] = jti;
+        sign_hs(&secret, &c)
+    };
+    let open = Policy::default();
+    let strict = Policy {
+        require_jti: true,
+        ..Policy::default()
+    };
+    let id = verify_jwt(&with(json!("session-1")), &key, &strict).unwrap();
+    assert_eq!(id.jti(), Some("session-1"));
+    let plain = sign_hs(&secret, &good_claims());
+    assert_eq!(verify_jwt(&plain, &key, &open).unwrap().jti(), None);
+    assert_eq!(
+        verify_jwt(&plain, &key, &strict),
+        Err(AuthError::MissingClaim("jti"))
+    );
+    for bad in [json!(""), json!(7), json!(null), json!("x".repeat(MAX_JTI_LEN + 1))] {
+        assert_eq!(
+            verify_jwt(&with(bad.clone()), &key, &open),
+            Err(AuthError::BadClaim("jti")),
+            "{bad}"
+        );
+    }
+    assert!(verify_jwt(&with(json!("x".repeat(MAX_JTI_LEN))), &key, &open).is_ok());
+}
+
+#[test]
 fn audience_and_issuer_are_checked_when_configured() {
     let secret = hs_secret();
     let key = hs_key(&secret);
@@ -267,6 +299,7 @@ fn audience_and_issuer_are_checked_when_configured() {
         audience: Some("sealstore".into()),
         issuer: Some("https://idp.example".into()),
         leeway_secs: 0,
+        ..Policy::default()
     };
     let token = |aud: Option<&str>, iss: Option<&str>| {
         let mut c = good_claims();
@@ -577,7 +610,7 @@ fn every_rejection_has_a_short_code() {
     let all = AuthError::all();
     // One code per kind of rejection (the claim variants share theirs).
     let codes: HashSet<&str> = all.iter().map(AuthError::code).collect();
-    assert_eq!(codes.len(), 17);
+    assert_eq!(codes.len(), 18);
     assert!(codes
         .iter()
         .all(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
