@@ -281,7 +281,12 @@ fn a_jti_is_read_checked_and_required_when_configured() {
         verify_jwt(&plain, &key, &strict),
         Err(AuthError::MissingClaim("jti"))
     );
-    for bad in [json!(""), json!(7), json!(null), json!("x".repeat(MAX_JTI_LEN + 1))] {
+    for bad in [
+        json!(""),
+        json!(7),
+        json!(null),
+        json!("x".repeat(MAX_JTI_LEN + 1)),
+    ] {
         assert_eq!(
             verify_jwt(&with(bad.clone()), &key, &open),
             Err(AuthError::BadClaim("jti")),
