@@ -41,7 +41,6 @@ pub struct Pools {
     pub write: Pool,
     pub reads: Arc<Lanes>,
     pub replicas: Arc<Replicas>,
-    pub transaction_pooling: bool,
 }
 
 pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
@@ -53,7 +52,6 @@ pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
     Ok(Pools {
         write: pool(config, &config.pg, None, config.transaction_pooling)?,
         reads: lanes(&config.pg, "sealstore-gateway-read")?,
-        transaction_pooling: config.transaction_pooling,
         replicas: Arc::new(Replicas::new(
             config
                 .replicas
@@ -137,6 +135,10 @@ fn pool(
 /// `pools`).
 static BEHIND_POOLER: AtomicBool = AtomicBool::new(false);
 
+fn behind_pooler() -> bool {
+    BEHIND_POOLER.load(Ordering::Relaxed)
+}
+
 /// A connection of the write pool, lent for one statement. Behind a pooler in transaction mode,
 /// a connection whose statement did not finish (its future dropped: a request cancelled or
 /// timed out while its answer was due) is closed instead of going back to the pool: its next
@@ -172,7 +174,7 @@ impl Deref for Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(object) = self.0.take() {
-            if BEHIND_POOLER.load(Ordering::Relaxed) {
+            if behind_pooler() {
                 drop(Object::take(object));
             }
         }
@@ -278,13 +280,13 @@ pub async fn call(
                 Err(e) => return Err(e),
             }
         }
-        if !pools.transaction_pooling {
+        if !behind_pooler() {
             let client = pools.reads.lend().await?;
             let answer = call_on(&client, Protocol::Prepared, statement, token, params).await?;
             return Ok((answer, None));
         }
     }
-    let protocol = if pools.transaction_pooling {
+    let protocol = if behind_pooler() {
         Protocol::Unnamed { read_only }
     } else {
         Protocol::Prepared

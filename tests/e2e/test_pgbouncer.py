@@ -6,6 +6,7 @@ prepared statement left on the server connection; isolation holds as it does dir
 gateway works through it too (SEALSTORE_DB_TRANSACTION_POOLING), and refuses a pooler entry
 that does not pin its settings."""
 import secrets
+import socket
 import subprocess
 import threading
 import time
@@ -287,7 +288,6 @@ def test_requests_cut_off_mid_call_leave_no_answer_behind(pooled_gateway):
     stop, wrong = threading.Event(), []
 
     def hang_up():
-        import socket
         while not stop.is_set():
             with socket.create_connection((host, int(port)), timeout=5) as s:
                 s.sendall(b"POST /v1/collections/pooled/search HTTP/1.1\r\nHost: " + host.encode() +

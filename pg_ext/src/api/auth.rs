@@ -147,20 +147,16 @@ pub fn revoke_jti(jti: &str, expires_at: pgrx::datum::TimestampWithTimeZone) -> 
     }
     let margin = credentials::REVOCATION_MARGIN_SECS as f64;
     as_owner(|| {
-        changed_rows(
-            "WITH d AS (DELETE FROM sealstore.revoked_tokens \
-                         WHERE expires_at < now() - make_interval(secs => $1) RETURNING 1) \
-             SELECT count(*) FROM d",
+        errors::spi(Spi::run_with_args(
+            "DELETE FROM sealstore.revoked_tokens WHERE expires_at < now() - make_interval(secs => $1)",
             &[margin.into()],
-        )?;
-        changed_rows(
-            "WITH i AS (INSERT INTO sealstore.revoked_tokens (jti, expires_at) VALUES ($1, $2) \
-                        ON CONFLICT (jti) DO UPDATE \
-                        SET expires_at = greatest(revoked_tokens.expires_at, EXCLUDED.expires_at) \
-                        RETURNING 1) \
-             SELECT count(*) FROM i",
+        ))?;
+        errors::spi(Spi::run_with_args(
+            "INSERT INTO sealstore.revoked_tokens (jti, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (jti) DO UPDATE \
+             SET expires_at = greatest(revoked_tokens.expires_at, EXCLUDED.expires_at)",
             &[jti.into(), expires_at.into()],
-        )?;
+        ))?;
         audit("revoke_token", None, serde_json::json!({ "jti": jti }))
     })?;
     keycache::mark_credentials_changed();
