@@ -30,7 +30,7 @@ cmd_bench() {
     trap 'pgbouncer_stop "$BENCH_CLUSTER"; cluster_destroy "$BENCH_REPLICA_CLUSTER"; cluster_stop "$BENCH_CLUSTER"' EXIT
     cluster_init "$BENCH_CLUSTER"
     bench_settings "$(cluster_dir "$BENCH_CLUSTER")/data/postgresql.conf"
-    cluster_start "$BENCH_CLUSTER" "${SEALSTORE_BENCH_PG_PORT:-54349}"
+    cluster_start "$BENCH_CLUSTER" "${SEALSTORE_BENCH_PG_PORT:-25349}"
     cluster_psql "$BENCH_CLUSTER" postgres -c 'DROP DATABASE IF EXISTS sealstore_bench' -c 'CREATE DATABASE sealstore_bench'
     cluster_psql "$BENCH_CLUSTER" sealstore_bench -c 'CREATE EXTENSION sealstore'
 
@@ -57,11 +57,11 @@ cmd_bench() {
     local primary_port=$CLUSTER_PORT replica_gateway_url
     cluster_destroy "$BENCH_REPLICA_CLUSTER"
     replica_init "$BENCH_CLUSTER" "$BENCH_REPLICA_CLUSTER"
-    cluster_start "$BENCH_REPLICA_CLUSTER" "${SEALSTORE_BENCH_REPLICA_PG_PORT:-54350}"
+    cluster_start "$BENCH_REPLICA_CLUSTER" "${SEALSTORE_BENCH_REPLICA_PG_PORT:-25350}"
     replica_wait_ready "$BENCH_REPLICA_CLUSTER"
     replica_gateway_url=$(gateway_local_url "$BENCH_REPLICA_CLUSTER" sealstore_bench)
     CLUSTER_PORT=$primary_port
-    pgbouncer_start "$BENCH_CLUSTER" sealstore_bench "${SEALSTORE_BENCH_PGBOUNCER_PORT:-54351}" 4
+    pgbouncer_start "$BENCH_CLUSTER" sealstore_bench "${SEALSTORE_BENCH_PGBOUNCER_PORT:-25351}" 4
     "$STATE/venv/bin/python" "$REPO/tests/bench/replicas.py" \
         "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$(gateway_local_url "$BENCH_CLUSTER" sealstore_bench)" \
         "$replica_gateway_url" "$(app_url "$BENCH_CLUSTER" sealstore_bench)" \
@@ -82,7 +82,7 @@ cmd_bench() {
     cluster_stop "$BENCH_CLUSTER"   # the load run makes its own clusters; leave it the cores
     . "$REPO/.ci/lib/load.sh"
     run_load "${SEALSTORE_BENCH_LOAD_SECONDS:-120}"
-    cluster_start "$BENCH_CLUSTER" "${SEALSTORE_BENCH_PG_PORT:-54349}"
+    cluster_start "$BENCH_CLUSTER" "${SEALSTORE_BENCH_PG_PORT:-25349}"
     fi
     if [ "$which" = all ] || [ "$which" = gateway ]; then
     say "Benchmark: the gateway against direct SQL (pgbench and wrk, about 4 minutes)"

@@ -109,7 +109,7 @@ cmd_newer_pg() {
         18) NPG_SUITE=forky ;;
         *) die "pg: 17 or 18 (15 is what \`test\` uses)" ;;
     esac
-    NPG_PORT=${SEALSTORE_NEWER_PG_PORT:-$((54200 + NPG * 10 - 1))}
+    NPG_PORT=${SEALSTORE_NEWER_PG_PORT:-$((25200 + NPG * 10 - 1))}
     is_root || die "the PostgreSQL $NPG check needs root (debootstrap, chroot and mounts)"
     mkdir -p "$(npg_dir)" "$STATE/logs"
     ensure_rust

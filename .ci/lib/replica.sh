@@ -70,12 +70,12 @@ REPLICA_CLUSTER=replica
 # `.ci/sealstore replica`: a hot standby of the cluster `run` started, in the foreground until
 # Ctrl-C or SIGTERM; writes .sealstore/replica.env.
 cmd_replica() {
-    local port=${SEALSTORE_REPLICA_PG_PORT:-54330} primary_port
+    local port=${SEALSTORE_REPLICA_PG_PORT:-25330} primary_port
     setup_machine
     install_extension
     cluster_running "$DEV_CLUSTER" \
         || die "no running cluster to follow: start 'bash .ci/sealstore run' first (in another terminal)"
-    cluster_start "$DEV_CLUSTER" "${SEALSTORE_PG_PORT:-54329}"
+    cluster_start "$DEV_CLUSTER" "${SEALSTORE_PG_PORT:-25329}"
     primary_port=$CLUSTER_PORT
     replica_init "$DEV_CLUSTER" "$REPLICA_CLUSTER"
     trap 'cluster_stop "$REPLICA_CLUSTER"' EXIT

@@ -6,7 +6,7 @@ DEV_CLUSTER=dev
 DEV_DB=sealstore
 
 cmd_run() {
-    local pg_port=${SEALSTORE_PG_PORT:-54329}
+    local pg_port=${SEALSTORE_PG_PORT:-25329}
     local listen=${SEALSTORE_GATEWAY_LISTEN:-127.0.0.1:8080}
     setup_machine
     install_extension

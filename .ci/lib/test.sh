@@ -176,7 +176,7 @@ e2e_tests() {
 standby_start() {
     local primary_port=$CLUSTER_PORT
     replica_init "$TEST_CLUSTER" "$TEST_REPLICA_CLUSTER"
-    cluster_start "$TEST_REPLICA_CLUSTER" "${SEALSTORE_TEST_REPLICA_PG_PORT:-54340}"
+    cluster_start "$TEST_REPLICA_CLUSTER" "${SEALSTORE_TEST_REPLICA_PG_PORT:-25340}"
     replica_wait_ready "$TEST_REPLICA_CLUSTER"
     REPLICA_URL=$(superuser_url "$TEST_REPLICA_CLUSTER" sealstore_e2e)
     REPLICA_APP_URL=$(app_url "$TEST_REPLICA_CLUSTER" sealstore_e2e)
@@ -247,7 +247,7 @@ cmd_test() {
     build_gateway
     cluster_destroy "$TEST_CLUSTER"          # a fresh cluster and key every time
     cluster_init "$TEST_CLUSTER"
-    cluster_start "$TEST_CLUSTER" "${SEALSTORE_TEST_PG_PORT:-54339}"
+    cluster_start "$TEST_CLUSTER" "${SEALSTORE_TEST_PG_PORT:-25339}"
     cluster_prepare_db "$TEST_CLUSTER" sealstore_e2e
 
     run_tier regress regress_summary regress_tests
@@ -255,7 +255,7 @@ cmd_test() {
     standby_start
     run_tier standby pytest_summary standby_tests
     cluster_stop "$TEST_REPLICA_CLUSTER"
-    pgbouncer_start "$TEST_CLUSTER" sealstore_e2e "${SEALSTORE_TEST_PGBOUNCER_PORT:-54341}" 1
+    pgbouncer_start "$TEST_CLUSTER" sealstore_e2e "${SEALSTORE_TEST_PGBOUNCER_PORT:-25341}" 1
     run_tier pooler pytest_summary pooler_tests
     pgbouncer_stop "$TEST_CLUSTER"
     cluster_stop "$TEST_CLUSTER"
