@@ -52,6 +52,15 @@ TO sealstore_app, sealstore_admin;
 -- can write audit rows in its name) the audit of failed authentications.
 GRANT EXECUTE ON FUNCTION @extschema@.jwt_verification_config() TO sealstore_app, sealstore_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.record_auth_failures(jsonb) TO sealstore_gateway;
+-- The change feed's listening connection reads every tenant's events and hands each to its
+-- own tenant's subscribers (pg_ext/src/api/events.rs): the gateway's role only.
+GRANT EXECUTE ON FUNCTION
+    @extschema@.gateway_events_wait(bigint, bigint, integer),
+    @extschema@.gateway_events_read(bigint, bigint, integer, uuid),
+    @extschema@.gateway_events_tail(),
+    @extschema@.gateway_events_purge(),
+    @extschema@.gateway_credentials_valid(text[])
+TO sealstore_gateway;
 
 -- Database administrators only.
 GRANT EXECUTE ON FUNCTION
@@ -118,6 +127,8 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.route_shred_tenant(text, uuid),
     @extschema@.route_create_api_key(text, uuid, text, text[]),
     @extschema@.route_revoke_api_key(text, uuid),
+    @extschema@.route_revoke_self(text),
+    @extschema@.route_subscribe_events(text, text),
     @extschema@.route_metrics(text)
 TO sealstore_app, sealstore_admin;
 

@@ -151,6 +151,23 @@ pub struct Cli {
     /// Seconds between refreshes of the JWT verification keys from the database.
     #[arg(long, env = "SEALSTORE_KEY_REFRESH_SECS", default_value = "5")]
     pub key_refresh_secs: String,
+
+    /// Most subscribers of GET /v1/events at once (beyond: 503).
+    #[arg(
+        long,
+        env = "SEALSTORE_EVENTS_MAX_SUBSCRIBERS",
+        default_value = "10000"
+    )]
+    pub events_max_subscribers: String,
+
+    /// Events held for one subscriber that reads too slowly; beyond that it is disconnected
+    /// (an error event `too_slow`) and resumes with Last-Event-ID.
+    #[arg(long, env = "SEALSTORE_EVENTS_BUFFER", default_value = "4096")]
+    pub events_buffer: String,
+
+    /// Seconds between heartbeats (SSE comments) on an idle event stream.
+    #[arg(long, env = "SEALSTORE_EVENTS_HEARTBEAT_SECS", default_value = "15")]
+    pub events_heartbeat_secs: String,
 }
 
 /// A connection string that never shows up in `Debug` output or logs.
@@ -204,6 +221,9 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     pub auth_penalty: Duration,
     pub key_refresh: Duration,
+    pub events_max_subscribers: usize,
+    pub events_buffer: usize,
+    pub events_heartbeat: Duration,
     pub worker_threads: usize,
     pub sched_policy: crate::sched::Policy,
 }
@@ -448,6 +468,24 @@ impl Config {
                 &cli.key_refresh_secs,
                 1u64,
                 300,
+            )?),
+            events_max_subscribers: bounded(
+                "SEALSTORE_EVENTS_MAX_SUBSCRIBERS",
+                &cli.events_max_subscribers,
+                0usize,
+                1_000_000,
+            )?,
+            events_buffer: bounded(
+                "SEALSTORE_EVENTS_BUFFER",
+                &cli.events_buffer,
+                1usize,
+                65_536,
+            )?,
+            events_heartbeat: Duration::from_secs(bounded(
+                "SEALSTORE_EVENTS_HEARTBEAT_SECS",
+                &cli.events_heartbeat_secs,
+                1u64,
+                3600,
             )?),
             worker_threads: match cli.worker_threads.as_deref() {
                 Some(n) => bounded("SEALSTORE_WORKER_THREADS", n, 1usize, 256)?,

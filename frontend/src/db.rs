@@ -41,16 +41,35 @@ pub struct Pools {
     pub write: Pool,
     pub reads: Arc<Lanes>,
     pub replicas: Arc<Replicas>,
+    /// The change feed's: its listening connection and the resumes' reads (see `events`).
+    pub events: Pool,
 }
 
 pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
     BEHIND_POOLER.store(config.transaction_pooling, Ordering::Relaxed);
+    let pooled = config.transaction_pooling;
+    let read_only = |name| Role {
+        name,
+        read_only: true,
+        size: config.db_read_connections,
+    };
     let lanes = |pg: &PgUrl, name| {
-        pool(config, pg, Some(name), false)
+        pool(config, pg, read_only(name), false)
             .map(|p| Arc::new(Lanes::new(p, config.db_pipeline_depth)))
     };
+    let write = Role {
+        name: "sealstore-gateway",
+        read_only: false,
+        size: config.db_pool_size,
+    };
+    let events = Role {
+        name: "sealstore-gateway-events",
+        read_only: false,
+        size: EVENT_CONNECTIONS,
+    };
     Ok(Pools {
-        write: pool(config, &config.pg, None, config.transaction_pooling)?,
+        write: pool(config, &config.pg, write, pooled)?,
+        events: pool(config, &config.pg, events, pooled)?,
         reads: lanes(&config.pg, "sealstore-gateway-read")?,
         replicas: Arc::new(Replicas::new(
             config
@@ -64,22 +83,31 @@ pub fn pools(config: &Config) -> Result<Pools, deadpool_postgres::BuildError> {
     })
 }
 
-/// A pool of connections to `pg`: for writes without `read_name`, else read-only ones that
-/// announce themselves with that application name. Through a pooler in transaction mode
-/// (`pooled`), the settings are the pooler's to pin, and each new connection checks them.
+/// Connections of the change feed: the listening one and one for a resume's reads.
+const EVENT_CONNECTIONS: usize = 2;
+
+/// What a pool's connections are for: the application name they announce, whether their
+/// transactions are read-only by default, and how many there are at most.
+struct Role {
+    name: &'static str,
+    read_only: bool,
+    size: usize,
+}
+
+/// A pool of connections to `pg` for `role`. Through a pooler in transaction mode (`pooled`),
+/// the settings are the pooler's to pin, and each new connection checks them.
 fn pool(
     config: &Config,
     pg: &PgUrl,
-    read_name: Option<&'static str>,
+    role: Role,
     pooled: bool,
 ) -> Result<Pool, deadpool_postgres::BuildError> {
-    let read_only = read_name.is_some();
-    let settings = session::settings(config.statement_timeout_ms, read_only);
+    let settings = session::settings(config.statement_timeout_ms, role.read_only);
     let mut pg = pg.config().clone();
     if !pooled {
         pg.options(session::options(&settings));
     }
-    pg.application_name(read_name.unwrap_or("sealstore-gateway"));
+    pg.application_name(role.name);
     pg.connect_timeout(config.db_timeout);
     let manager = Manager::from_config(
         pg,
@@ -89,11 +117,7 @@ fn pool(
         },
     );
     Pool::builder(manager)
-        .max_size(if read_only {
-            config.db_read_connections
-        } else {
-            config.db_pool_size
-        })
+        .max_size(role.size)
         .runtime(Runtime::Tokio1)
         .timeouts(Timeouts {
             wait: Some(config.db_timeout),

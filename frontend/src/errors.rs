@@ -52,6 +52,20 @@ pub const DATABASE_UNAVAILABLE: Mapped = retry(
     2,
 );
 
+/// The change feed has not read the database yet (it is down or just starting).
+pub const EVENTS_NOT_READY: Mapped = retry(
+    "events_unavailable",
+    "the change feed is not available yet, try again",
+    2,
+);
+
+/// `SEALSTORE_EVENTS_MAX_SUBSCRIBERS` streams are open, or the gateway is shutting down.
+pub const EVENTS_FULL: Mapped = retry(
+    "too_many_subscribers",
+    "too many open event streams, try again later",
+    5,
+);
+
 /// Every database connection busy for the whole pool wait: try again shortly.
 pub const OVERLOADED: Mapped = retry("overloaded", "server busy, try again", 1);
 
@@ -159,7 +173,7 @@ const CLASSES: &[(&str, Mapped)] = &[
     ),
 ];
 
-const INTERNAL: Mapped = m(
+pub const INTERNAL: Mapped = m(
     StatusCode::INTERNAL_SERVER_ERROR,
     "internal",
     "internal error",

@@ -11,6 +11,7 @@ mod auth;
 mod config;
 mod db;
 mod errors;
+mod events;
 mod lanes;
 mod limits;
 mod metrics;
@@ -109,6 +110,11 @@ async fn run(config: Config) -> i32 {
     let bound = listener.local_addr().unwrap_or(config.listen);
     let metrics = Arc::new(metrics::Metrics::new());
     let (audit, audit_task) = audit::spawn(pools.write.clone(), metrics.clone());
+    let hub = Arc::new(events::Hub::new(
+        config.events_max_subscribers,
+        config.events_buffer,
+        metrics.clone(),
+    ));
     let state = Arc::new(state::AppState {
         allowed_hosts: config
             .allowed_hosts
@@ -120,6 +126,7 @@ async fn run(config: Config) -> i32 {
         health: Default::default(),
         metrics,
         audit,
+        events: hub.clone(),
         pools,
         config,
     });
@@ -138,15 +145,35 @@ async fn run(config: Config) -> i32 {
         tracing::warn!("JWT verification keys not loaded yet: the database is unavailable");
     }
     let refresher = spawn_key_refresh(state.clone());
+    let primed = tokio::time::timeout(
+        state.config.db_timeout,
+        events::prime(&hub, &state.pools.events),
+    );
+    if !matches!(primed.await, Ok(Ok(()))) {
+        tracing::warn!("change feed not started yet: the database is unavailable");
+    }
+    let feed = tokio::spawn(events::run(
+        hub.clone(),
+        state.pools.events.clone(),
+        state.config.statement_timeout_ms,
+    ));
     tracing::info!(
         addr = bound.to_string(),
         tls = tls.is_some(),
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    server::serve(listener, state.clone(), tls, shutdown_signal()).await;
-    refresher.abort();
-    let _ = refresher.await;
+    // Event streams never end on their own: they are told to (and resume elsewhere) before
+    // the connections drain.
+    let shutdown = async {
+        shutdown_signal().await;
+        hub.close_all();
+    };
+    server::serve(listener, state.clone(), tls, shutdown).await;
+    for task in [refresher, feed] {
+        task.abort();
+        let _ = task.await;
+    }
     // The last references to the audit sink go with the state: its task flushes and ends.
     drop(state);
     if tokio::time::timeout(std::time::Duration::from_secs(5), audit_task)

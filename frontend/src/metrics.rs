@@ -52,6 +52,9 @@ pub struct Metrics {
     pub replica_reads: Family<ReplicaLabels, Counter>,
     pub replica_usable: Family<ReplicaLabels, Gauge>,
     pub replica_lag: Family<ReplicaLabels, Gauge>,
+    pub event_subscribers: Gauge,
+    pub events_delivered: Counter,
+    pub event_disconnects: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -79,6 +82,9 @@ impl Metrics {
         let replica_reads = Family::<ReplicaLabels, Counter>::default();
         let replica_usable = Family::<ReplicaLabels, Gauge>::default();
         let replica_lag = Family::<ReplicaLabels, Gauge>::default();
+        let event_subscribers = Gauge::default();
+        let events_delivered = Counter::default();
+        let event_disconnects = Family::<ReasonLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -146,6 +152,21 @@ impl Metrics {
             "Bytes of WAL a hot standby's replay is behind the primary (-1: unknown)",
             replica_lag.clone(),
         );
+        registry.register(
+            "event_subscribers",
+            "Open change-event streams (GET /v1/events)",
+            event_subscribers.clone(),
+        );
+        registry.register(
+            "events",
+            "Change events read by the listening connection and handed to subscribers",
+            events_delivered.clone(),
+        );
+        registry.register(
+            "event_disconnects",
+            "Change-event streams ended by the gateway, by reason",
+            event_disconnects.clone(),
+        );
         Self {
             registry,
             requests,
@@ -162,6 +183,9 @@ impl Metrics {
             replica_reads,
             replica_usable,
             replica_lag,
+            event_subscribers,
+            events_delivered,
+            event_disconnects,
         }
     }
 

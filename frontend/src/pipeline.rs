@@ -17,7 +17,9 @@ use serde_json::json;
 use crate::auth::Principal;
 use crate::db;
 use crate::errors::{self, DbError, Failure};
+use crate::events;
 use crate::metrics::ReplicaLabels;
+use crate::plan::Param;
 use crate::response::{self, Body};
 use crate::router::{self, Call, Resolved, RouteSpec, Target};
 use crate::state::AppState;
@@ -61,7 +63,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>, resolved: Resolved) -
         Target::Health => response::json(StatusCode::OK, &json!({"status": "ok"})),
         Target::Ready => readyz(ctx).await,
         Target::OpenApi => response::json_text(StatusCode::OK, router::OPENAPI.to_owned()),
-        Target::Metrics(call) | Target::Call(call) => {
+        Target::Metrics(call) | Target::Call(call) | Target::Events(call) => {
             let param = param.unwrap_or_default();
             match api(ctx, req, spec, call, &param).await {
                 Ok(resp) => resp,
@@ -176,8 +178,15 @@ async fn api(
         .map_err(|secs| limited("credential", secs))?;
     let with_token = |failure: Failure| (failure, Some(token.clone()));
     // Planning.
+    let resume = match spec.target {
+        Target::Events(_) => Some(events::last_event_id(req.headers()).map_err(with_token)?),
+        _ => None,
+    };
     let body = read_body(ctx, req).await.map_err(with_token)?;
-    let params = (call.plan)(param, &body).map_err(with_token)?;
+    let mut params = (call.plan)(param, &body).map_err(with_token)?;
+    if let Some(resume) = resume {
+        params.push(Param::from(resume));
+    }
     // Reads that a replica can serve go on while the primary is down.
     if state.health.is_down() && !(call.read_only && state.pools.replicas.any_usable()) {
         // Failing fast: the probe loop (db::Health) brings the database back.
@@ -207,6 +216,9 @@ async fn api(
     }
     Ok(match (&spec.target, answer.body) {
         (Target::Metrics(_), _) => metrics_text(state),
+        (Target::Events(_), Some(body)) => {
+            events::response(state, token.clone(), &body).map_err(with_token)?
+        }
         (_, Some(body)) => response::json_text(call.success, body),
         (_, None) => response::no_content(),
     })
@@ -296,9 +308,7 @@ fn unauthorized(ctx: &Ctx<'_>, reason: &'static str) -> Response<Body> {
 }
 
 fn metrics_text(state: &AppState) -> Response<Body> {
-    let mut resp = Response::new(http_body_util::Full::new(Bytes::from(
-        state.metrics.render(&state.pools),
-    )));
+    let mut resp = Response::new(response::full(state.metrics.render(&state.pools)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -2,18 +2,27 @@
 //! carries. Error bodies hold a stable code, a client-safe message and the request id; never
 //! internals (those go to the log, under the same request id).
 
+use std::convert::Infallible;
+
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-pub type Body = Full<Bytes>;
+/// Every response's body: whole (JSON, metrics) or streamed (the change feed, `events`).
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
+    let mut resp = Response::new(full(value.to_string()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -32,7 +41,7 @@ pub fn error(status: StatusCode, code: &str, message: &str, request_id: &str) ->
 
 /// A JSON body the database already rendered (passed through unparsed).
 pub fn json_text(status: StatusCode, text: String) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    let mut resp = Response::new(full(text));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -42,7 +51,7 @@ pub fn json_text(status: StatusCode, text: String) -> Response<Body> {
 }
 
 pub fn no_content() -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::new()));
+    let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::NO_CONTENT;
     resp
 }

@@ -22,6 +22,8 @@ pub enum Scope {
     Admin,
     /// Scope admin with no tenant: the whole system (tenants, the gateway's metrics).
     SystemAdmin,
+    /// Any valid credential, whatever its scopes (a credential revoking itself).
+    Any,
 }
 
 /// One call of a route function of the extension, `sealstore.route_<function>`.
@@ -71,6 +73,9 @@ pub enum Target {
     /// The gateway's counters, once `route_metrics` has accepted the credential.
     Metrics(Call),
     Call(Call),
+    /// The change feed: the call checks the credential and the resume point, then the
+    /// response streams (`events`).
+    Events(Call),
 }
 
 #[derive(Debug)]
@@ -92,7 +97,7 @@ const CREATED: StatusCode = StatusCode::CREATED;
 const NO_CONTENT: StatusCode = StatusCode::NO_CONTENT;
 
 /// Every route.
-pub static ROUTES: [RouteSpec; 17] = [
+pub static ROUTES: [RouteSpec; 19] = [
     RouteSpec {
         method: "GET",
         path: "/healthz",
@@ -194,6 +199,18 @@ pub static ROUTES: [RouteSpec; 17] = [
         path: "/v1/api-keys/{id}",
         scope: Scope::Admin,
         target: call("revoke_api_key", false, NO_CONTENT, plan::id),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/v1/auth/revoke",
+        scope: Scope::Any,
+        target: call("revoke_self", false, NO_CONTENT, plan::nothing),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/v1/events",
+        scope: Scope::Read,
+        target: Target::Events(Call::new("subscribe_events", false, OK, plan::nothing)),
     },
 ];
 

@@ -9,6 +9,7 @@ use crate::audit::AuditSink;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::db::{Health, Pools};
+use crate::events::Hub;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 
@@ -19,6 +20,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditSink,
+    /// The change feed's subscribers.
+    pub events: Arc<Hub>,
     pub health: Arc<Health>,
     /// Host header values accepted (empty: any).
     pub allowed_hosts: Vec<String>,

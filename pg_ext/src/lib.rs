@@ -24,6 +24,7 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         runtime::keycache::init_shmem();
         runtime::replay::init();
+        runtime::feed::init_shmem();
         storage::buffer_hints::init_shmem();
     }
 }

@@ -6,6 +6,7 @@ import secrets
 import time
 import uuid
 
+import jwt
 import psycopg
 import pytest
 import requests
@@ -176,3 +177,36 @@ def test_gateway_log_carries_no_credentials_or_plaintext(gw, tenants, hs):
     for plaintext in ["hunter2", "A's secret", "tenant A only", "ünïcode"]:
         assert plaintext not in log
     assert "Authorization" not in log and "Bearer" not in log
+
+
+def test_a_credential_revokes_itself_and_nothing_else(gw, admin, tenants, hs, admin_url):
+    """POST /v1/auth/revoke, a log-out: a JWT by its jti, an API key as itself; any scope."""
+    t0, _ = tenants
+    kid, secret = hs
+    claims = {"tenant": t0["id"], "scope": "read"}
+    jwt_out, jwt_kept = (mint(secret, kid, jti=f"out-{secrets.token_hex(6)}", **claims),
+                         mint(secret, kid, jti=f"kept-{secrets.token_hex(6)}", **claims))
+    no_jti = mint(secret, kid, **claims)
+    key = admin("POST", f"/v1/tenants/{t0['id']}/api-keys", {"name": "logout", "scopes": ["write"]}).json()
+    a = Api(gw.url)
+    for token in (jwt_out, jwt_kept, key["key"]):
+        assert a("POST", "/v1/collections/none/search", {"vector": [0] * DIMS}, token=token).status_code != 401
+    assert a("POST", "/v1/auth/revoke", token=jwt_out).status_code == 204
+    assert_error(a("POST", "/v1/auth/revoke", token=jwt_out), 401, "unauthorized")
+    assert_error(a("GET", f"/v1/documents/{uuid.uuid4()}", token=jwt_out), 401, "unauthorized")
+    assert a("GET", f"/v1/documents/{uuid.uuid4()}", token=jwt_kept).status_code == 404
+    # A JWT without a jti cannot be revoked early: it says so, and still works.
+    assert_error(a("POST", "/v1/auth/revoke", token=no_jti), 400, "invalid_request")
+    assert a("GET", f"/v1/documents/{uuid.uuid4()}", token=no_jti).status_code == 404
+    # An API key, whatever its scopes, revokes itself only; a body is refused.
+    assert_error(a("POST", "/v1/auth/revoke", {"id": "other"}, token=key["key"]), 400, "invalid_request")
+    assert a("POST", "/v1/auth/revoke", token=key["key"]).status_code == 204
+    assert_error(a("POST", "/v1/collections/none/search", {"vector": [0] * DIMS}, token=key["key"]),
+                 401, "unauthorized")
+    assert t0["api"]("GET", f"/v1/documents/{uuid.uuid4()}").status_code == 404
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        rows = su.execute("SELECT detail FROM sealstore.audit_log WHERE action = 'revoke_token' "
+                          "AND detail->>'jti' = %s", (jwt.decode(jwt_out, options={"verify_signature": False})["jti"],)).fetchall()
+        assert [r[0]["own"] for r in rows] == [True]
+        assert su.execute("SELECT revoked_at IS NOT NULL FROM sealstore.api_keys WHERE id = %s",
+                          (key["id"],)).fetchone() == (True,)

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod crypto;
 pub mod distance;
 pub mod error;
+pub mod events;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod ids;

@@ -134,8 +134,7 @@ fn retire_jwt_key(kid: &str) {
 
 /// Revokes the JWT whose `jti` is given: refused by every backend (and, once replayed, every
 /// hot standby) as soon as this commits, until `expires_at` (the token's `exp`) has passed.
-/// Revocations past their expiry are purged here. System administrators only: a jti names no
-/// tenant.
+/// System administrators only: a jti names no tenant.
 pub fn revoke_jti(jti: &str, expires_at: pgrx::datum::TimestampWithTimeZone) -> Result<()> {
     owner::require_writable()?;
     context::require_system_admin()?;
@@ -145,6 +144,17 @@ pub fn revoke_jti(jti: &str, expires_at: pgrx::datum::TimestampWithTimeZone) -> 
             "jti must be 1 to 256 bytes",
         ));
     }
+    record_revocation(jti, expires_at, None, false)
+}
+
+/// Notes `jti` as revoked until `expires_at` and purges revocations past their expiry.
+/// `tenant` and `own` go to the audit row.
+fn record_revocation(
+    jti: &str,
+    expires_at: pgrx::datum::TimestampWithTimeZone,
+    tenant: Option<pgrx::Uuid>,
+    own: bool,
+) -> Result<()> {
     let margin = credentials::REVOCATION_MARGIN_SECS as f64;
     as_owner(|| {
         errors::spi(Spi::run_with_args(
@@ -157,11 +167,44 @@ pub fn revoke_jti(jti: &str, expires_at: pgrx::datum::TimestampWithTimeZone) -> 
              SET expires_at = greatest(revoked_tokens.expires_at, EXCLUDED.expires_at)",
             &[jti.into(), expires_at.into()],
         ))?;
-        audit("revoke_token", None, serde_json::json!({ "jti": jti }))
+        audit(
+            "revoke_token",
+            tenant,
+            serde_json::json!({ "jti": jti, "own": own }),
+        )
     })?;
     keycache::mark_credentials_changed();
     credentials::forget_revocations();
     Ok(())
+}
+
+/// Revokes the credential `token` (already authenticated into this transaction's context):
+/// an API key is revoked like `revoke_api_key`; a JWT by its `jti` until its `exp`. A JWT
+/// without a jti cannot be revoked (22023): it ends at its `exp`. A log-out, open to every
+/// credential for itself alone.
+pub fn revoke_own(token: &str) -> Result<()> {
+    owner::require_writable()?;
+    // Which credential this is comes from the token itself, never from its claims (a JWT may
+    // carry any claim, "api_key" too).
+    match auth::classify(token)? {
+        auth::Credential::ApiKey(key) => revoke_api_key_row(key.id.uuid(), None),
+        auth::Credential::Jwt { .. } => {
+            let identity = context::get()?.ok_or_else(errors::no_tenant_context)?;
+            let Some(jti) = identity.jti() else {
+                return Err(Error::invalid(
+                    "this token carries no jti and cannot be revoked before it expires",
+                ));
+            };
+            // Verified: every accepted token has an integer exp.
+            let exp = identity
+                .claims
+                .get("exp")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| Error::invalid("this token carries no exp"))?;
+            let tenant = identity.tenant.as_ref().map(|t| t.uuid());
+            record_revocation(jti, pgrx::datum::to_timestamp(exp as f64), tenant, true)
+        }
+    }
 }
 
 /// Revokes a JWT by its `jti` until `expires_at` (see `revoke_jti`).
@@ -241,6 +284,11 @@ pub fn revoke_api_key_by_id(id: pgrx::Uuid) -> Result<()> {
         AdminReach::All => None,
         AdminReach::Tenant(t) => Some(t.uuid()),
     };
+    revoke_api_key_row(id, only)
+}
+
+/// Revokes API key `id` if it is active (and of tenant `only`, when given).
+fn revoke_api_key_row(id: pgrx::Uuid, only: Option<pgrx::Uuid>) -> Result<()> {
     as_owner(|| {
         let tenant = errors::spi(Spi::get_one_with_args::<pgrx::Uuid>(
             "WITH u AS (UPDATE sealstore.api_keys SET revoked_at = now() \

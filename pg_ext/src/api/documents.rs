@@ -18,8 +18,8 @@ use crate::api::encryption::utf8;
 use crate::api::tenants::new_uuid;
 use crate::runtime::context;
 use crate::runtime::errors::{self, edge, spi, Error, Result};
-use crate::runtime::keycache;
 use crate::runtime::owner::{self, as_owner, changed_rows, owner_row};
+use crate::runtime::{feed, keycache};
 use crate::storage::collection_scan::{self, Column, Hit};
 use crate::storage::ids::Uuid as _;
 use crate::storage::jsonb::Jsonb;
@@ -107,8 +107,11 @@ pub fn create_collection_for(
         changed_rows(
             "WITH i AS (INSERT INTO sealstore.collections \
                (id, tenant_id, name, dims, metric, encrypt_embeddings) \
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING 1) \
-             SELECT count(*) FROM i",
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, name) DO NOTHING \
+               RETURNING tenant_id, name), \
+             e AS (INSERT INTO sealstore.events (tenant_id, kind, collection) \
+               SELECT tenant_id, 'collection.created', name FROM i RETURNING 1) \
+             SELECT count(*) FROM e",
             &[
                 id.into(),
                 tenant.uuid().into(),
@@ -122,6 +125,7 @@ pub fn create_collection_for(
     if inserted != 1 {
         return Err(errors::duplicate("a collection of this name exists"));
     }
+    feed::note_written();
     Ok(id)
 }
 
@@ -147,10 +151,16 @@ pub fn drop_collection_named(name: &str) -> Result<bool> {
     let dropped = as_owner(|| {
         changed_rows(
             "WITH d AS (DELETE FROM sealstore.collections WHERE tenant_id = $1 AND name = $2 \
-             RETURNING 1) SELECT count(*) FROM d",
+               RETURNING tenant_id, name), \
+             e AS (INSERT INTO sealstore.events (tenant_id, kind, collection) \
+               SELECT tenant_id, 'collection.dropped', name FROM d RETURNING 1) \
+             SELECT count(*) FROM e",
             &[tenant.uuid().into(), name.into()],
         )
     })?;
+    if dropped == 1 {
+        feed::note_written();
+    }
     Ok(dropped == 1)
 }
 
@@ -198,9 +208,11 @@ pub fn put(
     let id = id.uuid();
     as_owner(|| {
         spi(Spi::run_with_args(
-            "INSERT INTO sealstore.documents \
+            "WITH d AS (INSERT INTO sealstore.documents \
                (id, tenant_id, collection_id, content, embedding, sealed_embedding, metadata) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, tenant_id, metadata) \
+             INSERT INTO sealstore.events (tenant_id, kind, collection, document_id, metadata) \
+             SELECT tenant_id, 'document.created', $8, id, metadata FROM d",
             &[
                 id.into(),
                 tenant.uuid().into(),
@@ -209,9 +221,11 @@ pub fn put(
                 plain.into(),
                 sealed.into(),
                 metadata.into(),
+                collection.into(),
             ],
         ))
     })?;
+    feed::note_written();
     Ok(id)
 }
 
@@ -302,10 +316,17 @@ pub fn delete(id: pgrx::Uuid) -> Result<bool> {
     let deleted = as_owner(|| {
         changed_rows(
             "WITH d AS (DELETE FROM sealstore.documents WHERE id = $1 AND tenant_id = $2 \
-             RETURNING 1) SELECT count(*) FROM d",
+               RETURNING id, tenant_id, collection_id, metadata), \
+             e AS (INSERT INTO sealstore.events (tenant_id, kind, collection, document_id, metadata) \
+               SELECT d.tenant_id, 'document.deleted', c.name, d.id, d.metadata \
+               FROM d JOIN sealstore.collections c ON c.id = d.collection_id RETURNING 1) \
+             SELECT count(*) FROM e",
             &[id.into(), tenant.uuid().into()],
         )
     })?;
+    if deleted == 1 {
+        feed::note_written();
+    }
     Ok(deleted == 1)
 }
 

@@ -6,6 +6,7 @@ pub mod column_rotation;
 pub mod context;
 pub mod documents;
 pub mod encryption;
+pub mod events;
 pub mod master_rotation;
 pub mod routes;
 pub mod secrets;

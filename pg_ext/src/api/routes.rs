@@ -258,6 +258,16 @@ fn route_revoke_api_key(
     answer(token, || auth::revoke_api_key_by_id(id).map(|()| None))
 }
 
+/// The credential revokes itself (a log-out): an API key as `revoke_api_key` would, a JWT by
+/// its `jti` until its `exp` (22023 for a JWT without a jti). Any credential, whatever its
+/// scopes, may revoke itself and nothing else.
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn route_revoke_self(
+    token: &str,
+) -> TableIterator<'static, (name!(subject, String), name!(body, Option<String>))> {
+    answer(token, || auth::revoke_own(token).map(|()| None))
+}
+
 /// The gateway's own counters cover every tenant: only an admin credential that names no
 /// tenant may read them (42501 otherwise). No body: the gateway renders them.
 #[pg_extern(volatile, parallel_unsafe, strict)]

@@ -222,6 +222,8 @@ pub fn shred(tenant: pgrx::Uuid) -> Result<()> {
         // collections that do not encrypt them), which a shredded key would not cover.
         let documents = delete("documents")?;
         delete("collections")?;
+        // Events hold metadata too.
+        delete("events")?;
         spi(Spi::run_with_args(
             "UPDATE sealstore.tenants SET shredded_at = now() WHERE id = $1",
             &[tenant.into()],

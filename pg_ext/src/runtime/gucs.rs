@@ -36,6 +36,9 @@ pub static JWT_LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(5);
 /// Whether every JWT must carry a `jti` (so that it can be revoked).
 pub static JWT_REQUIRE_JTI: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// How long change events are kept for subscribers that resume (`Last-Event-ID`), in seconds.
+pub static EVENT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+
 pub fn define() {
     // Superuser-only (SUSET): a client with the application role must not be able to relax
     // token checks for its own session.
@@ -72,6 +75,16 @@ pub fn define() {
         &JWT_REQUIRE_JTI,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"sealstore.event_retention",
+        c"How long change events are kept for subscribers that resume.",
+        c"Purged by the gateway's change feed; a resume from before what is kept gets an error event.",
+        &EVENT_RETENTION,
+        1,
+        30 * 86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_string_guc(
         c"sealstore.master_key_file",

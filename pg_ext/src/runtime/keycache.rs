@@ -18,7 +18,7 @@ use sealstore_core::replay::Settled;
 
 use crate::runtime::errors::{self, Result};
 use crate::runtime::owner::latest_rows;
-use crate::runtime::{master_key, replay};
+use crate::runtime::{feed, master_key, replay};
 use crate::storage::ids::Uuid as _;
 
 static KEY_EPOCH: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"sealstore_key_epoch") };
@@ -92,6 +92,12 @@ pub fn generation() -> Generation {
         LOCAL_ABORTS.get(),
         uncached,
     )
+}
+
+/// The shared epoch: how many key or credential changes have committed since the server
+/// started (what a gateway's change feed watches to check its subscribers' credentials again).
+pub fn epoch() -> u64 {
+    KEY_EPOCH.get().load(Ordering::Acquire)
 }
 
 /// Makes every backend drop its caches at its next lookup.
@@ -184,6 +190,8 @@ pub fn before_prepare() {
 pub fn on_commit() {
     if CHANGED.replace(false) {
         bump_epoch();
+        // A gateway's change feed checks its subscribers' credentials again.
+        feed::wake();
     }
 }
 

@@ -7,6 +7,7 @@ pub mod context;
 pub mod credentials;
 pub mod errors;
 pub mod explain_guard;
+pub mod feed;
 pub mod gucs;
 pub mod keycache;
 pub mod master_key;

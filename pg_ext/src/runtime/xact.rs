@@ -10,7 +10,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::runtime::{context, keycache};
+use crate::runtime::{context, feed, keycache};
 
 #[pg_guard]
 unsafe extern "C-unwind" fn on_xact_event(
@@ -23,10 +23,12 @@ unsafe extern "C-unwind" fn on_xact_event(
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             context::clear();
             keycache::on_commit();
+            feed::on_commit();
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             context::clear();
             keycache::on_abort();
+            feed::on_abort();
         }
         // PREPARE TRANSACTION ends the transaction in this backend too.
         pg_sys::XactEvent::XACT_EVENT_PREPARE => context::clear(),
