@@ -32,3 +32,9 @@ CREATE TABLE @extschema@.event_horizon (
 INSERT INTO @extschema@.event_horizon VALUES (true, '0', 0);
 
 REVOKE ALL ON @extschema@.events, @extschema@.event_horizon FROM PUBLIC;
+-- Isolated like the other tenant tables (defence in depth: the owner, a superuser, bypasses it).
+ALTER TABLE @extschema@.events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.events FORCE ROW LEVEL SECURITY;
+CREATE POLICY sealstore_tenant ON @extschema@.events FOR ALL TO PUBLIC
+    USING (tenant_id = (SELECT @extschema@.current_tenant()))
+    WITH CHECK (tenant_id = (SELECT @extschema@.current_tenant()));

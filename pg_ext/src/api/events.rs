@@ -111,6 +111,8 @@ fn gateway_events_wait(
 /// earlier one) may still be running: the gateway hands out events up to there and reads
 /// again shortly. A ready event comes with its event id (sealed for its tenant) and its JSON;
 /// both are null for a shredded tenant's (skipped, as its keys are gone).
+// pgrx reads the columns' names from the signature itself, so it cannot be a type alias.
+#[allow(clippy::type_complexity)]
 #[pg_extern(stable, parallel_restricted)]
 fn gateway_events_read(
     after_xid: Option<i64>,
@@ -281,5 +283,5 @@ fn gateway_credentials_valid(tokens: Vec<Option<String>>) -> Vec<bool> {
 pgrx::extension_sql_file!(
     "../../../sql/events.sql",
     name = "events_schema",
-    requires = ["documents_schema"],
+    requires = ["documents_schema", "isolation"],
 );
