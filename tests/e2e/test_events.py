@@ -7,6 +7,7 @@ does not read is disconnected with its memory bounded, and a thousand subscriber
 database no more reads per change than one."""
 import asyncio
 import json
+import os
 import secrets
 import socket
 import time
@@ -56,9 +57,10 @@ class Stream:
 
     async def next(self, timeout=10.0):
         """The next event, or None when the stream ends."""
-        fields = {}
+        fields, deadline = {}, time.monotonic() + timeout
         while True:
-            line = await asyncio.wait_for(self.resp.content.readline(), timeout)
+            # One deadline for the event: heartbeats must not keep a wait alive.
+            line = await asyncio.wait_for(self.resp.content.readline(), max(0.01, deadline - time.monotonic()))
             if not line:
                 return None
             line = line.decode().rstrip("\n")
@@ -92,7 +94,9 @@ class Stream:
         return got
 
 
-async def subscribe(session, url, token, last_event_id=None, expect=200):
+async def subscribe(session, url, token, last_event_id=None, expect=200, live=True):
+    """A subscription; unless LIVE is false (a stream that ends at once, with an error event),
+    returned once the gateway says it is live."""
     headers = {"Authorization": f"Bearer {token}"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
@@ -103,6 +107,8 @@ async def subscribe(session, url, token, last_event_id=None, expect=200):
     assert resp.headers["Content-Type"] == "text/event-stream"
     assert resp.headers["Cache-Control"] == "no-store"
     s = Stream(resp)
+    if not live:
+        return s
     # The stream is live once its first comment arrives.
     line = await asyncio.wait_for(resp.content.readline(), 10)
     assert line == b": subscribed\n", line
@@ -293,7 +299,6 @@ def test_event_ids_cannot_be_forged_or_used_by_another_tenant(feed_gw, world):
     run(main())
 
 
-@pytest.mark.skip(reason="unfinished (issue 24): the run stopped without a report in this test; to be debugged before the feed lands")
 def test_a_resume_from_before_the_retention_window_gets_an_error_event(feed_gw, world, admin_url):
     a, _ = world["tenants"]
     url, key = feed_gw.url, a["keys"]["rw"]["key"]
@@ -303,15 +308,24 @@ def test_a_resume_from_before_the_retention_window_gets_an_error_event(feed_gw, 
             sub = await subscribe(s, url, key)
             doc = await put(s, url, key, world["coll"], 5)
             old = (await sub.until(lambda e: e["data"].get("document") == doc))[-1]["id"]
+            doc = await put(s, url, key, world["coll"], 6)
+            last = (await sub.until(lambda e: e["data"].get("document") == doc))[-1]["id"]
             sub.resp.close()
             await asyncio.sleep(1.2)
             with psycopg.connect(admin_url, autocommit=True) as su:
                 su.execute("SET sealstore.event_retention = 1")
-                assert su.execute("SELECT sealstore.gateway_events_purge()").fetchone()[0] >= 1
-            late = await subscribe(s, url, key, last_event_id=old)
+                assert su.execute("SELECT sealstore.gateway_events_purge()").fetchone()[0] >= 2
+            # The event after OLD is gone: resuming there would lose it.
+            late = await subscribe(s, url, key, last_event_id=old, live=False)
             events = await late.rest()
             assert [e["event"] for e in events] == ["error"]
             assert events[0]["data"]["error"]["code"] == "resume_too_old"
+            # Nothing after LAST was purged: that resume is whole and stays live.
+            whole = await subscribe(s, url, key, last_event_id=last)
+            doc = await put(s, url, key, world["coll"], 7)
+            got = await whole.until(lambda e: e["data"].get("document") == doc)
+            assert [e["data"]["document"] for e in got] == [doc]
+            whole.resp.close()
 
     run(main())
 
@@ -321,7 +335,6 @@ def rss_kib(pid):
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-@pytest.mark.skip(reason="unfinished (issue 24): the run stopped without a report in this test; to be debugged before the feed lands")
 def test_a_subscriber_that_does_not_read_is_disconnected_with_memory_bounded(gateway_pg_url, world, admin_url):
     a, _ = world["tenants"]
     gw = Gateway(gateway_pg_url, {**UNLIMITED, "SEALSTORE_EVENTS_BUFFER": "16"})
@@ -342,11 +355,13 @@ def test_a_subscriber_that_does_not_read_is_disconnected_with_memory_bounded(gat
         with psycopg.connect(admin_url, autocommit=True) as su:
             with su.transaction():
                 su.execute("SELECT sealstore.act_as_tenant(%s)", (a["id"],))
-                su.execute("SELECT count(sealstore.put_document(%s, 'c', NULL, "
-                           "jsonb_build_object('n', i, 'pad', repeat('p', 16384))))"
-                           " FROM generate_series(1, 2000) i", (world["coll"],))
+                put = su.execute("SELECT count(sealstore.put_document(%s, 'c', '[1,2,3]', "
+                                 "jsonb_build_object('n', i, 'pad', repeat('p', 16384))))"
+                                 " FROM generate_series(1, 2000) i", (world["coll"],))
+                assert put.fetchone()[0] == 2000
         metrics = Api(gw.url, world["admin_token"])
-        assert wait_until(lambda: 'reason="too_slow"} 1' in metrics("GET", "/metrics").text, 30)
+        feed = lambda: [m for m in metrics("GET", "/metrics").text.splitlines() if "_event" in m]
+        assert wait_until(lambda: 'reason="too_slow"} 1' in "\n".join(feed()), 30), feed()
         grown = rss_kib(gw.proc.pid) - before
         # Bounded: a page of the feed and one subscriber's buffers, not the 32 MB it left unread.
         assert grown < 16 * 1024, f"gateway grew {grown} KiB"
@@ -365,7 +380,26 @@ def test_a_subscriber_that_does_not_read_is_disconnected_with_memory_bounded(gat
         gw.stop()
 
 
-@pytest.mark.skip(reason="unfinished (issue 24): the run stopped without a report in this test; to be debugged before the feed lands")
+def local_ports(pid):
+    """The local TCP ports of process PID's sockets."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            for line in list(f)[1:]:
+                cols = line.split()
+                if cols[9] in inodes:
+                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def test_a_thousand_subscribers_cost_the_database_no_read_each(gateway_pg_url, world, admin_url):
     a, b = world["tenants"]
     gw = Gateway(gateway_pg_url, UNLIMITED)
@@ -393,18 +427,25 @@ def test_a_thousand_subscribers_cost_the_database_no_read_each(gateway_pg_url, w
                     sub.until(lambda e, d=(doc_a if i % 2 == 0 else doc_b): e["data"].get("document") == d)
                     for i, sub in enumerate(subs)])
                 elapsed = time.monotonic() - started
-                time.sleep(0.6)  # statistics are flushed at most every 500 ms
-                su.execute("SELECT pg_stat_force_next_flush()")
+                # Each backend flushes its statistics when idle, at most once a second, and the
+                # listening one is rarely idle: wait for the feed's read to show, then a little.
+                assert wait_until(lambda: event_reads(su) > reads_before, 30)
+                time.sleep(2)
                 reads = event_reads(su) - reads_before
-                listening = su.execute("SELECT count(*) FROM pg_stat_activity "
-                                       "WHERE application_name = 'sealstore-gateway-events'").fetchone()[0]
+                # This gateway's connections (its own sockets' ports): one of them listens.
+                listening = su.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                    "'sealstore-gateway-events' AND client_port = ANY(%s)",
+                    (sorted(local_ports(gw.proc.pid)),)).fetchone()[0]
+                assert listening == 1, listening
             for i, events in enumerate(got):
                 assert [e["data"]["document"] for e in events] == [doc_a if i % 2 == 0 else doc_b]
             print(f"{n} subscribers: both events delivered to all in {elapsed * 1000:.0f} ms; "
                   f"{reads} reads of sealstore.events")
-            # The writes, the feed's reads and the purge: a handful, not one per subscriber.
-            assert reads < 20, reads
-            assert listening <= 2
+            # The reads of every gateway running (this one, the module's, the session's): their
+            # feeds, purges and start-up reads, whose statistics may arrive late. Tens at most;
+            # a read per subscriber would be a thousand.
+            assert reads < 100, reads
             metrics = await s.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {world['admin_token']}"})
             text = await metrics.text()
             assert f"sealstore_gateway_event_subscribers {n}" in text, text
