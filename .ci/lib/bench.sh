@@ -16,13 +16,13 @@ bench_settings() {
 }
 
 # `bench` runs all and writes BENCHMARKS.md; `bench encryption`, `bench auth`, `bench replicas`, `bench vectors`,
-# `bench gateway` or `bench load` runs one (and rewrites BENCHMARKS.md with the others' last figures).
+# `bench gateway`, `bench events` or `bench load` runs one (and rewrites BENCHMARKS.md with the others' last figures).
 cmd_bench() {
     local which=$1
-    case "$which" in all|encryption|auth|replicas|vectors|gateway|load) ;; *) die "unknown benchmark '$which' (all, encryption, auth, replicas, vectors, gateway, load)" ;; esac
+    case "$which" in all|encryption|auth|replicas|vectors|gateway|events|load) ;; *) die "unknown benchmark '$which' (all, encryption, auth, replicas, vectors, gateway, events, load)" ;; esac
     setup_machine
     install_extension
-    if [ "$which" = all ] || [ "$which" = gateway ] || [ "$which" = load ] || [ "$which" = replicas ]; then
+    if [ "$which" = all ] || [ "$which" = gateway ] || [ "$which" = events ] || [ "$which" = load ] || [ "$which" = replicas ]; then
         apt_install wrk
         build_gateway
     fi
@@ -92,8 +92,16 @@ cmd_bench() {
         "$(gateway_local_url "$BENCH_CLUSTER" sealstore_bench)" "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$(command -v wrk)" "$REPO/tests/bench/results/gateway.md" \
         || die "the gateway benchmark failed"
     fi
+    if [ "$which" = all ] || [ "$which" = events ]; then
+    say "Benchmark: change events, commit to delivery and writes with 1,000 subscribers (about 3 minutes)"
+    cluster_roles "$BENCH_CLUSTER" sealstore_bench
+    "$STATE/venv/bin/python" "$REPO/tests/bench/events.py" \
+        "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$(gateway_local_url "$BENCH_CLUSTER" sealstore_bench)" \
+        "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$REPO/tests/bench/results/events.md" \
+        || die "the events benchmark failed"
+    fi
     say "Writing BENCHMARKS.md"
     "$STATE/venv/bin/python" "$REPO/tests/bench/report.py" "$REPO/tests/bench/results" \
         "$REPO/BENCHMARKS.md" "$("$PG_BINDIR/postgres" --version)" || die "writing BENCHMARKS.md failed"
-    say "Results in BENCHMARKS.md and tests/bench/results/ (encryption, auth, vectors, gateway, load)"
+    say "Results in BENCHMARKS.md and tests/bench/results/ (encryption, auth, replicas, vectors, gateway, events, load)"
 }
