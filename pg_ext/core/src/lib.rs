@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod graph;
 pub mod ids;
 pub mod master_key;
 pub mod names;

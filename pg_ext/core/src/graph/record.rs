@@ -1,0 +1,239 @@
+//! A graph node as the index pages hold it: two records, each sealed on its own when the index
+//! is sealed.
+//!
+//! - The **element** record: the node's level, the heap row it stands for, and its vector.
+//!   Written once, when the row is indexed.
+//! - The **neighbour** record: the node's neighbour lists, one per level, each with a fixed
+//!   number of slots (`2m` on level 0, `m` above), so that relinking rewrites a record of the
+//!   same length in place. Rewritten whenever a list changes.
+//!
+//! Two records rather than one keep the write of a relink (and its WAL) to the small record: a
+//! 768-dimension vector is 3 KB, the lists of a level-0 node with `m = 16` under 200 bytes.
+//!
+//! Plaintext layout, integers little-endian:
+//! ```text
+//! element:    format (1) | level (1) | heap block (4) | heap offset (2) | dims (2) | dims x f32
+//! neighbours: format (1) | levels (1) | per level: count (2) | slots x (block (4) | offset (2))
+//! ```
+//!
+//! A sealed record is the crypto envelope of its plaintext under the tenant's data key, with a
+//! context binding it to the index (a random id made when the index is built), the block and
+//! line pointer it lies at, and which of the two records it is: a record copied to another
+//! place, index, tenant or node, or rewritten under a key version other than its header's, does
+//! not open.
+
+use zeroize::Zeroizing;
+
+use crate::crypto::{self, CryptoError, DataKey};
+use crate::ids::TenantId;
+
+use super::Params;
+
+const FORMAT: u8 = 1;
+const ELEMENT_HEAD: usize = 10;
+const SLOT: usize = 6;
+
+/// A place in a relation: a block and a line pointer (1-based, as PostgreSQL's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemId {
+    pub block: u32,
+    pub offset: u16,
+}
+
+/// A node's element record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Element {
+    pub level: u8,
+    /// The heap row (its TID).
+    pub heap: ItemId,
+    pub vector: Vec<f32>,
+}
+
+/// A record that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("graph record is truncated or too long")]
+    Length,
+    #[error("graph record has an unknown format")]
+    Format,
+    #[error("graph record is inconsistent")]
+    Inconsistent,
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// The length of an element record of `dims` dimensions.
+pub fn element_len(dims: usize) -> usize {
+    ELEMENT_HEAD + 4 * dims
+}
+
+/// The length of the neighbour record of a node on `level`.
+pub fn neighbours_len(params: &Params, level: usize) -> usize {
+    2 + (0..=level)
+        .map(|l| 2 + SLOT * params.max_neighbours(l))
+        .sum::<usize>()
+}
+
+pub fn encode_element(e: &Element) -> Result<Zeroizing<Vec<u8>>, RecordError> {
+    if usize::from(e.level) > super::MAX_LEVEL || e.vector.len() > usize::from(u16::MAX) {
+        return Err(RecordError::Inconsistent);
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(element_len(e.vector.len())));
+    out.push(FORMAT);
+    out.push(e.level);
+    out.extend_from_slice(&e.heap.block.to_le_bytes());
+    out.extend_from_slice(&e.heap.offset.to_le_bytes());
+    out.extend_from_slice(&(e.vector.len() as u16).to_le_bytes());
+    for v in &e.vector {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    Ok(out)
+}
+
+pub fn decode_element(bytes: &[u8]) -> Result<Element, RecordError> {
+    if bytes.len() < ELEMENT_HEAD {
+        return Err(RecordError::Length);
+    }
+    if bytes[0] != FORMAT {
+        return Err(RecordError::Format);
+    }
+    let level = bytes[1];
+    let dims = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    if bytes.len() != element_len(dims) {
+        return Err(RecordError::Length);
+    }
+    if usize::from(level) > super::MAX_LEVEL {
+        return Err(RecordError::Inconsistent);
+    }
+    Ok(Element {
+        level,
+        heap: ItemId {
+            block: u32::from_le_bytes(bytes[2..6].try_into().expect("4 bytes")),
+            offset: u16::from_le_bytes([bytes[6], bytes[7]]),
+        },
+        vector: bytes[ELEMENT_HEAD..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect(),
+    })
+}
+
+/// The neighbour record of a node whose lists (one per level, `0..=level`) are `lists`.
+pub fn encode_neighbours(
+    params: &Params,
+    lists: &[Vec<ItemId>],
+) -> Result<Zeroizing<Vec<u8>>, RecordError> {
+    if lists.is_empty() || lists.len() > super::MAX_LEVEL + 1 {
+        return Err(RecordError::Inconsistent);
+    }
+    let level = lists.len() - 1;
+    let mut out = Zeroizing::new(Vec::with_capacity(neighbours_len(params, level)));
+    out.push(FORMAT);
+    out.push(lists.len() as u8);
+    for (l, list) in lists.iter().enumerate() {
+        let slots = params.max_neighbours(l);
+        if list.len() > slots {
+            return Err(RecordError::Inconsistent);
+        }
+        out.extend_from_slice(&(list.len() as u16).to_le_bytes());
+        for id in list {
+            out.extend_from_slice(&id.block.to_le_bytes());
+            out.extend_from_slice(&id.offset.to_le_bytes());
+        }
+        let len = out.len() + SLOT * (slots - list.len());
+        out.resize(len, 0);
+    }
+    Ok(out)
+}
+
+pub fn decode_neighbours(params: &Params, bytes: &[u8]) -> Result<Vec<Vec<ItemId>>, RecordError> {
+    if bytes.len() < 2 {
+        return Err(RecordError::Length);
+    }
+    if bytes[0] != FORMAT {
+        return Err(RecordError::Format);
+    }
+    let levels = usize::from(bytes[1]);
+    if levels == 0 || levels > super::MAX_LEVEL + 1 {
+        return Err(RecordError::Inconsistent);
+    }
+    if bytes.len() != neighbours_len(params, levels - 1) {
+        return Err(RecordError::Length);
+    }
+    let mut at = 2;
+    let mut lists = Vec::with_capacity(levels);
+    for l in 0..levels {
+        let slots = params.max_neighbours(l);
+        let count = usize::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+        if count > slots {
+            return Err(RecordError::Inconsistent);
+        }
+        at += 2;
+        let list = bytes[at..at + SLOT * count]
+            .chunks_exact(SLOT)
+            .map(|s| ItemId {
+                block: u32::from_le_bytes(s[0..4].try_into().expect("4 bytes")),
+                offset: u16::from_le_bytes([s[4], s[5]]),
+            })
+            .collect();
+        lists.push(list);
+        at += SLOT * slots;
+    }
+    Ok(lists)
+}
+
+/// Which of a node's two records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Element = 1,
+    Neighbours = 2,
+}
+
+/// Where a sealed record lies: what its context binds it to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// The index's own random id (kept in its metapage).
+    pub index: [u8; 16],
+    pub at: ItemId,
+    pub kind: Kind,
+}
+
+impl Place {
+    fn context(&self) -> [u8; 27] {
+        let mut c = [0u8; 27];
+        c[..4].copy_from_slice(b"hnsw");
+        c[4..20].copy_from_slice(&self.index);
+        c[20..24].copy_from_slice(&self.at.block.to_be_bytes());
+        c[24..26].copy_from_slice(&self.at.offset.to_be_bytes());
+        c[26] = self.kind as u8;
+        c
+    }
+}
+
+/// The length of a sealed record of `plaintext_len` bytes under `key`.
+pub fn sealed_len(key: &DataKey, plaintext_len: usize) -> usize {
+    crypto::sealed_len(key.algorithm(), plaintext_len)
+}
+
+/// Seals a record's plaintext for the tenant, bound to its place.
+pub fn seal(
+    key: &DataKey,
+    tenant: &TenantId,
+    place: &Place,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, RecordError> {
+    Ok(crypto::seal(key, tenant, &place.context(), plaintext)?)
+}
+
+/// Opens a sealed record at `place`; `key_for` gives the tenant's key of a version (the one in
+/// the envelope's header), or none if that version is gone (shredded).
+pub fn open<'k>(
+    key_for: impl FnOnce(u32) -> Option<&'k DataKey>,
+    tenant: &TenantId,
+    place: &Place,
+    envelope: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, RecordError> {
+    let header = crypto::parse_header(envelope)?;
+    let key = key_for(header.key_version).ok_or(CryptoError::Authentication)?;
+    Ok(crypto::open(key, tenant, &place.context(), envelope)?)
+}

@@ -1,0 +1,505 @@
+use std::collections::HashSet;
+use std::convert::Infallible;
+
+use super::record::{self, Element, ItemId, Kind, Place, RecordError};
+use super::*;
+use crate::crypto::{self, Algorithm, DataKey};
+use crate::distance::Metric;
+use crate::ids::TenantId;
+
+/// SplitMix64: reproducible data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in (0, 1].
+    fn unit(&mut self) -> f64 {
+        ((self.next() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+    fn gauss(&mut self) -> f32 {
+        let (u, v) = (self.unit(), self.unit());
+        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+    }
+}
+
+/// Points around `clusters` centres spread over a cube, each point near its centre.
+fn clustered(rng: &mut Rng, n: usize, dims: usize, clusters: usize, spread: f32) -> Vec<Vec<f32>> {
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| {
+            (0..dims)
+                .map(|_| (rng.unit() as f32 - 0.5) * 20.0)
+                .collect()
+        })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % clusters];
+            c.iter().map(|x| x + rng.gauss() * spread).collect()
+        })
+        .collect()
+}
+
+/// `n` points to index and `queries` more from the same clusters.
+fn data_and_queries(
+    seed: u64,
+    n: usize,
+    queries: usize,
+    dims: usize,
+    clusters: usize,
+    spread: f32,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let mut all = clustered(&mut Rng(seed), n + queries, dims, clusters, spread);
+    let q = all.split_off(n);
+    (all, q)
+}
+
+/// A graph in memory; ids index `vectors`.
+struct Mem {
+    metric: Metric,
+    vectors: Vec<Vec<f32>>,
+    lists: Vec<Vec<Vec<u32>>>,
+}
+
+impl Store for Mem {
+    type Id = u32;
+    type Error = Infallible;
+
+    fn distance(&mut self, query: &[f32], id: u32) -> Result<f64, Infallible> {
+        Ok(self.metric.distance(query, &self.vectors[id as usize]))
+    }
+    fn distance_between(&mut self, a: u32, b: u32) -> Result<f64, Infallible> {
+        Ok(self
+            .metric
+            .distance(&self.vectors[a as usize], &self.vectors[b as usize]))
+    }
+    fn neighbours(&mut self, id: u32, level: usize) -> Result<Vec<u32>, Infallible> {
+        Ok(self.lists[id as usize]
+            .get(level)
+            .cloned()
+            .unwrap_or_default())
+    }
+    fn set_neighbours(&mut self, id: u32, level: usize, n: &[u32]) -> Result<(), Infallible> {
+        self.lists[id as usize][level] = n.to_vec();
+        Ok(())
+    }
+    fn all(&mut self) -> Result<Vec<u32>, Infallible> {
+        Ok((0..self.vectors.len() as u32).collect())
+    }
+}
+
+fn build(
+    metric: Metric,
+    vectors: Vec<Vec<f32>>,
+    params: &Params,
+    seed: u64,
+) -> (Mem, Option<Entry<u32>>) {
+    let mut rng = Rng(seed);
+    let mut mem = Mem {
+        metric,
+        vectors: Vec::new(),
+        lists: Vec::new(),
+    };
+    let mut entry = None;
+    for v in vectors {
+        let level = params.level_for(rng.unit());
+        let id = mem.vectors.len() as u32;
+        mem.vectors.push(v.clone());
+        mem.lists.push(vec![Vec::new(); level + 1]);
+        entry = Some(insert(&mut mem, params, entry, id, &v, level).unwrap());
+    }
+    (mem, entry)
+}
+
+fn exact(mem: &Mem, query: &[f32], k: usize, keep: impl Fn(u32) -> bool) -> Vec<u32> {
+    let mut all: Vec<Near<u32>> = (0..mem.vectors.len() as u32)
+        .filter(|&id| keep(id))
+        .map(|id| Near {
+            distance: mem.metric.distance(query, &mem.vectors[id as usize]),
+            id,
+        })
+        .collect();
+    all.sort();
+    all.into_iter().take(k).map(|n| n.id).collect()
+}
+
+/// The first `k` nodes a scan yields that `keep` accepts.
+fn scan_k(
+    mem: &mut Mem,
+    entry: Option<Entry<u32>>,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+    keep: impl Fn(u32) -> bool,
+) -> Vec<u32> {
+    let mut scan = Scan::new(query, ef);
+    let mut out = Vec::new();
+    while out.len() < k {
+        match scan.next(mem, entry).unwrap() {
+            Some(n) if keep(n.id) => out.push(n.id),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    out
+}
+
+fn recall(got: &[u32], want: &[u32]) -> f64 {
+    let want: HashSet<_> = want.iter().collect();
+    got.iter().filter(|id| want.contains(id)).count() as f64 / want.len().max(1) as f64
+}
+
+#[test]
+fn options_out_of_range_are_refused_with_their_bounds() {
+    assert_eq!(Params::new(16, 64), Ok(Params::default()));
+    assert_eq!(Params::new(1, 64), Err(ParamsError::M));
+    assert_eq!(Params::new(101, 1000), Err(ParamsError::M));
+    assert_eq!(Params::new(16, 3), Err(ParamsError::EfConstruction));
+    assert_eq!(Params::new(16, 1001), Err(ParamsError::EfConstruction));
+    assert_eq!(Params::new(16, 31), Err(ParamsError::EfConstructionBelowM));
+    assert_eq!(ParamsError::M.to_string(), "m must be between 2 and 100");
+    assert_eq!(ef_search(0), Err(ParamsError::EfSearch));
+    assert_eq!(ef_search(1001), Err(ParamsError::EfSearch));
+    assert_eq!(ef_search(40), Ok(40));
+}
+
+#[test]
+fn levels_thin_out_by_a_factor_of_m() {
+    let p = Params::default();
+    let mut rng = Rng(1);
+    let n = 200_000;
+    let levels: Vec<usize> = (0..n).map(|_| p.level_for(rng.unit())).collect();
+    let above0 = levels.iter().filter(|&&l| l >= 1).count() as f64 / n as f64;
+    let above1 = levels.iter().filter(|&&l| l >= 2).count() as f64 / n as f64;
+    assert!((above0 - 1.0 / 16.0).abs() < 0.005, "{above0}");
+    assert!((above1 - 1.0 / 256.0).abs() < 0.001, "{above1}");
+    assert!(levels.iter().all(|&l| l <= MAX_LEVEL));
+    assert_eq!(p.level_for(0.0), 0, "an out-of-range draw is level 0");
+    assert_eq!(p.level_for(1e-300), MAX_LEVEL);
+}
+
+#[test]
+fn clustered_data_is_found_with_high_recall_and_no_query_misses_its_cluster() {
+    let (data, queries) = data_and_queries(7, 3000, 100, 16, 40, 0.3);
+    for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct, Metric::L1] {
+        let (mut mem, entry) = build(metric, data.clone(), &Params::default(), 11);
+        let mut total = 0.0;
+        for q in &queries {
+            let got = scan_k(&mut mem, entry, q, 10, 40, |_| true);
+            let r = recall(&got, &exact(&mem, q, 10, |_| true));
+            assert!(r > 0.0, "{metric:?}: a query found none of its 10 nearest");
+            total += r;
+        }
+        let mean = total / queries.len() as f64;
+        assert!(mean >= 0.95, "{metric:?}: recall@10 {mean}");
+    }
+}
+
+#[test]
+fn neighbour_lists_stay_within_their_bounds_and_never_name_the_node_itself() {
+    let p = Params::new(4, 16).unwrap();
+    let (mem, _) = build(Metric::L2, clustered(&mut Rng(3), 800, 8, 10, 0.5), &p, 5);
+    for (id, lists) in mem.lists.iter().enumerate() {
+        for (level, list) in lists.iter().enumerate() {
+            assert!(list.len() <= p.max_neighbours(level));
+            assert!(!list.contains(&(id as u32)));
+            let unique: HashSet<_> = list.iter().collect();
+            assert_eq!(unique.len(), list.len());
+            for &n in list {
+                assert!(
+                    mem.lists[n as usize].len() > level,
+                    "a link to a node without level {level}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_scan_yields_every_node_exactly_once_even_those_the_walk_cannot_reach() {
+    let (mut mem, entry) = build(
+        Metric::L2,
+        clustered(&mut Rng(5), 600, 8, 6, 0.4),
+        &Params::default(),
+        2,
+    );
+    // Cut nodes 0..50 off: no list names them, and theirs are empty.
+    let cut: HashSet<u32> = (0..50).collect();
+    for id in 0..mem.lists.len() {
+        for level in 0..mem.lists[id].len() {
+            if cut.contains(&(id as u32)) {
+                mem.lists[id][level].clear();
+            } else {
+                mem.lists[id][level].retain(|n| !cut.contains(n));
+            }
+        }
+    }
+    let entry = entry
+        .filter(|e| !cut.contains(&e.id))
+        .or(Some(Entry { id: 100, level: 0 }));
+    let q = mem.vectors[3].clone();
+    let mut scan = Scan::new(&q, 10);
+    let mut seen = Vec::new();
+    while let Some(n) = scan.next(&mut mem, entry).unwrap() {
+        seen.push(n.id);
+    }
+    assert_eq!(seen.len(), 600);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 600);
+    // A query at a cut-off node still gets that node, from the exhaustive end.
+    assert!(seen.contains(&3));
+}
+
+#[test]
+fn an_empty_graph_yields_nothing_and_a_single_node_itself() {
+    let mut mem = Mem {
+        metric: Metric::L2,
+        vectors: vec![],
+        lists: vec![],
+    };
+    assert!(Scan::new(&[1.0, 2.0], 40)
+        .next(&mut mem, None)
+        .unwrap()
+        .is_none());
+    let (mut mem, entry) = build(Metric::L2, vec![vec![1.0, 2.0]], &Params::default(), 1);
+    let mut scan = Scan::new(&[0.0, 0.0], 40);
+    assert_eq!(scan.next(&mut mem, entry).unwrap().map(|n| n.id), Some(0));
+    assert!(scan.next(&mut mem, entry).unwrap().is_none());
+}
+
+#[test]
+fn a_selective_filter_never_makes_results_short() {
+    let (data, queries) = data_and_queries(8, 2000, 30, 12, 20, 0.5);
+    let (mut mem, entry) = build(Metric::Cosine, data, &Params::default(), 4);
+    let mut total = 0.0;
+    for q in &queries {
+        // 2% of the rows pass.
+        let keep = |id: u32| id % 50 == 7;
+        let got = scan_k(&mut mem, entry, q, 10, 40, keep);
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|&id| keep(id)));
+        total += recall(&got, &exact(&mem, q, 10, keep));
+        // Three rows pass: all three come back.
+        let few = |id: u32| id == 5 || id == 777 || id == 1999;
+        let mut got = scan_k(&mut mem, entry, q, 10, 40, few);
+        got.sort();
+        assert_eq!(got, vec![5, 777, 1999]);
+    }
+    assert!(
+        total / queries.len() as f64 >= 0.9,
+        "filtered recall {}",
+        total / queries.len() as f64
+    );
+}
+
+#[test]
+fn repair_unlinks_deleted_nodes_and_search_stays_good() {
+    let p = Params::default();
+    let (data, queries) = data_and_queries(12, 2000, 50, 16, 20, 0.3);
+    let (mut mem, _) = build(Metric::L2, data, &p, 6);
+    let mut rng = Rng(44);
+    let deleted: HashSet<u32> = (0..2000u32).filter(|_| rng.unit() < 0.25).collect();
+    let is_deleted = |id: u32| deleted.contains(&id);
+    let mut changed = 0;
+    for id in 0..2000u32 {
+        if is_deleted(id) {
+            continue;
+        }
+        for level in 0..mem.lists[id as usize].len() {
+            changed += usize::from(repair(&mut mem, &p, id, level, &is_deleted).unwrap());
+        }
+    }
+    assert!(changed > 0);
+    for id in (0..2000u32).filter(|&id| !is_deleted(id)) {
+        for list in &mem.lists[id as usize] {
+            assert!(
+                list.iter().all(|&n| !is_deleted(n)),
+                "node {id} still links a deleted node"
+            );
+        }
+    }
+    // A new entry point among the live nodes of the top level.
+    let top = (0..2000u32)
+        .filter(|&id| !is_deleted(id))
+        .max_by_key(|&id| mem.lists[id as usize].len())
+        .unwrap();
+    let entry = Some(Entry {
+        id: top,
+        level: mem.lists[top as usize].len() - 1,
+    });
+    let mut total = 0.0;
+    for q in &queries {
+        let live = |id: u32| !deleted.contains(&id);
+        let got = scan_k(&mut mem, entry, q, 10, 40, live);
+        total += recall(&got, &exact(&mem, q, 10, live));
+    }
+    assert!(
+        total / queries.len() as f64 >= 0.95,
+        "recall after repair {}",
+        total / queries.len() as f64
+    );
+}
+
+#[test]
+fn records_round_trip_and_malformed_ones_are_refused() {
+    let p = Params::default();
+    let e = Element {
+        level: 2,
+        heap: ItemId {
+            block: 70_000,
+            offset: 12,
+        },
+        vector: vec![1.5, -2.0, f32::MIN_POSITIVE],
+    };
+    let bytes = record::encode_element(&e).unwrap();
+    assert_eq!(bytes.len(), record::element_len(3));
+    assert_eq!(record::decode_element(&bytes).unwrap(), e);
+    assert_eq!(
+        record::decode_element(&bytes[..bytes.len() - 1]),
+        Err(RecordError::Length)
+    );
+    assert_eq!(
+        record::decode_element(&bytes[..4]),
+        Err(RecordError::Length)
+    );
+    let mut wrong = bytes.to_vec();
+    wrong[0] = 9;
+    assert_eq!(record::decode_element(&wrong), Err(RecordError::Format));
+    let mut high = bytes.to_vec();
+    high[1] = 16;
+    assert_eq!(
+        record::decode_element(&high),
+        Err(RecordError::Inconsistent)
+    );
+
+    let lists = vec![
+        (1..=32)
+            .map(|i| ItemId {
+                block: i,
+                offset: 1,
+            })
+            .collect::<Vec<_>>(),
+        vec![ItemId {
+            block: 9,
+            offset: 3,
+        }],
+        vec![],
+    ];
+    let bytes = record::encode_neighbours(&p, &lists).unwrap();
+    assert_eq!(bytes.len(), record::neighbours_len(&p, 2));
+    assert_eq!(record::decode_neighbours(&p, &bytes).unwrap(), lists);
+    // A count above the level's slots, a wrong length, too many levels.
+    let mut over = bytes.to_vec();
+    over[2..4].copy_from_slice(&33u16.to_le_bytes());
+    assert_eq!(
+        record::decode_neighbours(&p, &over),
+        Err(RecordError::Inconsistent)
+    );
+    assert_eq!(
+        record::decode_neighbours(&p, &bytes[..bytes.len() - 6]),
+        Err(RecordError::Length)
+    );
+    let mut levels = bytes.to_vec();
+    levels[1] = 17;
+    assert_eq!(
+        record::decode_neighbours(&p, &levels),
+        Err(RecordError::Inconsistent)
+    );
+    let too_long = vec![(0..33)
+        .map(|i| ItemId {
+            block: i,
+            offset: 1,
+        })
+        .collect::<Vec<_>>()];
+    assert_eq!(
+        record::encode_neighbours(&p, &too_long).err(),
+        Some(RecordError::Inconsistent)
+    );
+}
+
+fn key(algorithm: Algorithm, version: u32) -> DataKey {
+    DataKey::from_bytes(algorithm, version, &crypto::random_bytes::<32>().unwrap())
+}
+
+#[test]
+fn sealed_records_open_only_where_they_were_sealed() {
+    for algorithm in [Algorithm::XChaCha20Poly1305, Algorithm::Aes256Gcm] {
+        let k = key(algorithm, 3);
+        let other_key = key(algorithm, 3);
+        let tenant = TenantId::from_bytes([1; 16]);
+        let index = crypto::random_bytes::<16>().unwrap();
+        let place = Place {
+            index: *index,
+            at: ItemId {
+                block: 4,
+                offset: 2,
+            },
+            kind: Kind::Element,
+        };
+        let e = Element {
+            level: 0,
+            heap: ItemId {
+                block: 1,
+                offset: 1,
+            },
+            vector: vec![0.25; 8],
+        };
+        let plain = record::encode_element(&e).unwrap();
+        let sealed = record::seal(&k, &tenant, &place, &plain).unwrap();
+        assert_eq!(sealed.len(), record::sealed_len(&k, plain.len()));
+        // No plaintext float survives in the sealed bytes.
+        assert!(!sealed.windows(4).any(|w| w == 0.25f32.to_le_bytes()));
+        let opens = |key: &DataKey, tenant: &TenantId, place: &Place, bytes: &[u8]| {
+            record::open(|v| (v == 3).then_some(key), tenant, place, bytes)
+        };
+        assert_eq!(*opens(&k, &tenant, &place, &sealed).unwrap(), *plain);
+
+        let moved = [
+            Place {
+                at: ItemId {
+                    block: 5,
+                    offset: 2,
+                },
+                ..place
+            },
+            Place {
+                at: ItemId {
+                    block: 4,
+                    offset: 3,
+                },
+                ..place
+            },
+            Place {
+                kind: Kind::Neighbours,
+                ..place
+            },
+            Place {
+                index: [0; 16],
+                ..place
+            },
+        ];
+        for p in &moved {
+            assert!(opens(&k, &tenant, p, &sealed).is_err(), "opened at {p:?}");
+        }
+        assert!(opens(&k, &TenantId::from_bytes([2; 16]), &place, &sealed).is_err());
+        assert!(opens(&other_key, &tenant, &place, &sealed).is_err());
+        // A shredded key version: nothing to open with.
+        assert!(record::open(|_| None, &tenant, &place, &sealed).is_err());
+        for i in 0..sealed.len() {
+            let mut flipped = sealed.clone();
+            flipped[i] ^= 0x01;
+            assert!(
+                opens(&k, &tenant, &place, &flipped).is_err(),
+                "bit flip at {i} opened"
+            );
+        }
+        assert!(opens(&k, &tenant, &place, &sealed[..sealed.len() - 1]).is_err());
+        assert!(opens(&k, &tenant, &place, &[]).is_err());
+        // Two seals of one record differ (fresh nonces).
+        assert_ne!(sealed, record::seal(&k, &tenant, &place, &plain).unwrap());
+    }
+}
