@@ -33,6 +33,7 @@ use std::collections::{BinaryHeap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
 
+pub mod memory;
 pub mod record;
 
 #[cfg(test)]
@@ -423,6 +424,14 @@ impl<Id: Copy + Eq + Hash + Ord + Debug> Scan<Id> {
             batch: Vec::new(),
             phase: Phase::Start,
         }
+    }
+
+    /// A scan that yields every node by exact distance (for a graph small enough that walking
+    /// it would not pay).
+    pub fn exact(query: &[f32]) -> Self {
+        let mut scan = Scan::new(query, 1);
+        scan.phase = Phase::Walking;
+        scan
     }
 
     /// The next node, or none when every node of the graph has been yielded. `entry` is the

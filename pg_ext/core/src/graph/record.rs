@@ -12,7 +12,7 @@
 //!
 //! Plaintext layout, integers little-endian:
 //! ```text
-//! element:    format (1) | level (1) | heap block (4) | heap offset (2) | dims (2) | dims x f32
+//! element:    format (1) | level (1) | heap block (4) | heap offset (2) | dims (2) | zero (2) | dims x f32
 //! neighbours: format (1) | levels (1) | per level: count (2) | slots x (block (4) | offset (2))
 //! ```
 //!
@@ -30,7 +30,9 @@ use crate::ids::TenantId;
 use super::Params;
 
 const FORMAT: u8 = 1;
-const ELEMENT_HEAD: usize = 10;
+/// The element record's head, a multiple of 4 so that the vector after it is aligned where
+/// the record is (page items are 8-byte aligned).
+pub const ELEMENT_HEAD: usize = 12;
 const SLOT: usize = 6;
 
 /// A place in a relation: a block and a line pointer (1-based, as PostgreSQL's).
@@ -84,34 +86,42 @@ pub fn encode_element(e: &Element) -> Result<Zeroizing<Vec<u8>>, RecordError> {
     out.extend_from_slice(&e.heap.block.to_le_bytes());
     out.extend_from_slice(&e.heap.offset.to_le_bytes());
     out.extend_from_slice(&(e.vector.len() as u16).to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
     for v in &e.vector {
         out.extend_from_slice(&v.to_le_bytes());
     }
     Ok(out)
 }
 
-pub fn decode_element(bytes: &[u8]) -> Result<Element, RecordError> {
+/// An element record's level and heap row, and its vector's bytes (little-endian f32s), without
+/// copying the vector.
+pub fn element_parts(bytes: &[u8]) -> Result<(u8, ItemId, &[u8]), RecordError> {
     if bytes.len() < ELEMENT_HEAD {
         return Err(RecordError::Length);
     }
     if bytes[0] != FORMAT {
         return Err(RecordError::Format);
     }
-    let level = bytes[1];
     let dims = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
     if bytes.len() != element_len(dims) {
         return Err(RecordError::Length);
     }
-    if usize::from(level) > super::MAX_LEVEL {
+    if usize::from(bytes[1]) > super::MAX_LEVEL || bytes[10..12] != [0, 0] {
         return Err(RecordError::Inconsistent);
     }
+    let heap = ItemId {
+        block: u32::from_le_bytes(bytes[2..6].try_into().expect("4 bytes")),
+        offset: u16::from_le_bytes([bytes[6], bytes[7]]),
+    };
+    Ok((bytes[1], heap, &bytes[ELEMENT_HEAD..]))
+}
+
+pub fn decode_element(bytes: &[u8]) -> Result<Element, RecordError> {
+    let (level, heap, vector) = element_parts(bytes)?;
     Ok(Element {
         level,
-        heap: ItemId {
-            block: u32::from_le_bytes(bytes[2..6].try_into().expect("4 bytes")),
-            offset: u16::from_le_bytes([bytes[6], bytes[7]]),
-        },
-        vector: bytes[ELEMENT_HEAD..]
+        heap,
+        vector: vector
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect(),

@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 
+use super::memory;
 use super::record::{self, Element, ItemId, Kind, Place, RecordError};
 use super::*;
 use crate::crypto::{self, Algorithm, DataKey};
@@ -502,4 +503,104 @@ fn sealed_records_open_only_where_they_were_sealed() {
         // Two seals of one record differ (fresh nonces).
         assert_ne!(sealed, record::seal(&k, &tenant, &place, &plain).unwrap());
     }
+}
+
+#[test]
+fn a_memory_graph_builds_the_same_graph_as_inserts_through_a_store() {
+    let (data, queries) = data_and_queries(31, 1500, 20, 12, 15, 0.4);
+    let p = Params::default();
+    let mut rng = Rng(9);
+    let mut g = memory::MemoryGraph::new(Metric::L2, 12);
+    let mut levels = Vec::new();
+    for (i, v) in data.iter().enumerate() {
+        let level = p.level_for(rng.unit());
+        levels.push(level);
+        g.add(
+            &p,
+            ItemId {
+                block: i as u32 / 10,
+                offset: (i % 10) as u16 + 1,
+            },
+            v,
+            level,
+        );
+    }
+    let (mut mem, entry) = build(Metric::L2, data.clone(), &p, 9);
+    assert_eq!(g.len(), 1500);
+    assert_eq!(g.entry(), entry);
+    for id in 0..1500u32 {
+        assert_eq!(g.lists(id), mem.lists[id as usize].as_slice());
+        assert_eq!(g.vector(id), data[id as usize].as_slice());
+        assert_eq!(
+            g.heap(id),
+            ItemId {
+                block: id / 10,
+                offset: (id % 10) as u16 + 1
+            }
+        );
+    }
+    assert!(g.bytes() >= 1500 * 12 * 4);
+    let g_entry = g.entry();
+    for q in &queries {
+        let mut a = Scan::new(q, 40);
+        let mut b = Scan::new(q, 40);
+        for _ in 0..10 {
+            assert_eq!(
+                a.next(&mut g, g_entry).unwrap().map(|n| n.id),
+                b.next(&mut mem, entry).unwrap().map(|n| n.id)
+            );
+        }
+    }
+}
+
+#[test]
+fn an_exact_scan_yields_every_node_in_exact_order() {
+    let (data, queries) = data_and_queries(2, 300, 5, 6, 3, 1.0);
+    let (mut mem, entry) = build(Metric::Cosine, data, &Params::default(), 3);
+    for q in &queries {
+        let mut scan = Scan::exact(q);
+        let mut got = Vec::new();
+        while let Some(n) = scan.next(&mut mem, entry).unwrap() {
+            got.push(n.id);
+        }
+        assert_eq!(got, exact(&mem, q, 300, |_| true));
+    }
+}
+
+#[test]
+fn nodes_are_placed_whole_on_pages_in_order() {
+    use memory::{item_cost, place};
+    // 3 KB elements and 200-byte lists: two nodes to an 8,160-byte page.
+    let sizes = vec![(3084, 196); 5];
+    let placed = place(sizes.clone(), 7, 8160).unwrap();
+    assert_eq!(
+        placed,
+        vec![
+            ItemId {
+                block: 7,
+                offset: 1
+            },
+            ItemId {
+                block: 7,
+                offset: 3
+            },
+            ItemId {
+                block: 8,
+                offset: 1
+            },
+            ItemId {
+                block: 8,
+                offset: 3
+            },
+            ItemId {
+                block: 9,
+                offset: 1
+            },
+        ]
+    );
+    assert_eq!(item_cost(3084), 3088 + 4);
+    assert_eq!(item_cost(196), 200 + 4);
+    // A node that cannot fit an empty page.
+    assert_eq!(place(vec![(100, 10), (8200, 10)], 1, 8160), Err(1));
+    assert_eq!(place(Vec::<(usize, usize)>::new(), 1, 8160), Ok(vec![]));
 }
