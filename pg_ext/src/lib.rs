@@ -19,6 +19,7 @@ pub extern "C-unwind" fn _PG_init() {
     runtime::master_key::init();
     runtime::xact::init();
     storage::flat::init();
+    storage::hnsw::init();
     runtime::explain_guard::init();
     // SAFETY: a plain read of a PostgreSQL global during library load.
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {

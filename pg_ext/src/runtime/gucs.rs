@@ -39,7 +39,21 @@ pub static JWT_REQUIRE_JTI: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// How long change events are kept for subscribers that resume (`Last-Event-ID`), in seconds.
 pub static EVENT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 
+/// Graphs of an hnsw index with fewer nodes than this are searched exactly (every node of the
+/// key, by distance) rather than walked.
+pub static HNSW_EXACT_BELOW: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 pub fn define() {
+    GucRegistry::define_int_guc(
+        c"sealstore.hnsw_exact_below",
+        c"Searches an hnsw graph with fewer nodes than this exactly instead of walking it.",
+        c"Per key value: a small tenant's rows are scored one by one, a large tenant's graph is walked.",
+        &HNSW_EXACT_BELOW,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // Superuser-only (SUSET): a client with the application role must not be able to relax
     // token checks for its own session.
     GucRegistry::define_string_guc(

@@ -257,7 +257,8 @@ pub fn init() {
     }
 }
 
-/// Hides a table's flat indexes from the planner for a query in which a row-level security
+/// Hides a table's flat indexes (and its hnsw indexes without a key column) from the planner
+/// for a query in which a row-level security
 /// policy (or a security barrier view) filters that table. A flat scan's pass would score the
 /// rows the policy hides before the executor drops them, so its time would follow other
 /// tenants' data, and a vector of other dimensions in another tenant's row would fail the
@@ -287,14 +288,18 @@ unsafe extern "C-unwind" fn get_relation_info(
             return;
         }
         // An index is a flat one when the planner would cost it with this access method's
-        // function.
-        let ours = cost_estimate as unsafe extern "C-unwind" fn(_, _, _, _, _, _, _, _) as usize;
+        // function; an hnsw index without a key column is one graph of every tenant's rows,
+        // which a walk would read in the same way.
+        let flat = cost_estimate as unsafe extern "C-unwind" fn(_, _, _, _, _, _, _, _) as usize;
+        let hnsw = crate::storage::hnsw::COST_ESTIMATE as usize;
         let mut kept: *mut pg_sys::List = std::ptr::null_mut();
         for i in 0..usize::try_from((*list).length).unwrap_or(0) {
             let info = (*(*list).elements.add(i))
                 .ptr_value
                 .cast::<pg_sys::IndexOptInfo>();
-            if (*info).amcostestimate.map(|f| f as usize) != Some(ours) {
+            let am = (*info).amcostestimate.map(|f| f as usize);
+            let shared_graph = am == Some(hnsw) && (*info).nkeycolumns == 1;
+            if am != Some(flat) && !shared_graph {
                 kept = pg_sys::lappend(kept, info.cast());
             }
         }

@@ -1,0 +1,32 @@
+-- hnsw: the approximate index (see storage/hnsw/mod.rs and docs/sql.md, "The hnsw index"),
+-- with pgvector's operator class names, and one graph per value of a leading key column.
+CREATE FUNCTION @extschema@.hnsw_handler(internal) RETURNS index_am_handler
+    AS 'MODULE_PATHNAME', 'hnsw_handler' LANGUAGE C STRICT;
+
+CREATE ACCESS METHOD hnsw TYPE INDEX HANDLER @extschema@.hnsw_handler;
+COMMENT ON ACCESS METHOD hnsw IS 'approximate nearest-neighbour search over a vector column, one graph per key value';
+
+-- One distance per operator class; its strategy number tells the index which (as flat's).
+CREATE OPERATOR CLASS @extschema@.vector_l2_ops
+    DEFAULT FOR TYPE @extschema@.vector USING hnsw AS
+        OPERATOR 1 @extschema@.<-> (@extschema@.vector, @extschema@.vector) FOR ORDER BY pg_catalog.float_ops;
+CREATE OPERATOR CLASS @extschema@.vector_ip_ops
+    FOR TYPE @extschema@.vector USING hnsw AS
+        OPERATOR 2 @extschema@.<#> (@extschema@.vector, @extschema@.vector) FOR ORDER BY pg_catalog.float_ops;
+CREATE OPERATOR CLASS @extschema@.vector_cosine_ops
+    FOR TYPE @extschema@.vector USING hnsw AS
+        OPERATOR 3 @extschema@.<=> (@extschema@.vector, @extschema@.vector) FOR ORDER BY pg_catalog.float_ops;
+CREATE OPERATOR CLASS @extschema@.vector_l1_ops
+    FOR TYPE @extschema@.vector USING hnsw AS
+        OPERATOR 4 @extschema@.<+> (@extschema@.vector, @extschema@.vector) FOR ORDER BY pg_catalog.float_ops;
+
+-- The key column: a graph per value, found by equality.
+CREATE OPERATOR CLASS @extschema@.uuid_hnsw_ops
+    DEFAULT FOR TYPE pg_catalog.uuid USING hnsw AS
+        OPERATOR 1 pg_catalog.= (pg_catalog.uuid, pg_catalog.uuid);
+CREATE OPERATOR CLASS @extschema@.int4_hnsw_ops
+    DEFAULT FOR TYPE pg_catalog.int4 USING hnsw AS
+        OPERATOR 1 pg_catalog.= (pg_catalog.int4, pg_catalog.int4);
+CREATE OPERATOR CLASS @extschema@.int8_hnsw_ops
+    DEFAULT FOR TYPE pg_catalog.int8 USING hnsw AS
+        OPERATOR 1 pg_catalog.= (pg_catalog.int8, pg_catalog.int8);
