@@ -9,7 +9,6 @@ import random
 import secrets
 import signal
 import threading
-import time
 
 import keys
 import psycopg

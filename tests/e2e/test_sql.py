@@ -54,9 +54,10 @@ def test_app_role_cannot_reach_key_settings_or_escalate(app, sql, sqlstate):
 def test_settings_listing_hides_key_settings_from_app(app):
     rows = app.execute(
         "SELECT name FROM pg_settings WHERE name LIKE 'sealstore.%' ORDER BY name").fetchall()
-    # Only the (non-secret) token-check and feed settings are visible; no master key setting.
-    assert rows == [("sealstore.event_retention",), ("sealstore.jwt_audience",), ("sealstore.jwt_issuer",),
-                    ("sealstore.jwt_leeway",), ("sealstore.jwt_require_jti",)]
+    # Only the (non-secret) token-check, feed and index settings are visible; no master key
+    # setting.
+    assert rows == [("sealstore.event_retention",), ("sealstore.hnsw_exact_below",), ("sealstore.jwt_audience",),
+                    ("sealstore.jwt_issuer",), ("sealstore.jwt_leeway",), ("sealstore.jwt_require_jti",)]
 
 
 def test_superuser_sees_the_key_path_but_not_the_key(admin_url):
