@@ -1,7 +1,7 @@
 -- hnsw: the approximate index (see storage/hnsw/mod.rs and docs/sql.md, "The hnsw index"),
 -- with pgvector's operator class names, and one graph per value of a leading key column.
 CREATE FUNCTION @extschema@.hnsw_handler(internal) RETURNS index_am_handler
-    AS 'MODULE_PATHNAME', 'hnsw_handler' LANGUAGE C STRICT;
+    AS 'MODULE_PATHNAME', 'sealstore_hnsw_handler' LANGUAGE C STRICT;
 
 CREATE ACCESS METHOD hnsw TYPE INDEX HANDLER @extschema@.hnsw_handler;
 COMMENT ON ACCESS METHOD hnsw IS 'approximate nearest-neighbour search over a vector column, one graph per key value';

@@ -5,6 +5,29 @@
 
 BENCH_CLUSTER=bench
 BENCH_REPLICA_CLUSTER=bench-replica
+PGVECTOR_VERSION=0.8.6
+
+# pgvector, the reference of `bench hnsw`, built from the vendored release source once (skipped
+# when that version is installed). Its type is public.vector, so it could share a database with
+# Sealstore, but its access method is also named hnsw: it gets a database of its own.
+install_pgvector() {
+    local libdir sharedir src
+    libdir=$("$PG_CONFIG" --pkglibdir)
+    sharedir=$("$PG_CONFIG" --sharedir)
+    if [ -f "$libdir/vector.so" ] && [ -f "$sharedir/extension/vector--$PGVECTOR_VERSION.sql" ]; then
+        return 0
+    fi
+    src=${SEALSTORE_VENDOR_DIR:-$REPO/../shared/vendor}/pgvector-$PGVECTOR_VERSION.tar.gz
+    [ -f "$src" ] || die "pgvector's release source is not at $src (set SEALSTORE_VENDOR_DIR to its directory)"
+    say "Building pgvector $PGVECTOR_VERSION from $src (under a minute)"
+    apt_install make gcc
+    mkdir -p "$STATE/build"
+    rm -rf "$STATE/build/pgvector-$PGVECTOR_VERSION"
+    tar -xzf "$src" -C "$STATE/build" || die "unpacking $src failed"
+    { make -C "$STATE/build/pgvector-$PGVECTOR_VERSION" -j2 PG_CONFIG="$PG_CONFIG" \
+        && make -C "$STATE/build/pgvector-$PGVECTOR_VERSION" install PG_CONFIG="$PG_CONFIG"; } \
+        > "$STATE/logs/pgvector-build.log" 2>&1 || die "building pgvector failed (see $STATE/logs/pgvector-build.log)"
+}
 
 # The bench cluster holds the vector benchmark's tables (about 3 GB) in shared buffers, as a
 # dedicated vector store would; the setting is applied on every run (the cluster may be older).
@@ -16,10 +39,10 @@ bench_settings() {
 }
 
 # `bench` runs all and writes BENCHMARKS.md; `bench encryption`, `bench auth`, `bench replicas`, `bench vectors`,
-# `bench gateway`, `bench events` or `bench load` runs one (and rewrites BENCHMARKS.md with the others' last figures).
+# `bench gateway`, `bench events`, `bench hnsw` or `bench load` runs one (and rewrites BENCHMARKS.md with the others' last figures).
 cmd_bench() {
     local which=$1
-    case "$which" in all|encryption|auth|replicas|vectors|gateway|events|load) ;; *) die "unknown benchmark '$which' (all, encryption, auth, replicas, vectors, gateway, events, load)" ;; esac
+    case "$which" in all|encryption|auth|replicas|vectors|gateway|events|hnsw|load) ;; *) die "unknown benchmark '$which' (all, encryption, auth, replicas, vectors, gateway, events, hnsw, load)" ;; esac
     setup_machine
     install_extension
     if [ "$which" = all ] || [ "$which" = gateway ] || [ "$which" = events ] || [ "$which" = load ] || [ "$which" = replicas ]; then
@@ -92,6 +115,19 @@ cmd_bench() {
         "$(gateway_local_url "$BENCH_CLUSTER" sealstore_bench)" "$GATEWAY_BIN" "$PG_BINDIR/pgbench" "$(command -v wrk)" "$REPO/tests/bench/results/gateway.md" \
         || die "the gateway benchmark failed"
     fi
+    if [ "$which" = all ] || [ "$which" = hnsw ]; then
+    say "Benchmark: the hnsw index against pgvector's (clustered 100,000 x 768 and GloVe 400,000 x 50; about 20 minutes)"
+    mkdir -p "$STATE/logs"
+    install_pgvector
+    python_venv "$REPO/tests/bench/requirements.txt" "$STATE/bench-venv"
+    cluster_psql "$BENCH_CLUSTER" postgres -c 'DROP DATABASE IF EXISTS sealstore_bench_pgvector' \
+        -c 'CREATE DATABASE sealstore_bench_pgvector'
+    cluster_psql "$BENCH_CLUSTER" sealstore_bench_pgvector -c 'CREATE EXTENSION vector'
+    "$STATE/bench-venv/bin/python" "$REPO/tests/bench/hnsw.py" \
+        "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$(superuser_url "$BENCH_CLUSTER" sealstore_bench_pgvector)" \
+        "$REPO/tests/bench/results/hnsw.md" \
+        || die "the hnsw benchmark failed"
+    fi
     if [ "$which" = all ] || [ "$which" = events ]; then
     say "Benchmark: change events, commit to delivery and writes with 1,000 subscribers (about 3 minutes)"
     cluster_roles "$BENCH_CLUSTER" sealstore_bench
@@ -103,5 +139,5 @@ cmd_bench() {
     say "Writing BENCHMARKS.md"
     "$STATE/venv/bin/python" "$REPO/tests/bench/report.py" "$REPO/tests/bench/results" \
         "$REPO/BENCHMARKS.md" "$("$PG_BINDIR/postgres" --version)" || die "writing BENCHMARKS.md failed"
-    say "Results in BENCHMARKS.md and tests/bench/results/ (encryption, auth, replicas, vectors, gateway, events, load)"
+    say "Results in BENCHMARKS.md and tests/bench/results/ (encryption, auth, replicas, vectors, gateway, events, hnsw, load)"
 }

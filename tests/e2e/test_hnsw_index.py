@@ -125,13 +125,13 @@ def test_the_isolation_policy_gives_the_key_and_a_shared_graph_is_not_used_under
     with psycopg.connect(admin_url) as su:
         sql = f"SELECT id, tenant FROM {name} ORDER BY v <-> %s LIMIT 10"
 
-        def as_app():
+        def as_app(seqscan="off"):
             # The application's role, in a transaction whose own scan counts the superuser
             # reads after (EXPLAIN is refused under a policy, by design).
             su.execute("SET LOCAL ROLE sealstore_app_user")
             su.execute("SET LOCAL search_path = public, sealstore")
             su.execute("SET LOCAL app.tenant = '2'")
-            su.execute("SET LOCAL enable_seqscan = off")
+            su.execute(f"SET LOCAL enable_seqscan = {seqscan}")
             rows = su.execute(sql, (q,)).fetchall()
             su.execute("RESET ROLE")
             return rows
@@ -149,6 +149,13 @@ def test_the_isolation_policy_gives_the_key_and_a_shared_graph_is_not_used_under
         rows = as_app()
         assert len(rows) == 10 and {t for _, t in rows} == {2}
         assert scans(f"{name}_shared") == 0
+        su.rollback()
+        # A graph per key, under a policy on another column: no key value, so not this index.
+        db.execute(f"DROP INDEX {name}_shared")
+        db.execute(f"CREATE INDEX {name}_by_id ON {name} USING hnsw (id, v)")
+        rows = as_app(seqscan="on")
+        assert len(rows) == 10 and {t for _, t in rows} == {2}
+        assert scans(f"{name}_by_id") == 0
         su.rollback()
 
 

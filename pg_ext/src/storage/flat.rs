@@ -314,7 +314,10 @@ unsafe extern "C-unwind" fn get_relation_info(
 ///
 /// # Safety
 /// `root` is the planner state of the relation being planned.
-unsafe fn filtered_by_policy(root: *mut pg_sys::PlannerInfo, mut relid: pg_sys::Index) -> bool {
+pub(crate) unsafe fn filtered_by_policy(
+    root: *mut pg_sys::PlannerInfo,
+    mut relid: pg_sys::Index,
+) -> bool {
     // SAFETY: the RTE and append-relation arrays cover every index of this query level.
     unsafe {
         loop {

@@ -89,10 +89,14 @@ pub fn init() {
     }
 }
 
-/// The index AM handler: what `CREATE ACCESS METHOD hnsw` names.
+/// The index AM handler: what `CREATE ACCESS METHOD hnsw` names. Its C name is not pgvector's
+/// `hnsw_handler`, so that both libraries can be loaded in one backend (pgvector in another
+/// database of the cluster).
 #[pg_guard]
 #[no_mangle]
-pub extern "C-unwind" fn hnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub extern "C-unwind" fn sealstore_hnsw_handler(
+    _fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     let mut am = unsafe {
         // SAFETY: a zeroed node of the right size, tagged as PostgreSQL's makeNode does.
         PgBox::<pg_sys::IndexAmRoutine>::alloc_node(pg_sys::NodeTag::T_IndexAmRoutine)
@@ -132,9 +136,9 @@ pub extern "C-unwind" fn hnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> pg_s
     am.into_pg().into()
 }
 
-/// The V1 calling convention record of `hnsw_handler`.
+/// The V1 calling convention record of `sealstore_hnsw_handler`.
 #[no_mangle]
-pub extern "C" fn pg_finfo_hnsw_handler() -> &'static pg_sys::Pg_finfo_record {
+pub extern "C" fn pg_finfo_sealstore_hnsw_handler() -> &'static pg_sys::Pg_finfo_record {
     const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
     &V1
 }
@@ -794,7 +798,13 @@ unsafe extern "C-unwind" fn cost_estimate(
         let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let info = (*path).indexinfo;
-        if (*path).indexorderbys.is_null() {
+        // A keyed index under a row-level security policy serves only a query that names one
+        // key value (`start` refuses others): without a condition on the key column the path
+        // is ranked last, so the query gets the plan it would get without the index.
+        let keyless_under_policy = (*info).nkeycolumns == 2
+            && !key_condition((*path).indexclauses)
+            && crate::storage::flat::filtered_by_policy(root, (*(*info).rel).relid);
+        if (*path).indexorderbys.is_null() || keyless_under_policy {
             *startup = 2.0 * pg_sys::disable_cost;
             *total = *startup;
         } else {
@@ -810,6 +820,25 @@ unsafe extern "C-unwind" fn cost_estimate(
         *selectivity = costs.indexSelectivity;
         *correlation = 0.0;
         *pages = costs.numIndexPages;
+    }
+}
+
+/// Whether the path's index conditions include one on the key column (the first).
+///
+/// # Safety
+/// `clauses` is a path's list of IndexClause nodes.
+unsafe fn key_condition(clauses: *mut pg_sys::List) -> bool {
+    if clauses.is_null() {
+        return false;
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        (0..usize::try_from((*clauses).length).unwrap_or(0)).any(|i| {
+            let clause = (*(*clauses).elements.add(i))
+                .ptr_value
+                .cast::<pg_sys::IndexClause>();
+            (*clause).indexcol == 0
+        })
     }
 }
 
