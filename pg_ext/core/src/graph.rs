@@ -29,7 +29,11 @@
 //! extension does not index NaN vectors or zero vectors under cosine).
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashSet as HashSet;
+
+use crate::distance::{self, Metric};
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -38,6 +42,53 @@ pub mod record;
 
 #[cfg(test)]
 mod tests;
+
+/// How a graph compares vectors: a score that orders as the metric's distance does, cheaper to
+/// compute. L2 compares squared distances (no square root); cosine compares the negated dot
+/// product of vectors normalised once, when they enter the graph (and the query, when a scan
+/// starts), as pgvector does; inner product and L1 are their own distances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub metric: Metric,
+}
+
+impl Space {
+    pub fn new(metric: Metric) -> Self {
+        Space { metric }
+    }
+
+    /// The vector as the graph keeps it: normalised for cosine (none for a zero vector, which
+    /// has no cosine distance), as it is otherwise.
+    pub fn prepare(&self, v: &[f32]) -> Option<Vec<f32>> {
+        if self.metric != Metric::Cosine {
+            return Some(v.to_vec());
+        }
+        let norm = f64::from(distance::inner_product(v, v)).sqrt();
+        if norm == 0.0 || !norm.is_finite() {
+            return None;
+        }
+        Some(v.iter().map(|x| (f64::from(*x) / norm) as f32).collect())
+    }
+
+    /// The score of two prepared vectors (smaller is nearer).
+    pub fn score(&self, a: &[f32], b: &[f32]) -> f64 {
+        let k = distance::selected();
+        match self.metric {
+            Metric::L2 => f64::from((k.l2_squared)(a, b)),
+            Metric::Cosine | Metric::InnerProduct => -f64::from((k.dot)(a, b)),
+            Metric::L1 => f64::from((k.l1)(a, b)),
+        }
+    }
+
+    /// The metric's distance for a score.
+    pub fn distance(&self, score: f64) -> f64 {
+        match self.metric {
+            Metric::L2 => score.max(0.0).sqrt(),
+            Metric::Cosine => (1.0 + score).clamp(0.0, 2.0),
+            Metric::InnerProduct | Metric::L1 => score,
+        }
+    }
+}
 
 /// The highest level a node can have. With `m = 2` a level above 15 has odds below 1 in 30,000;
 /// for pgvector's default `m = 16`, below 1 in 10^18.
@@ -237,7 +288,7 @@ fn descend<S: Store>(
     };
     let mut level = entry.level;
     while level > down_to {
-        let mut visited = HashSet::new();
+        let mut visited = HashSet::default();
         at = search_level(store, query, &[at], 1, level, &mut visited)?[0];
         level -= 1;
     }
@@ -296,7 +347,8 @@ pub fn insert<S: Store>(
     };
     let mut from = vec![descend(store, vector, entry, level.min(entry.level))?];
     for lc in (0..=level.min(entry.level)).rev() {
-        let mut visited = HashSet::from([id]);
+        let mut visited = HashSet::default();
+        visited.insert(id);
         let found = search_level(
             store,
             vector,
@@ -367,7 +419,8 @@ pub fn repair<S: Store>(
     if !list.iter().any(|&n| deleted(n)) {
         return Ok(false);
     }
-    let mut seen = HashSet::from([id]);
+    let mut seen = HashSet::default();
+    seen.insert(id);
     let mut candidates = Vec::new();
     for n in list {
         let mut consider = vec![n];
@@ -418,7 +471,7 @@ impl<Id: Copy + Eq + Hash + Ord + Debug> Scan<Id> {
         Scan {
             query: query.to_vec(),
             beam: ef_search.max(1),
-            visited: HashSet::new(),
+            visited: HashSet::default(),
             frontier: BinaryHeap::new(),
             found: BinaryHeap::new(),
             batch: Vec::new(),

@@ -7,12 +7,11 @@
 use std::convert::Infallible;
 
 use super::record::ItemId;
-use super::{insert, Entry, Params, Store};
-use crate::distance::Metric;
+use super::{insert, Entry, Params, Space, Store};
 
 /// The nodes of one key's graph, by insertion order (their ids).
 pub struct MemoryGraph {
-    metric: Metric,
+    space: Space,
     dims: usize,
     vectors: Vec<f32>,
     heap: Vec<ItemId>,
@@ -22,9 +21,9 @@ pub struct MemoryGraph {
 }
 
 impl MemoryGraph {
-    pub fn new(metric: Metric, dims: usize) -> Self {
+    pub fn new(space: Space, dims: usize) -> Self {
         MemoryGraph {
-            metric,
+            space,
             dims,
             vectors: Vec::new(),
             heap: Vec::new(),
@@ -34,7 +33,8 @@ impl MemoryGraph {
         }
     }
 
-    /// Adds the row `heap` with `vector` (of the graph's dims) on `level`, linked in.
+    /// Adds the row `heap` with `vector` (of the graph's dims, prepared for its space) on
+    /// `level`, linked in.
     pub fn add(&mut self, params: &Params, heap: ItemId, vector: &[f32], level: usize) -> u32 {
         assert_eq!(
             vector.len(),
@@ -91,11 +91,11 @@ impl Store for MemoryGraph {
     type Error = Infallible;
 
     fn distance(&mut self, query: &[f32], id: u32) -> Result<f64, Infallible> {
-        Ok(self.metric.distance(query, self.vector(id)))
+        Ok(self.space.score(query, self.vector(id)))
     }
 
     fn distance_between(&mut self, a: u32, b: u32) -> Result<f64, Infallible> {
-        Ok(self.metric.distance(self.vector(a), self.vector(b)))
+        Ok(self.space.score(self.vector(a), self.vector(b)))
     }
 
     fn neighbours(&mut self, id: u32, level: usize) -> Result<Vec<u32>, Infallible> {

@@ -510,7 +510,7 @@ fn a_memory_graph_builds_the_same_graph_as_inserts_through_a_store() {
     let (data, queries) = data_and_queries(31, 1500, 20, 12, 15, 0.4);
     let p = Params::default();
     let mut rng = Rng(9);
-    let mut g = memory::MemoryGraph::new(Metric::L2, 12);
+    let mut g = memory::MemoryGraph::new(Space::new(Metric::L2), 12);
     let mut levels = Vec::new();
     for (i, v) in data.iter().enumerate() {
         let level = p.level_for(rng.unit());
@@ -603,4 +603,83 @@ fn nodes_are_placed_whole_on_pages_in_order() {
     // A node that cannot fit an empty page.
     assert_eq!(place(vec![(100, 10), (8200, 10)], 1, 8160), Err(1));
     assert_eq!(place(Vec::<(usize, usize)>::new(), 1, 8160), Ok(vec![]));
+}
+
+#[test]
+#[ignore]
+fn timing_build() {
+    let (data, queries) = data_and_queries(1, 50_000, 200, 50, 500, 0.5);
+    let p = Params::default();
+    let mut rng = Rng(3);
+    let t = std::time::Instant::now();
+    let space = Space::new(Metric::Cosine);
+    let mut g = memory::MemoryGraph::new(space, 50);
+    for (i, v) in data.iter().enumerate() {
+        g.add(
+            &p,
+            ItemId {
+                block: i as u32,
+                offset: 1,
+            },
+            &space.prepare(v).unwrap(),
+            p.level_for(rng.unit()),
+        );
+    }
+    eprintln!("build {:?}", t.elapsed());
+    let e = g.entry();
+    let t = std::time::Instant::now();
+    for q in &queries {
+        let q = space.prepare(q).unwrap();
+        let mut s = Scan::new(&q, 40);
+        for _ in 0..10 {
+            s.next(&mut g, e).unwrap();
+        }
+    }
+    eprintln!("200 queries {:?}", t.elapsed());
+}
+
+#[test]
+fn a_space_scores_in_the_metrics_order_and_gives_back_its_distances() {
+    let mut rng = Rng(17);
+    for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct, Metric::L1] {
+        let space = Space::new(metric);
+        let q: Vec<f32> = (0..24).map(|_| rng.gauss()).collect();
+        let vs: Vec<Vec<f32>> = (0..200)
+            .map(|_| (0..24).map(|_| rng.gauss()).collect())
+            .collect();
+        let pq = space.prepare(&q).unwrap();
+        let mut by_score: Vec<(f64, usize)> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (space.score(&pq, &space.prepare(v).unwrap()), i))
+            .collect();
+        let mut by_distance: Vec<(f64, usize)> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (metric.distance(&q, v), i))
+            .collect();
+        by_score.sort_by(|a, b| a.0.total_cmp(&b.0));
+        by_distance.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(
+            by_score.iter().map(|x| x.1).collect::<Vec<_>>(),
+            by_distance.iter().map(|x| x.1).collect::<Vec<_>>(),
+            "{metric:?}"
+        );
+        for (s, d) in by_score.iter().zip(&by_distance) {
+            assert!(
+                (space.distance(s.0) - d.0).abs() < 1e-4 * d.0.abs().max(1.0),
+                "{metric:?}: {} vs {}",
+                space.distance(s.0),
+                d.0
+            );
+        }
+    }
+    let cosine = Space::new(Metric::Cosine);
+    assert_eq!(cosine.prepare(&[0.0, 0.0]), None);
+    let n = cosine.prepare(&[3.0, 4.0]).unwrap();
+    assert!((n[0] - 0.6).abs() < 1e-7 && (n[1] - 0.8).abs() < 1e-7);
+    assert_eq!(
+        Space::new(Metric::L2).prepare(&[3.0, 4.0]),
+        Some(vec![3.0, 4.0])
+    );
 }

@@ -6,16 +6,15 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 
 use pgrx::pg_sys;
-use sealstore_core::distance::Metric;
 use sealstore_core::graph::record::{self, ItemId};
-use sealstore_core::graph::{Params, Store};
+use sealstore_core::graph::{Params, Space, Store};
 
 use super::pages::{damaged, Index};
 
 pub struct Disk<'a> {
     pub index: &'a Index,
     pub params: Params,
-    pub metric: Metric,
+    pub space: Space,
     /// The graph's first node page.
     pub head: pg_sys::BlockNumber,
     /// Vectors read so far, for an insert's or a repair's repeated distances between nodes.
@@ -28,13 +27,13 @@ impl<'a> Disk<'a> {
     pub fn writer(
         index: &'a Index,
         params: Params,
-        metric: Metric,
+        space: Space,
         head: pg_sys::BlockNumber,
     ) -> Self {
         Disk {
             index,
             params,
-            metric,
+            space,
             head,
             cache: HashMap::new(),
             keep_vectors: true,
@@ -45,12 +44,12 @@ impl<'a> Disk<'a> {
     pub fn reader(
         index: &'a Index,
         params: Params,
-        metric: Metric,
+        space: Space,
         head: pg_sys::BlockNumber,
     ) -> Self {
         Disk {
             keep_vectors: false,
-            ..Disk::writer(index, params, metric, head)
+            ..Disk::writer(index, params, space, head)
         }
     }
 
@@ -89,19 +88,19 @@ impl<'a> Disk<'a> {
     }
 }
 
-/// `query`'s distance to the vector in `bytes` (little-endian f32s).
-fn distance_to(metric: Metric, query: &[f32], bytes: &[u8]) -> f64 {
+/// `query`'s score against the vector in `bytes` (little-endian f32s).
+fn distance_to(space: Space, query: &[f32], bytes: &[u8]) -> f64 {
     if bytes.len() != 4 * query.len() {
         damaged("a vector of other dimensions");
     }
     match bytemuck::try_cast_slice::<u8, f32>(bytes) {
-        Ok(v) if cfg!(target_endian = "little") => metric.distance(query, v),
+        Ok(v) if cfg!(target_endian = "little") => space.score(query, v),
         _ => {
             let v: Vec<f32> = bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
                 .collect();
-            metric.distance(query, &v)
+            space.score(query, &v)
         }
     }
 }
@@ -112,22 +111,22 @@ impl Store for Disk<'_> {
 
     fn distance(&mut self, query: &[f32], id: ItemId) -> Result<f64, Infallible> {
         if self.keep_vectors {
-            let metric = self.metric;
-            return Ok(metric.distance(query, self.vector(id)));
+            let space = self.space;
+            return Ok(space.score(query, self.vector(id)));
         }
-        let metric = self.metric;
+        let space = self.space;
         Ok(self
             .index
             .with_item(id, |bytes, _| match record::element_parts(bytes) {
-                Ok((_, _, v)) => distance_to(metric, query, v),
+                Ok((_, _, v)) => distance_to(space, query, v),
                 Err(_) => damaged("an element record does not decode"),
             }))
     }
 
     fn distance_between(&mut self, a: ItemId, b: ItemId) -> Result<f64, Infallible> {
         let va = self.vector(a).to_vec();
-        let metric = self.metric;
-        let d = metric.distance(&va, self.vector(b));
+        let space = self.space;
+        let d = space.score(&va, self.vector(b));
         if !self.keep_vectors {
             self.cache.clear();
         }

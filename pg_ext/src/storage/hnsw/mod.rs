@@ -26,7 +26,7 @@ use pgrx::PgMemoryContexts;
 use sealstore_core::distance::Metric;
 use sealstore_core::graph::memory::{place, MemoryGraph};
 use sealstore_core::graph::record::{self, Element, ItemId};
-use sealstore_core::graph::{self, Entry, Near, Params};
+use sealstore_core::graph::{self, Entry, Near, Params, Space};
 
 use self::disk::Disk;
 use self::pages::{damaged, Index, Meta};
@@ -279,13 +279,9 @@ fn params_from(meta: &Meta) -> Params {
         .unwrap_or_else(|_| damaged("options out of range"))
 }
 
-/// A vector to index, or none (NULL, or zero under cosine).
-fn indexable(value: Option<&[f32]>, metric: Metric) -> Option<&[f32]> {
-    let v = value?;
-    if metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
-        return None;
-    }
-    Some(v)
+/// A vector as its graph keeps it, or none (NULL, or zero under cosine).
+fn indexable(value: Option<&[f32]>, space: Space) -> Option<Vec<f32>> {
+    space.prepare(value?)
 }
 
 fn random_level(params: &Params) -> usize {
@@ -325,7 +321,7 @@ fn check_dims(index: &Index, meta: &mut Meta, dims: usize) {
 /// Inserts one row's node into its key's graph on disk.
 fn insert_on_disk(index: &Index, meta: &Meta, key: &[u8; 16], heap: ItemId, v: &[f32]) {
     let params = params_from(meta);
-    let metric = metric_of(meta.strategy);
+    let space = Space::new(metric_of(meta.strategy));
     index.lock_key(key, false);
     let (dir_at, _) = index.find_or_add(key);
     let level = random_level(&params);
@@ -338,7 +334,7 @@ fn insert_on_disk(index: &Index, meta: &Meta, key: &[u8; 16], heap: ItemId, v: &
     let neighbours = record::encode_neighbours(&params, &vec![Vec::new(); level + 1]).or_damaged();
     let id = index.append_node(dir_at, &element, &neighbours);
     let dir = index.entry_at(dir_at);
-    let mut disk = Disk::writer(index, params, metric, dir.head);
+    let mut disk = Disk::writer(index, params, space, dir.head);
     let entry = dir.entry().map(|(id, level)| Entry { id, level });
     let Ok(entry) = graph::insert(&mut disk, &params, entry, id, v, level);
     index.update_entry(dir_at, |e| {
@@ -364,7 +360,7 @@ struct Build {
     shape: Shape,
     meta: Meta,
     params: Params,
-    metric: Metric,
+    space: Space,
     graphs: Vec<([u8; 16], MemoryGraph)>,
     bytes: usize,
     limit: usize,
@@ -387,7 +383,7 @@ impl Build {
             Some(i) => i,
             None => {
                 self.graphs
-                    .push((key, MemoryGraph::new(self.metric, v.len())));
+                    .push((key, MemoryGraph::new(self.space, v.len())));
                 self.graphs.len() - 1
             }
         };
@@ -522,7 +518,7 @@ unsafe extern "C-unwind" fn build(
             shape,
             meta: idx.meta(),
             params,
-            metric: metric_of(strategy),
+            space: Space::new(metric_of(strategy)),
             graphs: Vec::new(),
             bytes: 0,
             limit: usize::try_from(pg_sys::maintenance_work_mem).unwrap_or(65536) * 1024,
@@ -577,8 +573,8 @@ unsafe extern "C-unwind" fn build_row(
             *values.add(shape.vector_att),
             *isnull.add(shape.vector_att),
         );
-        if let Some(v) = indexable(value.as_ref().map(|v| v.0), state.metric) {
-            state.add(key, heap_item(&*tid), v);
+        if let Some(v) = indexable(value.as_ref().map(|v| v.0), state.space) {
+            state.add(key, heap_item(&*tid), &v);
         }
         pg_sys::MemoryContextSwitchTo(old);
         pg_sys::MemoryContextReset(state.row_cx);
@@ -657,11 +653,14 @@ unsafe extern "C-unwind" fn insert(
             *values.add(shape.vector_att),
             *isnull.add(shape.vector_att),
         );
-        let Some(v) = indexable(value.as_ref().map(|v| v.0), metric_of(meta.strategy)) else {
+        let Some(v) = indexable(
+            value.as_ref().map(|v| v.0),
+            Space::new(metric_of(meta.strategy)),
+        ) else {
             return false;
         };
         check_dims(&idx, &mut meta, v.len());
-        insert_on_disk(&idx, &meta, &key, heap_item(&*tid), v);
+        insert_on_disk(&idx, &meta, &key, heap_item(&*tid), &v);
         false
     }
 }
@@ -685,14 +684,14 @@ unsafe extern "C-unwind" fn bulk_delete(
         let idx = Index::new((*info).index);
         let meta = idx.meta();
         let params = params_from(&meta);
-        let metric = metric_of(meta.strategy);
+        let space = Space::new(metric_of(meta.strategy));
         let Some(callback) = callback else {
             return stats;
         };
         for (dir_at, dir) in idx.entries() {
             idx.lock_key(&dir.key, false);
             let dir = idx.entry_at(dir_at);
-            let mut disk = Disk::writer(&idx, params, metric, dir.head);
+            let mut disk = Disk::writer(&idx, params, space, dir.head);
             let (live, _) = idx.nodes(dir.head);
             let mut gone = std::collections::HashSet::new();
             for &id in &live {
@@ -879,7 +878,7 @@ struct Scan {
     unordered: Vec<ItemId>,
     null_query: bool,
     params: Option<Params>,
-    metric: Metric,
+    space: Space,
 }
 
 impl Scan {
@@ -890,7 +889,7 @@ impl Scan {
             unordered: Vec::new(),
             null_query: false,
             params: None,
-            metric: Metric::L2,
+            space: Space::new(Metric::L2),
         }
     }
 }
@@ -953,7 +952,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
         let meta = idx.meta();
         let params = params_from(&meta);
         state.params = Some(params);
-        state.metric = metric_of(meta.strategy);
+        state.space = Space::new(metric_of(meta.strategy));
         if (*scan).numberOfOrderBys != 1 {
             unsupported("an hnsw index scan orders by one distance");
         }
@@ -988,28 +987,30 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
             (None, _) => idx.find(&[0; 16]).into_iter().collect(),
             (Some(_), None) => idx.entries(),
         };
-        if order.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+        let query = (order.sk_flags & pg_sys::SK_ISNULL as i32 == 0).then(|| {
+            vector::VectorArg::from_datum(order.sk_argument, false)
+                .expect("a non-null datum")
+                .0
+                .to_vec()
+        });
+        if let Some(q) = &query {
+            if meta.dims != 0 && q.len() != meta.dims as usize {
+                errors::raise(Error::new(
+                    Kind::DataException,
+                    format!("different vector dimensions {} and {}", meta.dims, q.len()),
+                ));
+            }
+        }
+        // A NULL query (or a zero one under cosine) has no distance to any row: every row, in
+        // no order.
+        let Some(query) = query.and_then(|q| state.space.prepare(&q)) else {
             state.null_query = true;
             for (_, dir) in dirs {
                 state.unordered.extend(idx.nodes(dir.head).0);
             }
             state.unordered.reverse();
             return;
-        }
-        let query = vector::VectorArg::from_datum(order.sk_argument, false)
-            .expect("a non-null datum")
-            .0
-            .to_vec();
-        if meta.dims != 0 && query.len() != meta.dims as usize {
-            errors::raise(Error::new(
-                Kind::DataException,
-                format!(
-                    "different vector dimensions {} and {}",
-                    meta.dims,
-                    query.len()
-                ),
-            ));
-        }
+        };
         let ef = ef_search_setting().unwrap_or_else(|e| invalid(e));
         let exact_below = u64::try_from(gucs::HNSW_EXACT_BELOW.get()).unwrap_or(0);
         for (_, dir) in dirs {
@@ -1045,7 +1046,7 @@ unsafe fn next_node(scan: pg_sys::IndexScanDesc, state: &mut Scan) -> Option<Nea
     let params = state.params.expect("started");
     for g in &mut state.graphs {
         if g.peeked.is_none() && !g.done {
-            let mut disk = Disk::reader(&idx, params, state.metric, g.head);
+            let mut disk = Disk::reader(&idx, params, state.space, g.head);
             let Ok(next) = g.scan.next(&mut disk, g.entry);
             g.peeked = next;
             g.done = next.is_none();
@@ -1085,14 +1086,14 @@ unsafe extern "C-unwind" fn get_tuple(
                 }
             } else {
                 match next_node(scan, state) {
-                    Some(n) => (n.id, Some(n.distance)),
+                    Some(n) => (n.id, Some(state.space.distance(n.distance))),
                     None => return false,
                 }
             };
             let Some(params) = params else {
                 return false;
             };
-            let disk = Disk::reader(&idx, params, state.metric, pg_sys::InvalidBlockNumber);
+            let disk = Disk::reader(&idx, params, state.space, pg_sys::InvalidBlockNumber);
             let (heap, _, live) = disk.element(id);
             if !live {
                 continue;
