@@ -4,6 +4,7 @@ cleanly, and key changes committed on the primary (a revocation, a retirement, a
 shred) stop a standby session that has the old state cached as soon as they are replayed."""
 import json
 import os
+import random
 import secrets
 import subprocess
 import threading
@@ -135,6 +136,45 @@ def test_the_flat_index_and_isolation_report_on_a_standby(world, standby_urls):
         # The superuser's own reach is reported, and names the isolated table.
         assert any(sev == "warning" and "public.standby_notes" in (detail or "")
                    for sev, _, detail in report), report
+        assert no_xid(s)
+
+
+def vec(v) -> str:
+    return "[" + ",".join(f"{x:.4f}" for x in v) + "]"
+
+
+def test_the_hnsw_index_replays_on_a_standby(admin_url, standby_urls):
+    """Built, inserted into and vacuumed on the primary (generic WAL records); the standby's
+    scans find what the primary's find."""
+    rng = random.Random(11)
+    name = f"standby_hnsw_{secrets.token_hex(3)}"
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        su.execute("SET search_path = public, sealstore")
+        su.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, tenant int, v vector(8))")
+        su.execute(f"INSERT INTO {name} VALUES (1, 1, %s)", (vec([0] * 8),))
+        with su.cursor() as cur:
+            cur.executemany(f"INSERT INTO {name} VALUES (%s, %s, %s)",
+                            [(i, i % 2, vec([rng.uniform(-1, 1) for _ in range(8)])) for i in range(2, 1500)])
+        su.execute(f"CREATE INDEX ON {name} USING hnsw (tenant, v)")
+        with su.cursor() as cur:
+            cur.executemany(f"INSERT INTO {name} VALUES (%s, %s, %s)",
+                            [(i, i % 2, vec([rng.uniform(-1, 1) for _ in range(8)])) for i in range(1500, 1700)])
+        su.execute(f"DELETE FROM {name} WHERE id % 5 = 0")
+        su.execute(f"VACUUM {name}")
+        sql = f"SELECT id FROM {name} WHERE tenant = 1 ORDER BY v <-> %s LIMIT 2000"
+        q = vec([0.1] * 8)
+        su.execute("SET enable_seqscan = off")
+        su.execute("SET sealstore.hnsw_exact_below = 0")
+        on_primary = [r[0] for r in su.execute(sql, (q,))]
+        assert sorted(on_primary) == [i for i in range(1, 1700) if i % 2 == 1 and i % 5 != 0]
+        wait_for_replay(su, standby_urls[0])
+    with psycopg.connect(standby_urls[0]) as s:
+        s.execute("SET search_path = public, sealstore")
+        s.execute("SET enable_seqscan = off")
+        s.execute("SET sealstore.hnsw_exact_below = 0")
+        plan = "\n".join(r[0] for r in s.execute("EXPLAIN " + sql, (q,)).fetchall())
+        assert f"Index Scan using {name}_tenant_v_idx" in plan, plan
+        assert [r[0] for r in s.execute(sql, (q,))] == on_primary
         assert no_xid(s)
 
 
