@@ -24,9 +24,17 @@ CREATE OPERATOR CLASS @extschema@.vector_l1_ops
 CREATE OPERATOR CLASS @extschema@.uuid_hnsw_ops
     DEFAULT FOR TYPE pg_catalog.uuid USING hnsw AS
         OPERATOR 1 pg_catalog.= (pg_catalog.uuid, pg_catalog.uuid);
+-- Integer keys: one family, so that `key = $1` is a key condition whatever integer type a client
+-- binds (psycopg sends a small int as int2, a large one as int8).
+CREATE OPERATOR FAMILY @extschema@.integer_hnsw_ops USING hnsw;
 CREATE OPERATOR CLASS @extschema@.int4_hnsw_ops
-    DEFAULT FOR TYPE pg_catalog.int4 USING hnsw AS
+    DEFAULT FOR TYPE pg_catalog.int4 USING hnsw FAMILY @extschema@.integer_hnsw_ops AS
         OPERATOR 1 pg_catalog.= (pg_catalog.int4, pg_catalog.int4);
 CREATE OPERATOR CLASS @extschema@.int8_hnsw_ops
-    DEFAULT FOR TYPE pg_catalog.int8 USING hnsw AS
+    DEFAULT FOR TYPE pg_catalog.int8 USING hnsw FAMILY @extschema@.integer_hnsw_ops AS
         OPERATOR 1 pg_catalog.= (pg_catalog.int8, pg_catalog.int8);
+ALTER OPERATOR FAMILY @extschema@.integer_hnsw_ops USING hnsw ADD
+    OPERATOR 1 pg_catalog.= (pg_catalog.int4, pg_catalog.int2),
+    OPERATOR 1 pg_catalog.= (pg_catalog.int4, pg_catalog.int8),
+    OPERATOR 1 pg_catalog.= (pg_catalog.int8, pg_catalog.int2),
+    OPERATOR 1 pg_catalog.= (pg_catalog.int8, pg_catalog.int4);

@@ -12,6 +12,17 @@ hnsw.ef_search in EF_SEARCH, recall@10 against the exact answer (numpy, brute fo
 latency, the two systems taking turns query by query. QPS is 1 / mean latency of a
 client-server round trip (prepared statement, one connection each, same machine).
 
+Tenants: 50 tenants of 100 to 50,000 rows (geometric sizes; TENANT_DIMS dimensions, each
+tenant's rows around clusters of its own) in one table. pgvector has one index on the vector
+and answers `WHERE tenant = $1 ORDER BY v <-> $2 LIMIT 10` with hnsw.iterative_scan off,
+relaxed_order and strict_order; Sealstore has its index with the tenant as key column (one
+graph per tenant, small tenants searched exactly). Per tenant: recall@10 against the exact
+answer among its own rows, the queries that came back short, and p50/p95 latency.
+
+The crossover: for one tenant of each of several sizes, the latency of the exact search of its
+rows against the walk of its graph (sealstore.hnsw_exact_below set either way), which is what
+the default of sealstore.hnsw_exact_below rests on.
+
 Usage: hnsw.py SEALSTORE_URL PGVECTOR_URL RESULTS_MD
 """
 import os
@@ -33,6 +44,11 @@ QUERIES = int(os.environ.get("SEALSTORE_BENCH_HNSW_QUERIES", "200"))
 EF_SEARCH = [40, 80, 120, 200, 400]
 K = 10
 TARGET_RECALL = 0.95
+TENANTS = int(os.environ.get("SEALSTORE_BENCH_TENANTS", "50"))
+TENANT_MAX = int(os.environ.get("SEALSTORE_BENCH_TENANT_MAX", "50000"))
+TENANT_DIMS = 128
+TENANT_QUERIES = 20
+CROSSOVER = [1000, 2000, 5000, 10000, 20000, 50000]
 
 
 def clustered(rows, dims=768, centres=500, seed=1):
@@ -159,6 +175,107 @@ def at_recall(curve, system):
     return None
 
 
+def tenant_sizes():
+    return [round(100 * (TENANT_MAX / 100) ** (i / max(1, TENANTS - 1))) for i in range(TENANTS)]
+
+
+def tenant_data():
+    """Each tenant's rows around 20 centres of its own, and its queries."""
+    rng = np.random.default_rng(3)
+    rows, queries = [], []
+    for size in tenant_sizes():
+        c = rng.uniform(-1, 1, (20, TENANT_DIMS)).astype(np.float32)
+        rows.append(c[rng.integers(0, 20, size)] + rng.normal(0, 0.3, (size, TENANT_DIMS)).astype(np.float32))
+        queries.append(c[rng.integers(0, 20, TENANT_QUERIES)] + rng.normal(0, 0.3, (TENANT_QUERIES, TENANT_DIMS)).astype(np.float32))
+    return rows, queries
+
+
+def copy_tenants(conn, table, rows):
+    dims = rows[0].shape[1]
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {table} (id, tenant, v) FROM STDIN (FORMAT binary)") as copy:
+            copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+            vlen = struct.pack(">ihh", 4 + 4 * dims, dims, 0)
+            chunk, n = [], 0
+            for t, data in enumerate(rows):
+                big = data.astype(">f4")
+                for i in range(len(data)):
+                    chunk.append(struct.pack(">hiiii", 3, 4, n, 4, t) + vlen + big[i].tobytes())
+                    n += 1
+                    if len(chunk) == 2000:
+                        copy.write(b"".join(chunk))
+                        chunk = []
+            copy.write(b"".join(chunk) + struct.pack(">h", -1))
+
+
+def run_tenants(systems):
+    rows, queries = tenant_data()
+    print(f"tenants: {TENANTS} of {min(map(len, rows)):,} to {max(map(len, rows)):,} rows "
+          f"({sum(map(len, rows)):,} x {TENANT_DIMS})", flush=True)
+    offsets = np.cumsum([0] + [len(r) for r in rows])
+    exact = []
+    for t, data in enumerate(rows):
+        scores = (queries[t] ** 2).sum(1)[:, None] - 2 * queries[t] @ data.T + (data ** 2).sum(1)[None, :]
+        top = np.argsort(scores, axis=1)[:, :K] + offsets[t]
+        exact.append([set(r.tolist()) for r in top])
+    built = {}
+    for s in systems:
+        c = s.conn
+        c.execute("DROP TABLE IF EXISTS bench_tenants")
+        c.execute(f"CREATE TABLE bench_tenants (id int, tenant int, v {s.schema}.vector({TENANT_DIMS}))")
+        copy_tenants(c, "bench_tenants", rows)
+        c.execute("VACUUM ANALYZE bench_tenants")
+        c.execute("SET maintenance_work_mem = '4GB'")
+        columns = f"v {s.schema}.vector_l2_ops" if s.name == "pgvector" else f"tenant, v {s.schema}.vector_l2_ops"
+        started = time.monotonic()
+        c.execute(f"CREATE INDEX bench_tenants_idx ON bench_tenants USING hnsw ({columns}) WITH (m = 16, ef_construction = 64)")
+        built[s.name] = time.monotonic() - started
+        c.execute("RESET maintenance_work_mem")
+        c.execute("SELECT pg_prewarm('bench_tenants_idx'), pg_prewarm('bench_tenants')")
+        # The index, not a sequential scan of every tenant's rows, for every tenant size.
+        c.execute("SET enable_seqscan = off")
+        c.execute("SET hnsw.ef_search = 40")
+        print(f"  {s.name}: build {built[s.name]:.1f} s", flush=True)
+    pgv, ours = systems
+    modes = {"pgvector, iterative scan off": (pgv, "off"), "pgvector, relaxed_order": (pgv, "relaxed_order"),
+             "pgvector, strict_order": (pgv, "strict_order"), "Sealstore": (ours, None)}
+    sql = "SELECT id FROM bench_tenants WHERE tenant = %s::int ORDER BY v OPERATOR({}.<->) %s::{}.vector LIMIT 10"
+    per = {m: [] for m in modes}
+    for t in range(TENANTS):
+        got = {m: ([], [], 0) for m in modes}
+        for qi, q in enumerate(queries[t]):
+            order = list(modes.items()) if qi % 2 == 0 else list(modes.items())[::-1]
+            for m, (system, mode) in order:
+                c = system.conn
+                if mode is not None:
+                    c.execute(f"SET hnsw.iterative_scan = {mode}")
+                started = time.perf_counter()
+                ids = {r[0] for r in c.execute(sql.format(system.schema, system.schema), (t, text(q)), prepare=True)}
+                dt = time.perf_counter() - started
+                lat, rec, short = got[m]
+                lat.append(dt * 1000)
+                rec.append(len(ids & exact[t][qi]) / K)
+                got[m] = (lat, rec, short + (len(ids) < K))
+        for m, (lat, rec, short) in got.items():
+            per[m].append({"size": len(rows[t]), "recall": statistics.mean(rec), "short": short,
+                           "p50": statistics.median(lat), "p95": sorted(lat)[int(0.95 * (len(lat) - 1))]})
+    pgv.conn.execute("RESET hnsw.iterative_scan")
+    # The crossover of the exact search and the walk, by tenant size.
+    crossover = []
+    for size in CROSSOVER:
+        t = min(range(TENANTS), key=lambda i: abs(len(rows[i]) - size))
+        times = {"exact": [], "walk": []}
+        for q in queries[t]:
+            for how, threshold in (("exact", 2**31 - 1), ("walk", 0)):
+                ours.conn.execute(f"SET sealstore.hnsw_exact_below = {threshold}")
+                started = time.perf_counter()
+                ours.conn.execute(sql.format("sealstore", "sealstore"), (t, text(q)), prepare=True).fetchall()
+                times[how].append((time.perf_counter() - started) * 1000)
+        crossover.append((len(rows[t]), statistics.median(times["exact"]), statistics.median(times["walk"])))
+    ours.conn.execute("RESET sealstore.hnsw_exact_below")
+    return built, per, crossover
+
+
 def main():
     sealstore_url, pgvector_url, out = sys.argv[1:4]
     systems = [System("pgvector", pgvector_url, "public"), System("sealstore", sealstore_url, "sealstore")]
@@ -167,10 +284,11 @@ def main():
     results["clustered"] = ("L2", data.shape, run(systems, "clustered", data, queries, "l2"))
     data, queries = glove(GLOVE_ROWS)
     results["glove"] = ("cosine", data.shape, run(systems, "glove", data, queries, "cosine"))
-    write(out, results)
+    tenants = run_tenants(systems)
+    write(out, results, tenants)
 
 
-def write(out, results):
+def write(out, results, tenants):
     lines = ["# Approximate search: Sealstore's hnsw against pgvector's", "",
              f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `bash .ci/sealstore bench hnsw`; "
              "the method is in tests/bench/hnsw.py. Both with m = 16, ef_construction = 64, "
@@ -212,6 +330,34 @@ def write(out, results):
         zero = curve[40]["sealstore"]["zero"]
         figures.append(figure(f"{name}: queries with recall 0 at ef_search 40", zero, "queries", "pgvector",
                               curve[40]["pgvector"]["zero"], None, "", "0", zero == 0))
+    built, per, crossover = tenants
+    sizes = [p["size"] for p in per["Sealstore"]]
+    lines += [f"## {len(sizes)} tenants of {min(sizes):,} to {max(sizes):,} rows in one table, "
+              f"{TENANT_DIMS} dimensions, L2", "",
+              f"pgvector: one index on the vector (build {built['pgvector']:.1f} s); Sealstore: "
+              f"`(tenant, v)`, a graph per tenant (build {built['sealstore']:.1f} s). "
+              f"{TENANT_QUERIES} queries per tenant at ef_search 40; short = fewer than {K} rows.", "",
+              "| tenant rows | " + " | ".join(f"{m}: recall, short, p50 / p95 ms" for m in per) + " |",
+              "|---:|" + "---:|" * len(per)]
+    for i, size in enumerate(sizes):
+        cells = [f"{p[i]['recall']:.2f}, {p[i]['short']}, {p[i]['p50']:.2f} / {p[i]['p95']:.2f}" for p in per.values()]
+        lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
+    lines += ["", "Exact search of a tenant's rows against the walk of its graph (median ms):", "",
+              "| tenant rows | exact | walk |", "|---:|---:|---:|"]
+    lines += [f"| {n:,} | {e:.2f} | {w:.2f} |" for n, e, w in crossover]
+    lines.append("")
+    for m, p in per.items():
+        short = sum(x["short"] for x in p)
+        figures.append(figure(f"tenants: queries with short results, {m}", short, "queries", None, None,
+                              None, "", "0" if m == "Sealstore" else "", (short == 0) if m == "Sealstore" else None))
+    worst = min(x["recall"] for x in per["Sealstore"])
+    figures.append(figure("tenants: lowest tenant recall@10, Sealstore", worst, "",
+                          "pgvector, strict_order", min(x["recall"] for x in per["pgvector, strict_order"]),
+                          None, "", ">= 0.95", worst >= 0.95))
+    p95 = statistics.median(x["p95"] for x in per["Sealstore"])
+    p95_ref = statistics.median(x["p95"] for x in per["pgvector, strict_order"])
+    figures.append(figure("tenants: median of the tenants' p95 latency, Sealstore", p95, "ms",
+                          "pgvector, strict_order", p95_ref, p95_ref / p95, "x pgvector's speed"))
     Path(out).write_text("\n".join(lines) + "\n")
     save(out, "Approximate search (hnsw) against pgvector", figures)
 

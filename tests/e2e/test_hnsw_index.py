@@ -111,6 +111,16 @@ def test_a_tenant_gets_its_own_nearest_never_short_and_unmoved_by_another_tenant
                 copy.write_row((10_000 + i, 2, vec([x + rng.gauss(0, 0.01) for x in q])))
     for q, was in zip(queries, before):
         assert top(db, sql, (vec(q),)) == was
+    # The key bound as another integer type (psycopg sends a small int as int2) is still the
+    # key condition, not a filter over every tenant's graph.
+    db.execute("SET enable_seqscan = off")
+    for key in ["1::int2", "1::int8"]:
+        plan = "\n".join(r[0] for r in db.execute(
+            f"EXPLAIN SELECT id FROM {name} WHERE tenant = {key} ORDER BY v <=> %s LIMIT 10", (vec(queries[0]),)))
+        assert "Index Cond: (tenant = " in plan and "Filter" not in plan, plan
+    db.execute("RESET enable_seqscan")
+    assert top(db, f"SELECT id FROM {name} WHERE tenant = %s ORDER BY v <=> %s LIMIT 10", (1, vec(queries[0]))) == before[0]
+    assert top(db, f"SELECT id FROM {name} WHERE tenant = 5000000000 ORDER BY v <=> %s LIMIT 10", (vec(queries[0]),)) == []
 
 
 def test_the_isolation_policy_gives_the_key_and_a_shared_graph_is_not_used_under_it(db, admin_url):

@@ -239,6 +239,35 @@ unsafe fn key_bytes(kind: KeyType, datum: pg_sys::Datum) -> [u8; 16] {
     out
 }
 
+/// The key bytes a scan key's value names, converting a cross-type integer (`int4_col = int8`)
+/// to the column's type; none when no value of the column's type equals it.
+///
+/// # Safety
+/// `datum` is a non-null value of type `subtype` (or of the column's type when it is invalid).
+unsafe fn scan_key_bytes(
+    kind: KeyType,
+    datum: pg_sys::Datum,
+    subtype: pg_sys::Oid,
+) -> Option<[u8; 16]> {
+    let value: i64 = match subtype {
+        pg_sys::INT2OID => i64::from(datum.value() as i16),
+        pg_sys::INT4OID => i64::from(datum.value() as i32),
+        pg_sys::INT8OID => datum.value() as i64,
+        // SAFETY: per the contract: a value of the column's own type.
+        _ => return Some(unsafe { key_bytes(kind, datum) }),
+    };
+    match kind {
+        KeyType::Int4 => {
+            let v = i32::try_from(value).ok()?;
+            // SAFETY: an int4 datum by value.
+            Some(unsafe { key_bytes(kind, pg_sys::Datum::from(v)) })
+        }
+        // SAFETY: an int8 datum by value.
+        KeyType::Int8 => Some(unsafe { key_bytes(kind, pg_sys::Datum::from(value)) }),
+        KeyType::Uuid => None,
+    }
+}
+
 /// The strategy of the vector column's operator class (which distance it orders by).
 ///
 /// # Safety
@@ -970,7 +999,10 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
             let Some(kind) = shape.key else {
                 damaged("a key qual on an index without a key column");
             };
-            let value = key_bytes(kind, k.sk_argument);
+            let Some(value) = scan_key_bytes(kind, k.sk_argument, k.sk_subtype) else {
+                // An integer no key of the column's type can equal.
+                return;
+            };
             if key.is_some_and(|other| other != value) {
                 return;
             }
