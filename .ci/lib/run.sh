@@ -5,6 +5,27 @@
 DEV_CLUSTER=dev
 DEV_DB=sealstore
 
+# The memory settings docs/operations.md recommends for a vector workload, from this machine's
+# memory: shared_buffers a quarter of it (a vector store's rows and indexes stay in memory),
+# effective_cache_size three quarters, maintenance_work_mem a sixteenth up to 2 GB (index
+# builds in memory). Written once, into the dev cluster's postgresql.conf; an operator's
+# later edits are kept.
+memory_settings() {
+    local conf=$1 kib
+    as_pg_user grep -q '^# --- Sealstore memory' "$conf" && return 0
+    kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+    [ -n "$kib" ] || return 0
+    {
+        echo ""
+        echo "# --- Sealstore memory (written once by .ci/sealstore run; edit freely) ---"
+        echo "shared_buffers = '$((kib / 4 / 1024))MB'"
+        echo "effective_cache_size = '$((kib * 3 / 4 / 1024))MB'"
+        local mwm=$((kib / 16 / 1024))
+        [ "$mwm" -gt 2048 ] && mwm=2048
+        echo "maintenance_work_mem = '${mwm}MB'"
+    } | as_pg_user tee -a "$conf" >/dev/null
+}
+
 cmd_run() {
     local pg_port=${SEALSTORE_PG_PORT:-25329}
     local listen=${SEALSTORE_GATEWAY_LISTEN:-127.0.0.1:8080}
@@ -19,6 +40,7 @@ cmd_run() {
     trap 'exit 143' TERM
 
     cluster_init "$DEV_CLUSTER"
+    memory_settings "$(cluster_dir "$DEV_CLUSTER")/data/postgresql.conf"
     cluster_start "$DEV_CLUSTER" "$pg_port"
     STOP_CLUSTER=$CLUSTER_STARTED
     cluster_prepare_db "$DEV_CLUSTER" "$DEV_DB"
