@@ -295,6 +295,28 @@ fn descend<S: Store>(
     Ok(at)
 }
 
+/// Where a scan's walk of level 0 starts: the greedy descent to level 1, then a beam of `ef`
+/// on level 1, whose nodes all become starting points. Level 1 holds about one node in `m`,
+/// spread over the whole graph, so a beam there reaches the query's region even when the
+/// greedy descent alone would land in a neighbouring cluster that few links leave (the way
+/// HNSW loses whole clusters of well-separated data).
+fn starts<S: Store>(
+    store: &mut S,
+    query: &[f32],
+    entry: Entry<S::Id>,
+    ef: usize,
+) -> Result<Vec<Near<S::Id>>, S::Error> {
+    if entry.level == 0 {
+        return Ok(vec![Near {
+            distance: store.distance(query, entry.id)?,
+            id: entry.id,
+        }]);
+    }
+    let top = descend(store, query, entry, 1)?;
+    let mut visited = HashSet::default();
+    search_level(store, query, &[top], ef, 1, &mut visited)
+}
+
 /// Of `candidates` (nearest to `base` first), the at most `m` that `base` links to: each kept
 /// only if nearer to `base` than to any kept before it, then the slots left filled with the
 /// nearest of those passed over.
@@ -504,10 +526,11 @@ impl<Id: Copy + Eq + Hash + Ord + Debug> Scan<Id> {
                         self.phase = Phase::Done;
                         continue;
                     };
-                    let start = descend(store, &self.query, entry, 0)?;
-                    self.visited.insert(start.id);
-                    self.frontier.push(Reverse(start));
-                    self.found.push(Reverse(start));
+                    for start in starts(store, &self.query, entry, self.beam)? {
+                        self.visited.insert(start.id);
+                        self.frontier.push(Reverse(start));
+                        self.found.push(Reverse(start));
+                    }
                     self.phase = Phase::Walking;
                     self.walk(store)?;
                 }

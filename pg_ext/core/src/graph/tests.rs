@@ -202,6 +202,23 @@ fn clustered_data_is_found_with_high_recall_and_no_query_misses_its_cluster() {
 }
 
 #[test]
+fn tight_well_separated_clusters_are_all_reached() {
+    // 100 clusters of 30 points, each far from every other: the case where a greedy descent
+    // lands in the wrong cluster and a small beam never leaves it.
+    let (data, queries) = data_and_queries(41, 3000, 100, 16, 100, 0.05);
+    for seed in 0..3 {
+        let (mut mem, entry) = build(Metric::L2, data.clone(), &Params::default(), seed);
+        for q in &queries {
+            let got = scan_k(&mut mem, entry, q, 10, 10, |_| true);
+            assert!(
+                recall(&got, &exact(&mem, q, 10, |_| true)) > 0.0,
+                "seed {seed}: a cluster was not reached"
+            );
+        }
+    }
+}
+
+#[test]
 fn neighbour_lists_stay_within_their_bounds_and_never_name_the_node_itself() {
     let p = Params::new(4, 16).unwrap();
     let (mem, _) = build(Metric::L2, clustered(&mut Rng(3), 800, 8, 10, 0.5), &p, 5);

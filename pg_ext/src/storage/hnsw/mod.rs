@@ -654,6 +654,10 @@ unsafe extern "C-unwind" fn build_empty(index: pg_sys::Relation) {
         pages::write_meta(page, meta);
         x.finish();
         pg_sys::UnlockReleaseBuffer(buf);
+        // The relation is unlogged, so the generic record wrote no WAL; the init fork must be
+        // logged all the same (crash recovery resets the index from it). It locks the page
+        // itself.
+        pg_sys::log_newpage_range(index, pg_sys::ForkNumber::INIT_FORKNUM, 0, 1, true);
     }
 }
 
