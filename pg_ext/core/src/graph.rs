@@ -63,7 +63,7 @@ impl Space {
         if self.metric != Metric::Cosine {
             return Some(v.to_vec());
         }
-        let norm = f64::from(distance::inner_product(v, v)).sqrt();
+        let norm = distance::inner_product(v, v).sqrt();
         if norm == 0.0 || !norm.is_finite() {
             return None;
         }

@@ -623,39 +623,6 @@ fn nodes_are_placed_whole_on_pages_in_order() {
 }
 
 #[test]
-#[ignore]
-fn timing_build() {
-    let (data, queries) = data_and_queries(1, 50_000, 200, 50, 500, 0.5);
-    let p = Params::default();
-    let mut rng = Rng(3);
-    let t = std::time::Instant::now();
-    let space = Space::new(Metric::Cosine);
-    let mut g = memory::MemoryGraph::new(space, 50);
-    for (i, v) in data.iter().enumerate() {
-        g.add(
-            &p,
-            ItemId {
-                block: i as u32,
-                offset: 1,
-            },
-            &space.prepare(v).unwrap(),
-            p.level_for(rng.unit()),
-        );
-    }
-    eprintln!("build {:?}", t.elapsed());
-    let e = g.entry();
-    let t = std::time::Instant::now();
-    for q in &queries {
-        let q = space.prepare(q).unwrap();
-        let mut s = Scan::new(&q, 40);
-        for _ in 0..10 {
-            s.next(&mut g, e).unwrap();
-        }
-    }
-    eprintln!("200 queries {:?}", t.elapsed());
-}
-
-#[test]
 fn a_space_scores_in_the_metrics_order_and_gives_back_its_distances() {
     let mut rng = Rng(17);
     for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct, Metric::L1] {
