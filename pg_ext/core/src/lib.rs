@@ -16,6 +16,8 @@ pub mod master_key;
 pub mod names;
 pub mod readahead;
 pub mod replay;
+#[cfg(test)]
+mod test_rng;
 pub mod topk;
 pub mod vector;
 

@@ -1,26 +1,6 @@
 use super::*;
 
-/// A small deterministic generator (splitmix64): test inputs, not keys.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-scale, scale).
-    fn float(&mut self, scale: f32) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-    }
-
-    fn vector(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.float(scale)).collect()
-    }
-}
+use crate::test_rng::Rng;
 
 fn lengths() -> Vec<usize> {
     let mut v: Vec<usize> = (0..=70).collect();
