@@ -53,50 +53,26 @@ fn metric_of(strategy: pg_sys::StrategyNumber) -> Metric {
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn flat_handler(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let mut am = unsafe {
-        // SAFETY: a zeroed node of the right size, tagged as PostgreSQL's makeNode does.
-        PgBox::<pg_sys::IndexAmRoutine>::alloc_node(pg_sys::NodeTag::T_IndexAmRoutine)
-    };
-    am.amstrategies = 4;
-    am.amsupport = 0;
-    am.amoptsprocnum = 0;
-    am.amcanorder = false;
-    am.amcanorderbyop = true;
-    am.amcanbackward = false;
-    am.amcanunique = false;
-    am.amcanmulticol = false;
-    am.amoptionalkey = true;
-    am.amsearcharray = false;
-    am.amsearchnulls = false;
-    am.amstorage = false;
-    am.amclusterable = false;
-    am.ampredlocks = false;
-    am.amcanparallel = false;
-    am.amcaninclude = false;
-    am.amusemaintenanceworkmem = false;
-    am.amparallelvacuumoptions = 0;
-    am.amkeytype = pg_sys::InvalidOid;
-
-    am.ambuild = Some(build);
-    am.ambuildempty = Some(build_empty);
-    am.aminsert = Some(insert);
-    am.ambulkdelete = Some(bulk_delete);
-    am.amvacuumcleanup = Some(vacuum_cleanup);
-    am.amcostestimate = Some(cost_estimate);
-    am.amoptions = Some(options);
-    am.amvalidate = Some(validate);
-    am.ambeginscan = Some(begin_scan);
-    am.amrescan = Some(rescan);
-    am.amgettuple = Some(get_tuple);
-    am.amendscan = Some(end_scan);
-    am.into_pg().into()
+    crate::storage::index_am::distance_ordered(false, false, |am| {
+        am.ambuild = Some(build);
+        am.ambuildempty = Some(build_empty);
+        am.aminsert = Some(insert);
+        am.ambulkdelete = Some(bulk_delete);
+        am.amvacuumcleanup = Some(vacuum_cleanup);
+        am.amcostestimate = Some(cost_estimate);
+        am.amoptions = Some(options);
+        am.amvalidate = Some(validate);
+        am.ambeginscan = Some(begin_scan);
+        am.amrescan = Some(rescan);
+        am.amgettuple = Some(get_tuple);
+        am.amendscan = Some(end_scan);
+    })
 }
 
 /// The V1 calling convention record of `flat_handler`.
 #[no_mangle]
 pub extern "C" fn pg_finfo_flat_handler() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
+    &crate::storage::index_am::FINFO_V1
 }
 
 fn unsupported(message: &'static str) -> ! {
@@ -541,7 +517,7 @@ unsafe fn pass(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
 
 /// Whether row-level security filters the current user's reads of table `relid` or of any
 /// table it inherits from: a partition is filtered by its root's policy, not its own.
-fn under_policy(relid: pg_sys::Oid) -> bool {
+pub(crate) fn under_policy(relid: pg_sys::Oid) -> bool {
     // SAFETY: a plain call with a valid relation id (the scan's heap).
     let own = unsafe { pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true) };
     own == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32

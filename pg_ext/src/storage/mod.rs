@@ -7,6 +7,7 @@ pub mod flat;
 pub mod heap;
 pub mod hnsw;
 pub mod ids;
+pub mod index_am;
 pub mod jsonb;
 pub mod pages;
 pub mod vector;

@@ -427,31 +427,58 @@ impl Index {
                 }
                 pg_sys::UnlockReleaseBuffer(buf);
             }
+            let bytes = std::slice::from_raw_parts(std::ptr::from_ref(&entry).cast::<u8>(), size);
+            let (block, off) = self.chain_page(KIND_DIRECTORY, tail, &[bytes], 0, |page, block| {
+                let m = pg_sys::PageGetContents(page).cast::<Meta>();
+                let mut mv = std::ptr::read_unaligned(m);
+                extend_chain(&mut mv.directory_head, &mut mv.directory_tail, block);
+                std::ptr::write_unaligned(m, mv);
+            });
+            (ItemId { block, offset: off }, entry)
+        }
+    }
+
+    /// A new page of `kind` after `tail`, the last page of a chain (none for an empty chain),
+    /// holding `items`; `ends` records it as the chain's end in the page of block `holder` (the
+    /// metapage or a directory page), all in one generic WAL record. Returns the new block and
+    /// its first item's line.
+    ///
+    /// # Safety
+    /// `holder` holds the chain's ends; `ends` changes that page only.
+    unsafe fn chain_page(
+        &self,
+        kind: u16,
+        tail: pg_sys::BlockNumber,
+        items: &[&[u8]],
+        holder: pg_sys::BlockNumber,
+        ends: impl FnOnce(pg_sys::Page, pg_sys::BlockNumber),
+    ) -> (pg_sys::BlockNumber, u16) {
+        // SAFETY: per the contract; every buffer is exclusively locked while it is registered
+        // (the new one first: no other backend knows it yet).
+        unsafe {
             let new = self.extend();
             let block = pg_sys::BufferGetBlockNumber(new);
             let old = (tail != pg_sys::InvalidBlockNumber).then(|| self.read(tail, true));
-            let meta = self.read(0, true);
+            let held = self.read(holder, true);
             let mut x = Xlog::start(self.rel);
             let page = x.page(new, true);
-            init_page(page, KIND_DIRECTORY);
-            let off = add_item(page, std::ptr::from_ref(&entry).cast(), size);
+            init_page(page, kind);
+            let first = items
+                .iter()
+                .map(|item| add_item(page, item.as_ptr(), item.len()))
+                .min()
+                .unwrap_or(pg_sys::InvalidOffsetNumber);
             if let Some(old) = old {
                 (*opaque(x.page(old, false))).next = block;
             }
-            let m = pg_sys::PageGetContents(x.page(meta, false)).cast::<Meta>();
-            let mut mv = std::ptr::read_unaligned(m);
-            if mv.directory_head == pg_sys::InvalidBlockNumber {
-                mv.directory_head = block;
-            }
-            mv.directory_tail = block;
-            std::ptr::write_unaligned(m, mv);
+            ends(x.page(held, false), block);
             x.finish();
-            pg_sys::UnlockReleaseBuffer(meta);
+            pg_sys::UnlockReleaseBuffer(held);
             if let Some(old) = old {
                 pg_sys::UnlockReleaseBuffer(old);
             }
             pg_sys::UnlockReleaseBuffer(new);
-            (ItemId { block, offset: off }, entry)
+            (block, first)
         }
     }
 
@@ -515,33 +542,19 @@ impl Index {
                 }
                 pg_sys::UnlockReleaseBuffer(buf);
             }
-            let new = self.extend();
-            let block = pg_sys::BufferGetBlockNumber(new);
-            let old =
-                (entry.tail != pg_sys::InvalidBlockNumber).then(|| self.read(entry.tail, true));
-            let dirbuf = self.read(dir.block, true);
-            let mut x = Xlog::start(self.rel);
-            let page = x.page(new, true);
-            init_page(page, KIND_NODES);
-            let at = add_item(page, element.as_ptr(), element.len());
-            add_item(page, neighbours.as_ptr(), neighbours.len());
-            if let Some(old) = old {
-                (*opaque(x.page(old, false))).next = block;
-            }
-            let dpage = x.page(dirbuf, false);
-            let p = item_ptr(dpage, dir.offset, std::mem::size_of::<DirEntry>()).cast::<DirEntry>();
-            let mut e = std::ptr::read_unaligned(p);
-            if e.head == pg_sys::InvalidBlockNumber {
-                e.head = block;
-            }
-            e.tail = block;
-            std::ptr::write_unaligned(p, e);
-            x.finish();
-            pg_sys::UnlockReleaseBuffer(dirbuf);
-            if let Some(old) = old {
-                pg_sys::UnlockReleaseBuffer(old);
-            }
-            pg_sys::UnlockReleaseBuffer(new);
+            let (block, at) = self.chain_page(
+                KIND_NODES,
+                entry.tail,
+                &[element, neighbours],
+                dir.block,
+                |page, block| {
+                    let p = item_ptr(page, dir.offset, std::mem::size_of::<DirEntry>())
+                        .cast::<DirEntry>();
+                    let mut e = std::ptr::read_unaligned(p);
+                    extend_chain(&mut e.head, &mut e.tail, block);
+                    std::ptr::write_unaligned(p, e);
+                },
+            );
             ItemId { block, offset: at }
         }
     }
@@ -628,6 +641,18 @@ impl Index {
         }
         (live, dead)
     }
+}
+
+/// Makes `block` the end of the chain `head`..`tail` (and its start if it was empty).
+fn extend_chain(
+    head: &mut pg_sys::BlockNumber,
+    tail: &mut pg_sys::BlockNumber,
+    block: pg_sys::BlockNumber,
+) {
+    if *head == pg_sys::InvalidBlockNumber {
+        *head = block;
+    }
+    *tail = block;
 }
 
 /// The space an item of `len` bytes takes on a page, line pointer included.

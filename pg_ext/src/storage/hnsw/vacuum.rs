@@ -1,0 +1,110 @@
+//! VACUUM of an hnsw index: the nodes of removed rows marked dead, their neighbours relinked,
+//! the entry point moved off a dead node.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use sealstore_core::graph::record::ItemId;
+use sealstore_core::graph::{self, Space};
+
+use super::disk::Disk;
+use super::pages::Index;
+use super::*;
+
+/// VACUUM: marks the nodes of removed rows deleted, relinks their neighbours, and moves the
+/// entry point off a deleted node.
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn bulk_delete(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+    callback: pg_sys::IndexBulkDeleteCallback,
+    callback_state: *mut std::ffi::c_void,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    // SAFETY: VACUUM passes the open index and the callback that says which TIDs are gone.
+    unsafe {
+        let stats = if stats.is_null() {
+            PgBox::<pg_sys::IndexBulkDeleteResult>::alloc0().into_pg()
+        } else {
+            stats
+        };
+        let idx = Index::new((*info).index);
+        let meta = idx.meta();
+        let params = params_from(&meta);
+        let space = Space::new(metric_of(meta.strategy));
+        let Some(callback) = callback else {
+            return stats;
+        };
+        for (dir_at, dir) in idx.entries() {
+            idx.lock_key(&dir.key, false);
+            let dir = idx.entry_at(dir_at);
+            let mut disk = Disk::writer(&idx, params, space, dir.head);
+            let (live, _) = idx.nodes(dir.head);
+            let mut gone = std::collections::HashSet::new();
+            for &id in &live {
+                let (heap, _, _) = disk.element(id);
+                let mut tid = crate::storage::heap::tid(heap.block, heap.offset);
+                if callback(&mut tid, callback_state) {
+                    gone.insert(id);
+                }
+            }
+            if !gone.is_empty() {
+                let deleted = |id: ItemId| gone.contains(&id);
+                let mut top: Option<(ItemId, usize)> = None;
+                for &id in &live {
+                    if deleted(id) {
+                        continue;
+                    }
+                    let (_, level, _) = disk.element(id);
+                    for l in 0..=level {
+                        let Ok(_) = graph::repair(&mut disk, &params, id, l, &deleted);
+                    }
+                    if top.is_none_or(|(_, t)| level > t) {
+                        top = Some((id, level));
+                    }
+                    pg_sys::vacuum_delay_point();
+                }
+                let mut by_block: std::collections::BTreeMap<u32, Vec<u16>> = Default::default();
+                for id in &gone {
+                    by_block.entry(id.block).or_default().push(id.offset);
+                }
+                for (block, offsets) in by_block {
+                    idx.mark_dead(block, &offsets);
+                }
+                let entry_gone = dir.entry().is_some_and(|(at, _)| deleted(at));
+                idx.update_entry(dir_at, |e| {
+                    e.nodes = (live.len() - gone.len()) as u64;
+                    if entry_gone {
+                        e.set_entry(top);
+                    }
+                });
+                (*stats).tuples_removed += gone.len() as f64;
+            }
+            (*stats).num_index_tuples += (live.len() - gone.len()) as f64;
+            idx.lock_key(&dir.key, true);
+        }
+        (*stats).num_pages = idx.blocks();
+        stats
+    }
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn vacuum_cleanup(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    // SAFETY: VACUUM passes the open index; `stats` is null or what bulk_delete returned.
+    unsafe {
+        if (*info).analyze_only {
+            return stats;
+        }
+        if !stats.is_null() {
+            return stats;
+        }
+        let stats = PgBox::<pg_sys::IndexBulkDeleteResult>::alloc0().into_pg();
+        let idx = Index::new((*info).index);
+        for (_, dir) in idx.entries() {
+            (*stats).num_index_tuples += dir.nodes as f64;
+        }
+        (*stats).num_pages = idx.blocks();
+        stats
+    }
+}
