@@ -38,3 +38,18 @@ ALTER OPERATOR FAMILY @extschema@.integer_hnsw_ops USING hnsw ADD
     OPERATOR 1 pg_catalog.= (pg_catalog.int4, pg_catalog.int8),
     OPERATOR 1 pg_catalog.= (pg_catalog.int8, pg_catalog.int2),
     OPERATOR 1 pg_catalog.= (pg_catalog.int8, pg_catalog.int4);
+
+-- search()'s graphs: one per collection over sealstore.documents, each with its collection's
+-- distance and dimensions (kept in the graph's directory entry), so these operator classes
+-- name no operator: no query orders by them, search() walks the graphs itself. The sealed one
+-- opens each encrypted embedding with its tenant's key (the tenant and the document id, which
+-- the envelope is bound to, are its INCLUDE columns) and keeps its graph sealed with that key.
+CREATE OPERATOR CLASS @extschema@.collection_vector_ops
+    FOR TYPE @extschema@.vector USING hnsw AS STORAGE @extschema@.vector;
+CREATE OPERATOR CLASS @extschema@.collection_sealed_ops
+    FOR TYPE bytea USING hnsw AS STORAGE bytea;
+CREATE INDEX documents_graph ON @extschema@.documents
+    USING hnsw (collection_id, embedding @extschema@.collection_vector_ops);
+CREATE INDEX documents_sealed_graph ON @extschema@.documents
+    USING hnsw (collection_id, sealed_embedding @extschema@.collection_sealed_ops)
+    INCLUDE (tenant_id, id);

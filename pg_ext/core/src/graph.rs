@@ -94,6 +94,11 @@ impl Space {
 /// for pgvector's default `m = 16`, below 1 in 10^18.
 pub const MAX_LEVEL: usize = 15;
 
+/// A graph that grows by single inserts keeps its nodes unlinked (and is scanned exactly) until
+/// it has this many, then links them all at once: a tenant's first thousand rows cost an
+/// append each, not a walk each (a graph built by CREATE INDEX is linked whatever its size).
+pub const LINK_AT: u64 = 1000;
+
 /// Bounds of the options, as pgvector's.
 pub const M_RANGE: (usize, usize) = (2, 100);
 pub const EF_CONSTRUCTION_RANGE: (usize, usize) = (4, 1000);

@@ -20,7 +20,8 @@ use crate::runtime::context;
 use crate::runtime::errors::{self, edge, spi, Error, Result};
 use crate::runtime::owner::{self, as_owner, changed_rows, owner_row};
 use crate::runtime::{feed, keycache};
-use crate::storage::collection_scan::{self, Column, Hit};
+use crate::storage::collection_scan::{self, Column, Hit, Rows};
+use crate::storage::hnsw::collections::Walk;
 use crate::storage::ids::Uuid as _;
 use crate::storage::jsonb::Jsonb;
 use crate::storage::vector::{Vector, VectorArg};
@@ -38,6 +39,11 @@ fn bound_context(label: &[u8], id: &DocumentId) -> Vec<u8> {
     out.extend_from_slice(label);
     out.extend_from_slice(id.as_bytes());
     out
+}
+
+/// What the sealed embedding of document `id` is bound to (also where the hnsw index opens it).
+pub(crate) fn embedding_context(id: &[u8; 16]) -> Vec<u8> {
+    bound_context(EMBEDDING_CONTEXT, &DocumentId::from_bytes(*id))
 }
 
 fn require_object(value: &Jsonb, what: &'static str) -> Result<()> {
@@ -359,6 +365,12 @@ pub fn nearest(collection: &str, query: &[f32], k: i32, filter: Option<Jsonb>) -
     };
     let metric = coll.metric;
     let k = usize::try_from(k).expect("k is from 1 to 1000");
+    // A collection whose graph has grown past `sealstore.hnsw_exact_below` nodes is walked;
+    // the rows the walk offers are scored exactly, as every row of a smaller one is.
+    let rows = || match Walk::open(&tenant, &coll.id, coll.encrypted, query, k) {
+        Some(walk) => Rows::Graph(walk),
+        None => Rows::All,
+    };
     if coll.encrypted {
         // Each row's id is written into the context's tail before its envelope is opened.
         let mut context = bound_context(EMBEDDING_CONTEXT, &DocumentId::from_bytes([0; 16]));
@@ -369,6 +381,7 @@ pub fn nearest(collection: &str, query: &[f32], k: i32, filter: Option<Jsonb>) -
             &tenant,
             &coll.id,
             Column::SealedEmbedding,
+            rows(),
             filter,
             k,
             |row| {
@@ -389,11 +402,19 @@ pub fn nearest(collection: &str, query: &[f32], k: i32, filter: Option<Jsonb>) -
         )
     } else {
         let mut scratch = Vec::new();
-        collection_scan::top_k(&tenant, &coll.id, Column::Embedding, filter, k, |row| {
-            let stored = crate::storage::vector::stored(row.bytes, &mut scratch)?;
-            crate::storage::vector::same_dims(stored, query)?;
-            Ok(metric.distance(stored, query))
-        })
+        collection_scan::top_k(
+            &tenant,
+            &coll.id,
+            Column::Embedding,
+            rows(),
+            filter,
+            k,
+            |row| {
+                let stored = crate::storage::vector::stored(row.bytes, &mut scratch)?;
+                crate::storage::vector::same_dims(stored, query)?;
+                Ok(metric.distance(stored, query))
+            },
+        )
     }
 }
 

@@ -21,6 +21,7 @@ use sealstore_core::topk::{Offered, Rank, TopK};
 
 use crate::runtime::errors::{self, Error, Kind, OrRaise, Result};
 use crate::storage::heap::{datum, tid_block, varlena_bytes, PageRef, Reader};
+use crate::storage::hnsw::collections::Walk;
 use crate::storage::pages;
 
 /// One row as the scorer sees it.
@@ -80,18 +81,34 @@ fn tid_key(tid: &pg_sys::ItemPointerData) -> (pg_sys::BlockNumber, u16) {
     (tid_block(tid), tid.ip_posid)
 }
 
-/// Scans the rows of `collection` that belong to `tenant`, keeps those whose metadata contains
-/// `filter` (jsonb `@>`) when one is given, scores each with `score`, and returns the `k`
-/// nearest in `ORDER BY distance, id` order. An error `score` returns is raised at once and
-/// stops the scan (the transaction's abort releases the scan's buffer pins and locks).
+/// Where a scan's rows come from.
+pub enum Rows {
+    /// Every row of the collection, through `documents_collection_id`: an exact search.
+    All,
+    /// The collection's graph (`hnsw::collections::Walk`), nearest first: a first batch of
+    /// `first_batch` rows, then more while fewer than `k` of them pass the filter and are
+    /// visible (never short: the walk ends with every node of the graph).
+    Graph(Walk),
+}
+
+/// Scans the rows of `collection` that belong to `tenant` (all of them, or those a walk of
+/// its graph offers), keeps those whose metadata contains `filter` (jsonb `@>`) when one is
+/// given, scores each with `score`, and returns the `k` nearest in `ORDER BY distance, id`
+/// order. An error `score` returns is raised at once and stops the scan (the transaction's
+/// abort releases the scan's buffer pins and locks).
 pub fn top_k(
     tenant: &TenantId,
     collection: &CollectionId,
     column: Column,
+    rows: Rows,
     filter: Option<pg_sys::Datum>,
     k: usize,
     mut score: impl FnMut(&Row<'_>) -> Result<f64>,
 ) -> Result<Vec<Hit>> {
+    let mut walk = match rows {
+        Rows::All => None,
+        Rows::Graph(w) => Some(w),
+    };
     // SAFETY: FFI with the building blocks of an index scan: open the heap and the index under
     // AccessShareLock, collect the TIDs of an index scan with the statement's active snapshot
     // and two equality keys; the reader then visits them page by page. Each row is deformed
@@ -176,6 +193,7 @@ pub fn top_k(
         // the descriptor with fewer attributes; heap_deform_tuple stops at the smaller count.)
         let last = att_id
             .max(att_tenant)
+            .max(att_collection)
             .max(att_value)
             .max(if filter.is_some() { att_metadata } else { 0 });
         let scan_desc = pg_sys::CreateTupleDescCopy((*heap).rd_att);
@@ -189,9 +207,17 @@ pub fn top_k(
         let mut reader = Reader::open(heap, snapshot);
         let mut tids: Vec<pg_sys::ItemPointerData> = Vec::with_capacity(TID_BATCH);
         let mut index_done = false;
+        let mut batch = walk.as_ref().map_or(TID_BATCH, |w| w.first_batch);
         while !index_done {
             tids.clear();
-            while tids.len() < TID_BATCH {
+            if let Some(w) = walk.as_mut() {
+                if top.len() >= k {
+                    break;
+                }
+                index_done = !w.next_batch(batch, &mut tids);
+                batch = (batch * 2).min(TID_BATCH);
+            }
+            while walk.is_none() && tids.len() < TID_BATCH {
                 let tid =
                     pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
                 if tid.is_null() {
@@ -227,6 +253,14 @@ pub fn top_k(
                 let id = &*id.cast_mut_ptr::<[u8; 16]>();
                 if &*row_tenant.cast_mut_ptr::<[u8; 16]>() != tenant.as_bytes() {
                     damaged();
+                }
+                if walk.is_some() {
+                    let Some(row_collection) = value_of(att_collection) else {
+                        damaged()
+                    };
+                    if &*row_collection.cast_mut_ptr::<[u8; 16]>() != collection.as_bytes() {
+                        damaged();
+                    }
                 }
                 // A row of the other kind of collection has no value in this column: the
                 // CHECK constraint makes exactly one of the two columns non-null, and a
@@ -277,6 +311,9 @@ pub fn top_k(
         reader.close();
 
         pg_sys::FreeTupleDesc(scan_desc);
+        if let Some(w) = walk {
+            w.close();
+        }
         pg_sys::index_endscan(scan);
         pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
         pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);

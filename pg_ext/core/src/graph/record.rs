@@ -16,20 +16,32 @@
 //! neighbours: format (1) | levels (1) | per level: count (2) | slots x (block (4) | offset (2))
 //! ```
 //!
-//! A sealed record is the crypto envelope of its plaintext under the tenant's data key, with a
-//! context binding it to the index (a random id made when the index is built), the block and
-//! line pointer it lies at, and which of the two records it is: a record copied to another
-//! place, index, tenant or node, or rewritten under a key version other than its header's, does
-//! not open.
+//! In a sealed graph (`seal_element`, `seal_neighbours`) the vector and the neighbour lists are
+//! crypto envelopes under the tenant's data key, with a context binding each to the index (a
+//! random id made when the index is built), the node's place (block and line) and which of the
+//! two records it is: a record copied to another place, index, tenant or node, or rewritten
+//! under a key version other than its header's, does not open. The element's level and heap row
+//! stay readable, so that VACUUM finds the nodes of removed rows without the tenant's key (also
+//! once the tenant is shredded); they are in the envelope's context, so they cannot be changed
+//! either. What a sealed graph shows is therefore its size, its nodes' levels and which rows
+//! they stand for: not where any vector lies, nor which nodes are near each other.
+//!
+//! ```text
+//! sealed element:    format 2 (1) | level (1) | heap block (4) | heap offset (2) | envelope of dims x f32
+//! sealed neighbours: envelope of the plaintext neighbour record
+//! ```
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{self, CryptoError, DataKey};
+use crate::crypto::{self, Algorithm, CryptoError, DataKey, OpenedF32};
 use crate::ids::TenantId;
 
 use super::Params;
 
 const FORMAT: u8 = 1;
+const FORMAT_SEALED: u8 = 2;
+/// A sealed element record's readable head: format, level, heap row.
+const SEALED_HEAD: usize = 8;
 /// The element record's head, a multiple of 4 so that the vector after it is aligned where
 /// the record is (page items are 8-byte aligned).
 pub const ELEMENT_HEAD: usize = 12;
@@ -114,6 +126,24 @@ pub fn element_parts(bytes: &[u8]) -> Result<(u8, ItemId, &[u8]), RecordError> {
         offset: u16::from_le_bytes([bytes[6], bytes[7]]),
     };
     Ok((bytes[1], heap, &bytes[ELEMENT_HEAD..]))
+}
+
+/// An element record's level and heap row, plaintext or sealed (nothing is opened).
+pub fn element_head(bytes: &[u8]) -> Result<(u8, ItemId), RecordError> {
+    if bytes.len() < SEALED_HEAD {
+        return Err(RecordError::Length);
+    }
+    if bytes[0] != FORMAT && bytes[0] != FORMAT_SEALED {
+        return Err(RecordError::Format);
+    }
+    if usize::from(bytes[1]) > super::MAX_LEVEL {
+        return Err(RecordError::Inconsistent);
+    }
+    let heap = ItemId {
+        block: u32::from_le_bytes(bytes[2..6].try_into().expect("4 bytes")),
+        offset: u16::from_le_bytes([bytes[6], bytes[7]]),
+    };
+    Ok((bytes[1], heap))
 }
 
 pub fn decode_element(bytes: &[u8]) -> Result<Element, RecordError> {
@@ -223,6 +253,110 @@ impl Place {
 /// The length of a sealed record of `plaintext_len` bytes under `key`.
 pub fn sealed_len(key: &DataKey, plaintext_len: usize) -> usize {
     crypto::sealed_len(key.algorithm(), plaintext_len)
+}
+
+/// The length of a sealed element record of `dims` dimensions.
+pub fn sealed_element_len(algorithm: Algorithm, dims: usize) -> usize {
+    SEALED_HEAD + crypto::sealed_len(algorithm, 4 * dims)
+}
+
+/// The length of the sealed neighbour record of a node on `level`.
+pub fn sealed_neighbours_len(algorithm: Algorithm, params: &Params, level: usize) -> usize {
+    crypto::sealed_len(algorithm, neighbours_len(params, level))
+}
+
+/// The context a sealed element's envelope is bound to: its place and its readable head.
+fn element_context(place: &Place, head: &[u8]) -> [u8; 27 + SEALED_HEAD] {
+    let mut c = [0u8; 27 + SEALED_HEAD];
+    c[..27].copy_from_slice(&place.context());
+    c[27..].copy_from_slice(head);
+    c
+}
+
+/// The element record of `e` sealed for the tenant at the node's place (`place.kind` is
+/// `Element`).
+pub fn seal_element(
+    key: &DataKey,
+    tenant: &TenantId,
+    place: &Place,
+    e: &Element,
+) -> Result<Vec<u8>, RecordError> {
+    if usize::from(e.level) > super::MAX_LEVEL
+        || e.vector.len() > usize::from(u16::MAX)
+        || place.kind != Kind::Element
+    {
+        return Err(RecordError::Inconsistent);
+    }
+    let mut out = vec![0u8; sealed_element_len(key.algorithm(), e.vector.len())];
+    out[0] = FORMAT_SEALED;
+    out[1] = e.level;
+    out[2..6].copy_from_slice(&e.heap.block.to_le_bytes());
+    out[6..8].copy_from_slice(&e.heap.offset.to_le_bytes());
+    let context = element_context(place, &out[..SEALED_HEAD]);
+    let plaintext = crypto::f32_plaintext(&e.vector);
+    let (_, body) = out.split_at_mut(SEALED_HEAD);
+    crypto::seal_into(key, tenant, &context, &plaintext, body)?;
+    Ok(out)
+}
+
+/// Opens a sealed element record at `place` into `out` (its vector); `key_for` gives the
+/// tenant's key of the envelope's version, or none if that version is gone (shredded).
+pub fn open_element_into<'k>(
+    key_for: impl FnOnce(u32) -> Option<&'k DataKey>,
+    tenant: &TenantId,
+    place: &Place,
+    bytes: &[u8],
+    out: &mut OpenedF32,
+) -> Result<(), RecordError> {
+    element_head(bytes)?;
+    if bytes[0] != FORMAT_SEALED || place.kind != Kind::Element {
+        return Err(RecordError::Format);
+    }
+    let envelope = &bytes[SEALED_HEAD..];
+    let header = crypto::parse_header(envelope)?;
+    let key = key_for(header.key_version).ok_or(CryptoError::Authentication)?;
+    let context = element_context(place, &bytes[..SEALED_HEAD]);
+    crypto::open_f32_into(key, tenant, &context, envelope, out)?;
+    Ok(())
+}
+
+/// The key version a sealed record (either kind) was sealed under: what a rewrite of it uses
+/// again, so that it keeps its length.
+pub fn sealed_version(bytes: &[u8], kind: Kind) -> Result<u32, RecordError> {
+    let envelope = match kind {
+        Kind::Element => bytes.get(SEALED_HEAD..).ok_or(RecordError::Length)?,
+        Kind::Neighbours => bytes,
+    };
+    Ok(crypto::parse_header(envelope)?.key_version)
+}
+
+/// The neighbour record of `lists` sealed for the tenant at the node's place (`place.kind` is
+/// `Neighbours`).
+pub fn seal_neighbours(
+    key: &DataKey,
+    tenant: &TenantId,
+    place: &Place,
+    params: &Params,
+    lists: &[Vec<ItemId>],
+) -> Result<Vec<u8>, RecordError> {
+    if place.kind != Kind::Neighbours {
+        return Err(RecordError::Inconsistent);
+    }
+    seal(key, tenant, place, &encode_neighbours(params, lists)?)
+}
+
+/// Opens and decodes a sealed neighbour record at `place`.
+pub fn open_neighbours<'k>(
+    key_for: impl FnOnce(u32) -> Option<&'k DataKey>,
+    tenant: &TenantId,
+    place: &Place,
+    params: &Params,
+    bytes: &[u8],
+) -> Result<Vec<Vec<ItemId>>, RecordError> {
+    if place.kind != Kind::Neighbours {
+        return Err(RecordError::Format);
+    }
+    decode_neighbours(params, &open(key_for, tenant, place, bytes)?)
 }
 
 /// Seals a record's plaintext for the tenant, bound to its place.

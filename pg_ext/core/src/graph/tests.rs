@@ -503,6 +503,107 @@ fn sealed_records_open_only_where_they_were_sealed() {
 }
 
 #[test]
+fn sealed_nodes_hide_vectors_and_lists_and_open_only_at_their_place() {
+    let p = Params::default();
+    for algorithm in [Algorithm::XChaCha20Poly1305, Algorithm::Aes256Gcm] {
+        let k = key(algorithm, 2);
+        let tenant = TenantId::from_bytes([7; 16]);
+        let node = ItemId {
+            block: 9,
+            offset: 3,
+        };
+        let at = |kind| Place {
+            index: [5; 16],
+            at: node,
+            kind,
+        };
+        let e = Element {
+            level: 1,
+            heap: ItemId {
+                block: 77,
+                offset: 4,
+            },
+            vector: vec![0.75, -1.5, 3.0625, 0.75],
+        };
+        let sealed = record::seal_element(&k, &tenant, &at(Kind::Element), &e).unwrap();
+        assert_eq!(sealed.len(), record::sealed_element_len(algorithm, 4));
+        for x in &e.vector {
+            assert!(!sealed.windows(4).any(|w| w == x.to_le_bytes()));
+        }
+        // The head is readable without the key (VACUUM needs the heap row); the vector is not.
+        assert_eq!(record::element_head(&sealed).unwrap(), (1, e.heap));
+        assert!(record::element_parts(&sealed).is_err());
+        assert_eq!(record::sealed_version(&sealed, Kind::Element).unwrap(), 2);
+        let opens = |place: &Place, tenant: &TenantId, bytes: &[u8]| {
+            let mut out = crypto::OpenedF32::default();
+            record::open_element_into(|v| (v == 2).then_some(&k), tenant, place, bytes, &mut out)
+                .map(|()| out.as_slice().to_vec())
+        };
+        assert_eq!(
+            opens(&at(Kind::Element), &tenant, &sealed).unwrap(),
+            e.vector
+        );
+        assert!(opens(&at(Kind::Neighbours), &tenant, &sealed).is_err());
+        assert!(opens(&at(Kind::Element), &TenantId::from_bytes([8; 16]), &sealed).is_err());
+        let elsewhere = Place {
+            at: ItemId {
+                block: 9,
+                offset: 5,
+            },
+            ..at(Kind::Element)
+        };
+        assert!(opens(&elsewhere, &tenant, &sealed).is_err());
+        // The readable head is bound too: another level or heap row does not open.
+        for i in 1..8 {
+            let mut changed = sealed.clone();
+            changed[i] ^= 0x01;
+            assert!(
+                opens(&at(Kind::Element), &tenant, &changed).is_err(),
+                "head byte {i} changed and opened"
+            );
+        }
+        assert!(opens(&at(Kind::Element), &tenant, &sealed[..sealed.len() - 1]).is_err());
+        let mut out = crypto::OpenedF32::default();
+        assert!(record::open_element_into(
+            |_| None,
+            &tenant,
+            &at(Kind::Element),
+            &sealed,
+            &mut out
+        )
+        .is_err());
+        // A plaintext element is not taken for a sealed one.
+        let plain = record::encode_element(&e).unwrap();
+        assert!(opens(&at(Kind::Element), &tenant, &plain).is_err());
+
+        let lists = vec![
+            vec![ItemId {
+                block: 0x0102_0304,
+                offset: 0x0506,
+            }],
+            vec![],
+        ];
+        let sealed =
+            record::seal_neighbours(&k, &tenant, &at(Kind::Neighbours), &p, &lists).unwrap();
+        assert_eq!(
+            sealed.len(),
+            record::sealed_neighbours_len(algorithm, &p, 1)
+        );
+        assert!(!sealed.windows(4).any(|w| w == 0x0102_0304u32.to_le_bytes()));
+        let open_lists = |place: &Place, bytes: &[u8]| {
+            record::open_neighbours(|v| (v == 2).then_some(&k), &tenant, place, &p, bytes)
+        };
+        assert_eq!(open_lists(&at(Kind::Neighbours), &sealed).unwrap(), lists);
+        assert!(open_lists(&at(Kind::Element), &sealed).is_err());
+        assert!(open_lists(&elsewhere, &sealed).is_err());
+        assert_eq!(
+            record::sealed_version(&sealed, Kind::Neighbours).unwrap(),
+            2
+        );
+    }
+}
+
+#[test]
 fn a_memory_graph_builds_the_same_graph_as_inserts_through_a_store() {
     let (data, queries) = data_and_queries(31, 1500, 20, 12, 15, 0.4);
     let p = Params::default();

@@ -6,13 +6,13 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use sealstore_core::graph::memory::{place, MemoryGraph};
-use sealstore_core::graph::record::{self, Element, ItemId};
+use sealstore_core::graph::record::{Element, ItemId};
 use sealstore_core::graph::{Params, Space};
 
+use super::collections::Described;
 use super::pages::{self, damaged, Index, Meta};
 use super::*;
 use crate::runtime::errors::OrRaise;
-use crate::storage::vector;
 
 /// A build's graphs, in memory while they fit.
 struct Build {
@@ -20,8 +20,8 @@ struct Build {
     shape: Shape,
     meta: Meta,
     params: Params,
-    space: Space,
-    graphs: Vec<([u8; 16], MemoryGraph)>,
+    /// Per key: its collection (an index of collections) and its graph.
+    graphs: Vec<([u8; 16], Option<Described>, MemoryGraph)>,
     bytes: usize,
     limit: usize,
     on_disk: bool,
@@ -30,25 +30,34 @@ struct Build {
 }
 
 impl Build {
-    fn add(&mut self, key: [u8; 16], heap: ItemId, v: &[f32]) {
-        check_dims(&self.index, &mut self.meta, v.len());
+    fn add(&mut self, row: RowInput, heap: ItemId) {
+        if self.shape.form == Form::Column {
+            check_dims(&self.index, &mut self.meta, row.vector.len());
+        }
         self.indexed += 1.0;
         if self.on_disk {
-            insert_on_disk(&self.index, &self.meta, &key, heap, v);
+            insert_on_disk(&self.index, &self.meta, &row, heap);
             return;
         }
         let level = random_level(&self.params);
-        let i = match self.graphs.iter().position(|(k, _)| *k == key) {
+        let i = match self.graphs.iter().position(|(k, _, _)| *k == row.key) {
             Some(i) => i,
             None => {
-                self.graphs
-                    .push((key, MemoryGraph::new(self.space, v.len())));
+                let space = match &row.collection {
+                    Some(d) => Space::new(d.metric),
+                    None => Space::new(metric_of(self.meta.strategy)),
+                };
+                self.graphs.push((
+                    row.key,
+                    row.collection,
+                    MemoryGraph::new(space, row.vector.len()),
+                ));
                 self.graphs.len() - 1
             }
         };
-        let g = &mut self.graphs[i].1;
+        let g = &mut self.graphs[i].2;
         let before = g.bytes();
-        g.add(&self.params, heap, v, level);
+        g.add(&self.params, heap, &row.vector, level);
         self.bytes += g.bytes() - before;
         if self.bytes > self.limit {
             pgrx::ereport!(
@@ -68,26 +77,36 @@ impl Build {
     /// Writes every graph in memory to pages and its directory entry.
     fn flush(&mut self) {
         let graphs = std::mem::take(&mut self.graphs);
-        for (key, g) in &graphs {
-            write_graph(&self.index, &self.params, key, g);
+        for (key, described, g) in &graphs {
+            write_graph(&self.index, &self.meta, key, described.as_ref(), g);
         }
         self.bytes = 0;
     }
 }
 
-/// Writes one key's graph built in memory to new pages at the end of the index.
-fn write_graph(index: &Index, params: &Params, key: &[u8; 16], g: &MemoryGraph) {
+/// Writes one key's graph built in memory to new pages at the end of the index (sealed, for a
+/// sealed collection, each record at its place).
+fn write_graph(
+    index: &Index,
+    meta: &Meta,
+    key: &[u8; 16],
+    described: Option<&Described>,
+    g: &MemoryGraph,
+) {
     if g.is_empty() {
         return;
     }
+    let (dir_at, dir) = index.find_or_add(key, |e| {
+        if let Some(d) = described {
+            d.describe(e);
+        }
+    });
+    let graph = graph_of(index, meta, &dir);
+    let params = &graph.params;
+    let seal = graph.seal.as_deref();
     let n = g.len() as u32;
     let dims = g.vector(0).len();
-    let sizes = (0..n).map(|id| {
-        (
-            record::element_len(dims),
-            record::neighbours_len(params, g.lists(id).len() - 1),
-        )
-    });
+    let sizes = (0..n).map(|id| disk::node_lengths(seal, params, dims, g.lists(id).len() - 1));
     let first = index.blocks();
     let placed = place(sizes, first, pages::usable_bytes()).unwrap_or_else(|_| {
         invalid("vector too large for an hnsw index page: use fewer dimensions")
@@ -109,18 +128,18 @@ fn write_graph(index: &Index, params: &Params, key: &[u8; 16], g: &MemoryGraph) 
             }
             while id < placed.len() && placed[id].block == block {
                 let node = id as u32;
-                let element = record::encode_element(&Element {
+                let element = Element {
                     level: (g.lists(node).len() - 1) as u8,
                     heap: g.heap(node),
                     vector: g.vector(node).to_vec(),
-                })
-                .or_damaged();
+                };
                 let lists: Vec<Vec<ItemId>> = g
                     .lists(node)
                     .iter()
                     .map(|l| l.iter().map(|&n| placed[n as usize]).collect())
                     .collect();
-                let neighbours = record::encode_neighbours(params, &lists).or_damaged();
+                let (element, neighbours) =
+                    disk::node_records(seal, placed[id], params, &element, &lists);
                 let at = pages::add_item(page, element.as_ptr(), element.len());
                 pages::add_item(page, neighbours.as_ptr(), neighbours.len());
                 if at != placed[id].offset {
@@ -133,7 +152,6 @@ fn write_graph(index: &Index, params: &Params, key: &[u8; 16], g: &MemoryGraph) 
         }
         pgrx::check_for_interrupts!();
     }
-    let (dir_at, _) = index.find_or_add(key);
     let entry = g.entry().map(|e| (placed[e.id as usize], e.level));
     index.update_entry(dir_at, |e| {
         e.head = first;
@@ -141,6 +159,21 @@ fn write_graph(index: &Index, params: &Params, key: &[u8; 16], g: &MemoryGraph) 
         e.nodes = u64::from(n);
         e.set_entry(entry);
     });
+}
+
+/// A new index's metapage: its options, distance and form, and a new random id (what its
+/// sealed records are bound to).
+///
+/// # Safety
+/// `index` is an open hnsw index of `shape`.
+unsafe fn describe_meta(m: &mut Meta, index: pg_sys::Relation, shape: Shape, params: &Params) {
+    m.m = params.m as u32;
+    m.ef_construction = params.ef_construction as u32;
+    // SAFETY: per the contract.
+    m.strategy = unsafe { strategy_of(index, shape.vector_att) }.unwrap_or(0);
+    m.keyed = u32::from(shape.key.is_some());
+    m.per_collection = u32::from(shape.form != Form::Column);
+    m.index_id = *sealstore_core::crypto::random_bytes::<16>().or_raise();
 }
 
 /// CREATE INDEX (and REINDEX): checks the definition, writes the metapage, builds the graphs.
@@ -162,22 +195,13 @@ pub(super) unsafe extern "C-unwind" fn build(
         }
         let shape = shape(index);
         let params = params_of(index);
-        let strategy = strategy_of(index, shape.vector_att);
         let idx = Index::new(index);
-        let index_id = sealstore_core::crypto::random_bytes::<16>().or_raise();
-        idx.create_meta(|m| {
-            m.m = params.m as u32;
-            m.ef_construction = params.ef_construction as u32;
-            m.strategy = strategy;
-            m.keyed = u32::from(shape.key.is_some());
-            m.index_id = *index_id;
-        });
+        idx.create_meta(|m| describe_meta(m, index, shape, &params));
         let mut state = Build {
             index: idx,
             shape,
             meta: idx.meta(),
             params,
-            space: Space::new(metric_of(strategy)),
             graphs: Vec::new(),
             bytes: 0,
             limit: usize::try_from(pg_sys::maintenance_work_mem).unwrap_or(65536) * 1024,
@@ -221,17 +245,9 @@ unsafe extern "C-unwind" fn build_row(
     // SAFETY: `state` is the Build that `build` passed; values and nulls cover the columns.
     unsafe {
         let state = &mut *state.cast::<Build>();
-        let shape = state.shape;
-        let Some(key) = row_key(shape, values, isnull) else {
-            return;
-        };
         let old = pg_sys::MemoryContextSwitchTo(state.row_cx);
-        let value = vector::VectorArg::from_datum(
-            *values.add(shape.vector_att),
-            *isnull.add(shape.vector_att),
-        );
-        if let Some(v) = indexable(value.as_ref().map(|v| v.0), state.space) {
-            state.add(key, heap_item(&*tid), &v);
+        if let Some(row) = row_input(state.shape, state.meta.strategy, values, isnull) {
+            state.add(row, heap_item(&*tid));
         }
         pg_sys::MemoryContextSwitchTo(old);
         pg_sys::MemoryContextReset(state.row_cx);
@@ -245,7 +261,6 @@ pub(super) unsafe extern "C-unwind" fn build_empty(index: pg_sys::Relation) {
     unsafe {
         let shape = shape(index);
         let params = params_of(index);
-        let strategy = strategy_of(index, shape.vector_att);
         let buf = pg_sys::ReadBufferExtended(
             index,
             pg_sys::ForkNumber::INIT_FORKNUM,
@@ -257,13 +272,7 @@ pub(super) unsafe extern "C-unwind" fn build_empty(index: pg_sys::Relation) {
         let mut x = pages::Xlog::start(index);
         let page = x.page(buf, true);
         pages::init_page(page, pages::KIND_META);
-        let meta = pages::new_meta(|m| {
-            m.m = params.m as u32;
-            m.ef_construction = params.ef_construction as u32;
-            m.strategy = strategy;
-            m.keyed = u32::from(shape.key.is_some());
-            m.index_id = *sealstore_core::crypto::random_bytes::<16>().or_raise();
-        });
+        let meta = pages::new_meta(|m| describe_meta(m, index, shape, &params));
         pages::write_meta(page, meta);
         x.finish();
         pg_sys::UnlockReleaseBuffer(buf);

@@ -1,15 +1,180 @@
 //! One key's graph on the index's pages, as the graph algorithms see it
 //! (`sealstore_core::graph::Store`): node ids are element places, vectors and neighbour lists
-//! read from their records as they are needed.
+//! read from their records as they are needed, and opened in this backend's memory when the
+//! graph is sealed ([`Sealer`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
-use sealstore_core::graph::record::{self, ItemId};
+use sealstore_core::crypto::{OpenedF32, TenantId};
+use sealstore_core::graph::record::{self, Element, ItemId, Kind, Place, RecordError};
 use sealstore_core::graph::{Params, Space, Store};
+use zeroize::Zeroizing;
 
 use super::pages::{damaged, Index};
+use crate::runtime::errors::{self, Error};
+use crate::runtime::keycache::TenantKeys;
+
+/// A record that does not open or decode: a failed authentication is the crypto layer's error
+/// (XX001: tampered, moved, or under a key version that is gone); anything else is damage.
+fn unreadable(e: RecordError) -> ! {
+    match e {
+        RecordError::Crypto(c) => errors::raise(Error::from(c)),
+        _ => damaged("a record does not decode"),
+    }
+}
+
+/// The keys a sealed graph's records are sealed and opened with: its tenant's, as the key
+/// cache holds them (so a shred that commits stops every backend's next read).
+pub struct Sealer {
+    pub tenant: TenantId,
+    keys: Rc<TenantKeys>,
+    index_id: [u8; 16],
+}
+
+impl Sealer {
+    pub fn new(tenant: TenantId, keys: Rc<TenantKeys>, index_id: [u8; 16]) -> Sealer {
+        Sealer {
+            tenant,
+            keys,
+            index_id,
+        }
+    }
+
+    fn place(&self, node: ItemId, kind: Kind) -> Place {
+        Place {
+            index: self.index_id,
+            at: node,
+            kind,
+        }
+    }
+
+    fn key_for(&self, version: u32) -> Option<&sealstore_core::crypto::DataKey> {
+        self.keys.key(version).ok()
+    }
+
+    fn active(&self) -> &sealstore_core::crypto::DataKey {
+        self.keys.active_key().unwrap_or_else(|e| errors::raise(e))
+    }
+
+    /// The lengths of a new node's two records.
+    pub fn lengths(&self, params: &Params, dims: usize, level: usize) -> (usize, usize) {
+        let algorithm = self.active().algorithm();
+        (
+            record::sealed_element_len(algorithm, dims),
+            record::sealed_neighbours_len(algorithm, params, level),
+        )
+    }
+
+    /// A new node's two records at `node`, under the active key version.
+    pub fn seal_node(
+        &self,
+        node: ItemId,
+        params: &Params,
+        e: &Element,
+        lists: &[Vec<ItemId>],
+    ) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>) {
+        let key = self.active();
+        let element = record::seal_element(key, &self.tenant, &self.place(node, Kind::Element), e)
+            .unwrap_or_else(|e| unreadable(e));
+        let neighbours = record::seal_neighbours(
+            key,
+            &self.tenant,
+            &self.place(node, Kind::Neighbours),
+            params,
+            lists,
+        )
+        .unwrap_or_else(|e| unreadable(e));
+        (Zeroizing::new(element), Zeroizing::new(neighbours))
+    }
+
+    fn open_element(&self, node: ItemId, bytes: &[u8], out: &mut OpenedF32) {
+        record::open_element_into(
+            |v| self.key_for(v),
+            &self.tenant,
+            &self.place(node, Kind::Element),
+            bytes,
+            out,
+        )
+        .unwrap_or_else(|e| unreadable(e));
+    }
+
+    fn open_neighbours(&self, node: ItemId, params: &Params, bytes: &[u8]) -> Vec<Vec<ItemId>> {
+        record::open_neighbours(
+            |v| self.key_for(v),
+            &self.tenant,
+            &self.place(node, Kind::Neighbours),
+            params,
+            bytes,
+        )
+        .unwrap_or_else(|e| unreadable(e))
+    }
+
+    /// The node's neighbour record with new lists, under the key version it had (so that it
+    /// keeps its length).
+    fn reseal_neighbours(
+        &self,
+        node: ItemId,
+        params: &Params,
+        old: &[u8],
+        lists: &[Vec<ItemId>],
+    ) -> Vec<u8> {
+        let version =
+            record::sealed_version(old, Kind::Neighbours).unwrap_or_else(|e| unreadable(e));
+        let key = self.keys.key(version).unwrap_or_else(|e| errors::raise(e));
+        record::seal_neighbours(
+            key,
+            &self.tenant,
+            &self.place(node, Kind::Neighbours),
+            params,
+            lists,
+        )
+        .unwrap_or_else(|e| unreadable(e))
+    }
+}
+
+/// The two records of a new node at `node`, plaintext or sealed.
+pub fn node_records(
+    seal: Option<&Sealer>,
+    node: ItemId,
+    params: &Params,
+    e: &Element,
+    lists: &[Vec<ItemId>],
+) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>) {
+    match seal {
+        Some(s) => s.seal_node(node, params, e, lists),
+        None => (
+            record::encode_element(e).unwrap_or_else(|e| unreadable(e)),
+            record::encode_neighbours(params, lists).unwrap_or_else(|e| unreadable(e)),
+        ),
+    }
+}
+
+/// The lengths of a new node's two records, plaintext or sealed.
+pub fn node_lengths(
+    seal: Option<&Sealer>,
+    params: &Params,
+    dims: usize,
+    level: usize,
+) -> (usize, usize) {
+    match seal {
+        Some(s) => s.lengths(params, dims, level),
+        None => (
+            record::element_len(dims),
+            record::neighbours_len(params, level),
+        ),
+    }
+}
+
+/// The line of a node's neighbour record: the one after its element's.
+fn neighbours_at(id: ItemId) -> ItemId {
+    ItemId {
+        block: id.block,
+        offset: id.offset + 1,
+    }
+}
 
 pub struct Disk<'a> {
     pub index: &'a Index,
@@ -17,9 +182,12 @@ pub struct Disk<'a> {
     pub space: Space,
     /// The graph's first node page.
     pub head: pg_sys::BlockNumber,
+    seal: Option<Rc<Sealer>>,
     /// Vectors read so far, for an insert's or a repair's repeated distances between nodes.
-    cache: HashMap<ItemId, Vec<f32>>,
+    cache: HashMap<ItemId, Zeroizing<Vec<f32>>>,
     keep_vectors: bool,
+    /// A scan's last opened vector (sealed graphs), wiped when the scan ends.
+    opened: OpenedF32,
 }
 
 impl<'a> Disk<'a> {
@@ -29,62 +197,113 @@ impl<'a> Disk<'a> {
         params: Params,
         space: Space,
         head: pg_sys::BlockNumber,
+        seal: Option<Rc<Sealer>>,
     ) -> Self {
         Disk {
             index,
             params,
             space,
             head,
+            seal,
             cache: HashMap::new(),
             keep_vectors: true,
+            opened: OpenedF32::default(),
         }
     }
 
-    /// A graph for a scan (each distance computed where the vector lies, nothing kept).
+    /// A graph for a scan (each distance computed where the vector lies, or where it was
+    /// opened; nothing kept).
     pub fn reader(
         index: &'a Index,
         params: Params,
         space: Space,
         head: pg_sys::BlockNumber,
+        seal: Option<Rc<Sealer>>,
     ) -> Self {
         Disk {
             keep_vectors: false,
-            ..Disk::writer(index, params, space, head)
+            ..Disk::writer(index, params, space, head, seal)
         }
     }
 
     fn vector(&mut self, id: ItemId) -> &[f32] {
         if !self.cache.contains_key(&id) {
-            let v = self
-                .index
-                .with_item(id, |bytes, _| match record::decode_element(bytes) {
-                    Ok(e) => e.vector,
-                    Err(_) => damaged("an element record does not decode"),
-                });
+            let seal = self.seal.clone();
+            let opened = &mut self.opened;
+            let v = self.index.with_item(id, |bytes, _| match &seal {
+                Some(s) => {
+                    s.open_element(id, bytes, opened);
+                    Zeroizing::new(opened.as_slice().to_vec())
+                }
+                None => match record::decode_element(bytes) {
+                    Ok(e) => Zeroizing::new(e.vector),
+                    Err(e) => unreadable(e),
+                },
+            });
             self.cache.insert(id, v);
         }
         &self.cache[&id]
     }
 
-    /// The element at `id`: its heap row, its level, and whether it is live.
+    /// A copy of node `id`'s vector (opened, for a sealed graph), wiped when dropped.
+    pub fn vector_of(&mut self, id: ItemId) -> Zeroizing<Vec<f32>> {
+        let v = Zeroizing::new(self.vector(id).to_vec());
+        if !self.keep_vectors {
+            self.cache.clear();
+        }
+        v
+    }
+
+    /// Replaces list `level` of node `id` (every list when `level` is none, from `all`).
+    fn rewrite_lists(&self, id: ItemId, level: Option<usize>, all: &[Vec<ItemId>]) {
+        let at = neighbours_at(id);
+        let seal = self.seal.as_deref();
+        let params = self.params;
+        let bytes = self.index.with_item(at, |old, _| {
+            let mut lists = match seal {
+                Some(s) => s.open_neighbours(id, &params, old),
+                None => record::decode_neighbours(&params, old).unwrap_or_else(|e| unreadable(e)),
+            };
+            match level {
+                Some(l) => match (lists.get_mut(l), all.first()) {
+                    (Some(list), Some(new)) => *list = new.clone(),
+                    _ => damaged("a link on a level the node does not have"),
+                },
+                None if all.len() == lists.len() => lists = all.to_vec(),
+                None => damaged("links on levels the node does not have"),
+            }
+            match seal {
+                Some(s) => Zeroizing::new(s.reseal_neighbours(id, &params, old, &lists)),
+                None => record::encode_neighbours(&params, &lists)
+                    .unwrap_or_else(|_| damaged("a neighbour list too long")),
+            }
+        });
+        self.index.overwrite(at, &bytes);
+    }
+
+    /// Replaces every neighbour list of node `id`.
+    pub fn write_lists(&self, id: ItemId, lists: &[Vec<ItemId>]) {
+        self.rewrite_lists(id, None, lists);
+    }
+
+    /// The element at `id`: its heap row, its level, and whether it is live (read without a
+    /// key, also in a sealed graph).
     pub fn element(&self, id: ItemId) -> (ItemId, usize, bool) {
         self.index
-            .with_item(id, |bytes, live| match record::element_parts(bytes) {
-                Ok((level, heap, _)) => (heap, usize::from(level), live),
-                Err(_) => damaged("an element record does not decode"),
+            .with_item(id, |bytes, live| match record::element_head(bytes) {
+                Ok((level, heap)) => (heap, usize::from(level), live),
+                Err(e) => unreadable(e),
             })
     }
 
     fn lists(&self, id: ItemId) -> Vec<Vec<ItemId>> {
-        let at = ItemId {
-            block: id.block,
-            offset: id.offset + 1,
-        };
         self.index
-            .with_item(at, |bytes, _| {
-                record::decode_neighbours(&self.params, bytes)
+            .with_item(neighbours_at(id), |bytes, _| match &self.seal {
+                Some(s) => s.open_neighbours(id, &self.params, bytes),
+                None => {
+                    record::decode_neighbours(&self.params, bytes).unwrap_or_else(|e| unreadable(e))
+                }
             })
-            .unwrap_or_else(|_| damaged("a neighbour record does not decode"))
     }
 }
 
@@ -110,21 +329,29 @@ impl Store for Disk<'_> {
     type Error = Infallible;
 
     fn distance(&mut self, query: &[f32], id: ItemId) -> Result<f64, Infallible> {
+        let space = self.space;
         if self.keep_vectors {
-            let space = self.space;
             return Ok(space.score(query, self.vector(id)));
         }
-        let space = self.space;
-        Ok(self
-            .index
-            .with_item(id, |bytes, _| match record::element_parts(bytes) {
+        let seal = self.seal.clone();
+        let opened = &mut self.opened;
+        Ok(self.index.with_item(id, |bytes, _| match &seal {
+            Some(s) => {
+                s.open_element(id, bytes, opened);
+                if opened.as_slice().len() != query.len() {
+                    damaged("a vector of other dimensions");
+                }
+                space.score(query, opened.as_slice())
+            }
+            None => match record::element_parts(bytes) {
                 Ok((_, _, v)) => distance_to(space, query, v),
-                Err(_) => damaged("an element record does not decode"),
-            }))
+                Err(e) => unreadable(e),
+            },
+        }))
     }
 
     fn distance_between(&mut self, a: ItemId, b: ItemId) -> Result<f64, Infallible> {
-        let va = self.vector(a).to_vec();
+        let va = Zeroizing::new(self.vector(a).to_vec());
         let space = self.space;
         let d = space.score(&va, self.vector(b));
         if !self.keep_vectors {
@@ -138,20 +365,7 @@ impl Store for Disk<'_> {
     }
 
     fn set_neighbours(&mut self, id: ItemId, level: usize, n: &[ItemId]) -> Result<(), Infallible> {
-        let mut lists = self.lists(id);
-        let Some(list) = lists.get_mut(level) else {
-            damaged("a link on a level the node does not have");
-        };
-        *list = n.to_vec();
-        let bytes = record::encode_neighbours(&self.params, &lists)
-            .unwrap_or_else(|_| damaged("a neighbour list too long"));
-        self.index.overwrite(
-            ItemId {
-                block: id.block,
-                offset: id.offset + 1,
-            },
-            &bytes,
-        );
+        self.rewrite_lists(id, Some(level), &[n.to_vec()]);
         Ok(())
     }
 

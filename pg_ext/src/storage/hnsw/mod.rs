@@ -19,6 +19,7 @@
 //! not indexed, as in pgvector; nor are rows whose key is NULL.
 
 mod build;
+pub mod collections;
 mod disk;
 mod pages;
 mod scan;
@@ -27,11 +28,14 @@ mod vacuum;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use sealstore_core::distance::Metric;
-use sealstore_core::graph::record::{self, Element, ItemId};
+use sealstore_core::graph::memory::MemoryGraph;
+use sealstore_core::graph::record::{Element, ItemId};
 use sealstore_core::graph::{self, Entry, Params, Space};
 
+use std::rc::Rc;
+
 use self::disk::Disk;
-use self::pages::{damaged, Index, Meta};
+use self::pages::{damaged, DirEntry, Index, Meta};
 use crate::runtime::errors::{self, Error, Kind, OrRaise};
 use crate::storage::vector;
 
@@ -99,6 +103,9 @@ pub extern "C-unwind" fn sealstore_hnsw_handler(
     _fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
     crate::storage::index_am::distance_ordered(true, true, |am| {
+        // INCLUDE columns: only documents_sealed_graph's (the tenant and document id its
+        // embeddings are opened with); `shape` refuses any other.
+        am.amcaninclude = true;
         am.ambuild = Some(build::build);
         am.ambuildempty = Some(build::build_empty);
         am.aminsert = Some(insert);
@@ -164,12 +171,25 @@ enum KeyType {
     Int8,
 }
 
-/// What an index is: its key column (if any), its vector column, its metric and options.
+/// What an index's graphs are over.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// A vector column (an application's table), with the distance of its operator class.
+    Column,
+    /// `search()`'s graphs over `sealstore.documents` (sql/hnsw.sql), one per collection, each
+    /// with its collection's distance and dimensions: over the `embedding` column, or (sealed)
+    /// over `sealed_embedding`, opened with the tenant's key, the tenant and the document id
+    /// being the index's two INCLUDE columns.
+    Collections { sealed: bool },
+}
+
+/// What an index is: its key column (if any), its vector column, its form.
 #[derive(Clone, Copy)]
 struct Shape {
     key: Option<KeyType>,
     /// The vector column's position among the index's columns (0 or 1).
     vector_att: usize,
+    form: Form,
 }
 
 /// # Safety
@@ -178,22 +198,48 @@ unsafe fn shape(index: pg_sys::Relation) -> Shape {
     // SAFETY: per the contract.
     unsafe {
         let natts = (*(*index).rd_index).indnatts as usize;
+        let nkeys = (*(*index).rd_index).indnkeyatts as usize;
         let desc = (*index).rd_att;
         let att_type = |i: usize| (*(*desc).attrs.as_ptr().add(i)).atttypid;
-        let vector_att = natts - 1;
-        if natts > 2 {
+        if nkeys > 2 {
             unsupported("an hnsw index has a vector column and at most one key column before it");
         }
-        if att_type(vector_att) != vector::type_oid() {
-            unsupported("the last column of an hnsw index must be a vector");
-        }
-        let key = (natts == 2).then(|| match att_type(0) {
+        let vector_att = nkeys - 1;
+        let key = (nkeys == 2).then(|| match att_type(0) {
             pg_sys::UUIDOID => KeyType::Uuid,
             pg_sys::INT4OID => KeyType::Int4,
             pg_sys::INT8OID => KeyType::Int8,
             _ => unsupported("an hnsw index's key column must be uuid, integer or bigint"),
         });
-        Shape { key, vector_att }
+        let included: Vec<pg_sys::Oid> = (nkeys..natts).map(att_type).collect();
+        let form = if strategy_of(index, vector_att).is_some() {
+            Form::Column
+        } else {
+            let sealed = att_type(vector_att) == pg_sys::BYTEAOID;
+            let fits = key == Some(KeyType::Uuid)
+                && if sealed {
+                    included == [pg_sys::UUIDOID, pg_sys::UUIDOID]
+                } else {
+                    included.is_empty()
+                };
+            if !fits {
+                unsupported("the collection operator classes are for sealstore.documents' graphs (sql/hnsw.sql): (collection_id, embedding) or (collection_id, sealed_embedding) INCLUDE (tenant_id, id)");
+            }
+            Form::Collections { sealed }
+        };
+        if form == Form::Column && !included.is_empty() {
+            unsupported("an hnsw index has no INCLUDE columns");
+        }
+        if form != (Form::Collections { sealed: true })
+            && att_type(vector_att) != vector::type_oid()
+        {
+            unsupported("the last column of an hnsw index must be a vector");
+        }
+        Shape {
+            key,
+            vector_att,
+            form,
+        }
     }
 }
 
@@ -216,11 +262,12 @@ unsafe fn key_bytes(kind: KeyType, datum: pg_sys::Datum) -> [u8; 16] {
     out
 }
 
-/// The strategy of the vector column's operator class (which distance it orders by).
+/// The strategy of the vector column's operator class (which distance it orders by); none for
+/// the collection operator classes, whose graphs each have their collection's.
 ///
 /// # Safety
 /// `index` is an open hnsw index.
-unsafe fn strategy_of(index: pg_sys::Relation, att: usize) -> u32 {
+unsafe fn strategy_of(index: pg_sys::Relation, att: usize) -> Option<u32> {
     // SAFETY: per the contract.
     unsafe {
         let family = *(*index).rd_opfamily.add(att);
@@ -230,7 +277,6 @@ unsafe fn strategy_of(index: pg_sys::Relation, att: usize) -> u32 {
                 pg_sys::get_opfamily_member(family, input, input, s as i16) != pg_sys::InvalidOid
             })
             .map(u32::from)
-            .unwrap_or_else(|| damaged("an operator class without a distance"))
     }
 }
 
@@ -256,9 +302,101 @@ fn params_from(meta: &Meta) -> Params {
         .unwrap_or_else(|_| damaged("options out of range"))
 }
 
-/// A vector as its graph keeps it, or none (NULL, or zero under cosine).
-fn indexable(value: Option<&[f32]>, space: Space) -> Option<Vec<f32>> {
-    space.prepare(value?)
+/// How one key's graph is kept: the index's options, the distance (the index's, or for an index
+/// of collections the collection's), and for a sealed graph its tenant's keys.
+#[derive(Clone)]
+struct Graph {
+    params: Params,
+    space: Space,
+    seal: Option<Rc<disk::Sealer>>,
+}
+
+/// The graph of the directory entry `dir`. A sealed graph's tenant must have its keys (42704
+/// once shredded).
+fn graph_of(index: &Index, meta: &Meta, dir: &DirEntry) -> Graph {
+    let seal = (meta.per_collection != 0 && dir.sealed != 0).then(|| {
+        let tenant = sealstore_core::crypto::TenantId::from_bytes(dir.tenant);
+        let keys = crate::runtime::keycache::tenant_keys(&tenant).or_raise();
+        Rc::new(disk::Sealer::new(tenant, keys, index.meta().index_id))
+    });
+    Graph {
+        seal,
+        ..graph_of_plain(meta, dir)
+    }
+}
+
+/// The graph of `dir` without its keys.
+fn graph_of_plain(meta: &Meta, dir: &DirEntry) -> Graph {
+    let strategy = if meta.per_collection == 0 {
+        meta.strategy
+    } else {
+        u32::from(dir.strategy)
+    };
+    Graph {
+        params: params_from(meta),
+        space: Space::new(metric_of(strategy)),
+        seal: None,
+    }
+}
+
+/// One row as its graph takes it: the key, the vector prepared for the graph's distance, and
+/// for an index of collections the collection's description.
+struct RowInput {
+    key: [u8; 16],
+    vector: Vec<f32>,
+    collection: Option<collections::Described>,
+}
+
+/// The row's input, or none for a row that is not indexed (a NULL key or vector, or a zero
+/// vector under cosine). `strategy` is a column index's distance.
+///
+/// # Safety
+/// `values` and `isnull` cover the index's columns (INCLUDE columns too).
+unsafe fn row_input(
+    shape: Shape,
+    strategy: u32,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+) -> Option<RowInput> {
+    // SAFETY: per the contract.
+    unsafe {
+        let key = row_key(shape, values, isnull)?;
+        let at = shape.vector_att;
+        if *isnull.add(at) {
+            return None;
+        }
+        match shape.form {
+            Form::Column => {
+                let value = vector::VectorArg::from_datum(*values.add(at), false)?;
+                Some(RowInput {
+                    key,
+                    vector: Space::new(metric_of(strategy)).prepare(value.0)?,
+                    collection: None,
+                })
+            }
+            Form::Collections { sealed } => {
+                let d = collections::describe(&key);
+                let raw = if sealed {
+                    if *isnull.add(at + 1) || *isnull.add(at + 2) {
+                        damaged("a sealed embedding without its tenant or id");
+                    }
+                    let uuid = |i: usize| *(*values.add(i)).cast_mut_ptr::<[u8; 16]>();
+                    let bytes = crate::storage::heap::varlena_bytes(*values.add(at));
+                    collections::open_embedding(&d, &uuid(at + 1), &uuid(at + 2), bytes)
+                } else {
+                    vector::VectorArg::from_datum(*values.add(at), false)?
+                        .0
+                        .to_vec()
+                };
+                collections::check_dims(&d, raw.len());
+                Some(RowInput {
+                    key,
+                    vector: Space::new(d.metric).prepare(&raw)?,
+                    collection: Some(d),
+                })
+            }
+        }
+    }
 }
 
 fn random_level(params: &Params) -> usize {
@@ -274,7 +412,7 @@ fn heap_item(tid: &pg_sys::ItemPointerData) -> ItemId {
     }
 }
 
-/// Checks a vector against the index's dimensions, setting them on the first one.
+/// Checks a column's vector against the index's dimensions, setting them on the first one.
 fn check_dims(index: &Index, meta: &mut Meta, dims: usize) {
     if meta.dims as usize == dims {
         return;
@@ -295,40 +433,87 @@ fn check_dims(index: &Index, meta: &mut Meta, dims: usize) {
     }
 }
 
+/// The directory entry of a row's key, added (described) if it is the key's first row.
+fn entry_for(index: &Index, row: &RowInput) -> (ItemId, DirEntry) {
+    index.find_or_add(&row.key, |e| {
+        if let Some(d) = &row.collection {
+            d.describe(e);
+        }
+    })
+}
+
 /// Inserts one row's node into its key's graph on disk.
-fn insert_on_disk(index: &Index, meta: &Meta, key: &[u8; 16], heap: ItemId, v: &[f32]) {
-    let params = params_from(meta);
-    let space = Space::new(metric_of(meta.strategy));
-    index.lock_key(key, false);
-    let (dir_at, _) = index.find_or_add(key);
-    let level = random_level(&params);
-    let element = record::encode_element(&Element {
+fn insert_on_disk(index: &Index, meta: &Meta, row: &RowInput, heap: ItemId) {
+    index.lock_key(&row.key, false);
+    let (dir_at, dir) = entry_for(index, row);
+    let g = graph_of(index, meta, &dir);
+    let level = random_level(&g.params);
+    let v = &row.vector;
+    if v.len() > usize::from(u16::MAX) {
+        invalid("vector too large for an hnsw index");
+    }
+    let element = Element {
         level: level as u8,
         heap,
         vector: v.to_vec(),
-    })
-    .unwrap_or_else(|_| invalid("vector too large for an hnsw index"));
-    let neighbours = record::encode_neighbours(&params, &vec![Vec::new(); level + 1]).or_damaged();
-    let id = index.append_node(dir_at, &element, &neighbours);
-    let dir = index.entry_at(dir_at);
-    let mut disk = Disk::writer(index, params, space, dir.head);
-    let entry = dir.entry().map(|(id, level)| Entry { id, level });
-    let Ok(entry) = graph::insert(&mut disk, &params, entry, id, v, level);
-    index.update_entry(dir_at, |e| {
-        e.nodes += 1;
-        e.set_entry(Some((entry.id, entry.level)));
+    };
+    let empty = vec![Vec::new(); level + 1];
+    let lengths = disk::node_lengths(g.seal.as_deref(), &g.params, v.len(), level);
+    let id = index.append_node(dir_at, lengths, |node| {
+        disk::node_records(g.seal.as_deref(), node, &g.params, &element, &empty)
     });
-    index.lock_key(key, true);
-}
-
-trait OrDamaged<T> {
-    fn or_damaged(self) -> T;
-}
-
-impl<T, E> OrDamaged<T> for std::result::Result<T, E> {
-    fn or_damaged(self) -> T {
-        self.unwrap_or_else(|_| damaged("a record does not encode"))
+    let dir = index.entry_at(dir_at);
+    match dir.entry() {
+        // Unlinked until it has LINK_AT nodes (scanned exactly meanwhile).
+        None if dir.nodes + 1 < graph::LINK_AT => {
+            index.update_entry(dir_at, |e| e.nodes += 1);
+        }
+        None => {
+            index.update_entry(dir_at, |e| e.nodes += 1);
+            link_all(index, dir_at, &g);
+        }
+        Some((at, top)) => {
+            let mut disk = Disk::writer(index, g.params, g.space, dir.head, g.seal.clone());
+            let entry = Entry { id: at, level: top };
+            let Ok(entry) = graph::insert(&mut disk, &g.params, Some(entry), id, v, level);
+            index.update_entry(dir_at, |e| {
+                e.nodes += 1;
+                e.set_entry(Some((entry.id, entry.level)));
+            });
+        }
     }
+    index.lock_key(&row.key, true);
+}
+
+/// Links every live node of an unlinked graph, built in memory as CREATE INDEX builds one
+/// (each node keeps the level it was given), then written back list by list. The caller holds
+/// the key's lock.
+fn link_all(index: &Index, dir_at: ItemId, g: &Graph) {
+    let dir = index.entry_at(dir_at);
+    let (live, _) = index.nodes(dir.head);
+    let mut disk = Disk::writer(index, g.params, g.space, dir.head, g.seal.clone());
+    let mut memory: Option<MemoryGraph> = None;
+    for &id in &live {
+        let (heap, level, _) = disk.element(id);
+        let v = disk.vector_of(id);
+        memory
+            .get_or_insert_with(|| MemoryGraph::new(g.space, v.len()))
+            .add(&g.params, heap, &v, level);
+        pgrx::check_for_interrupts!();
+    }
+    let Some(memory) = memory else {
+        return;
+    };
+    for (i, &id) in live.iter().enumerate() {
+        let lists: Vec<Vec<ItemId>> = memory
+            .lists(i as u32)
+            .iter()
+            .map(|l| l.iter().map(|&n| live[n as usize]).collect())
+            .collect();
+        disk.write_lists(id, &lists);
+    }
+    let entry = memory.entry().map(|e| (live[e.id as usize], e.level));
+    index.update_entry(dir_at, |e| e.set_entry(entry));
 }
 
 /// The row's key bytes (zeros without a key column), or none when its key is NULL.
@@ -362,23 +547,15 @@ unsafe extern "C-unwind" fn insert(
     // SAFETY: PostgreSQL passes the open index, the row's index values and its TID.
     unsafe {
         let shape = shape(index);
-        let Some(key) = row_key(shape, values, isnull) else {
-            return false;
-        };
         let idx = Index::new(index);
         let mut meta = idx.meta();
-        let value = vector::VectorArg::from_datum(
-            *values.add(shape.vector_att),
-            *isnull.add(shape.vector_att),
-        );
-        let Some(v) = indexable(
-            value.as_ref().map(|v| v.0),
-            Space::new(metric_of(meta.strategy)),
-        ) else {
+        let Some(row) = row_input(shape, meta.strategy, values, isnull) else {
             return false;
         };
-        check_dims(&idx, &mut meta, v.len());
-        insert_on_disk(&idx, &meta, &key, heap_item(&*tid), &v);
+        if shape.form == Form::Column {
+            check_dims(&idx, &mut meta, row.vector.len());
+        }
+        insert_on_disk(&idx, &meta, &row, heap_item(&*tid));
         false
     }
 }
@@ -462,7 +639,7 @@ unsafe fn key_condition(clauses: *mut pg_sys::List) -> bool {
 
 /// `hnsw.ef_search`: read where it is set (a placeholder, or pgvector's own setting when
 /// pgvector is loaded in the same backend: defining it here would clash with pgvector's).
-fn ef_search_setting() -> Result<usize, String> {
+pub(super) fn ef_search_setting() -> Result<usize, String> {
     // SAFETY: reading a setting by name; missing_ok gives null for one never set.
     let raw = unsafe { pg_sys::GetConfigOption(c"hnsw.ef_search".as_ptr(), true, false) };
     if raw.is_null() {
@@ -482,5 +659,5 @@ fn ef_search_setting() -> Result<usize, String> {
 pgrx::extension_sql_file!(
     "../../../../sql/hnsw.sql",
     name = "hnsw",
-    requires = ["vector_ops"],
+    requires = ["vector_ops", "documents_schema"],
 );

@@ -21,6 +21,7 @@
 
 use pgrx::pg_sys;
 use sealstore_core::graph::record::ItemId;
+use zeroize::Zeroizing;
 
 use crate::runtime::errors::{self, Error, Kind};
 
@@ -29,7 +30,7 @@ pub const KIND_META: u16 = 1;
 pub const KIND_DIRECTORY: u16 = 2;
 pub const KIND_NODES: u16 = 3;
 const MAGIC: u32 = 0x5EA1_4E57;
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Heavyweight lock tags (LockPage block numbers beyond any real page): the directory's, and
 /// one of 2^20 per key value (two keys that share one merely wait for each other).
@@ -58,6 +59,9 @@ pub struct Meta {
     /// The operator class's strategy number (1 l2, 2 inner product, 3 cosine, 4 l1).
     pub strategy: u32,
     pub keyed: u32,
+    /// 1 for an index of collections (sql/hnsw.sql, `documents_graph`): each graph's distance
+    /// and dimensions are its collection's, kept in its directory entry.
+    pub per_collection: u32,
     pub index_id: [u8; 16],
     pub directory_head: pg_sys::BlockNumber,
     pub directory_tail: pg_sys::BlockNumber,
@@ -76,6 +80,13 @@ pub struct DirEntry {
     pub entry_offset: u16,
     pub entry_level: u8,
     pub has_entry: u8,
+    /// For an index of collections (`Meta::per_collection`): the collection's tenant, its
+    /// dimensions and distance (an operator class strategy), and whether the graph is sealed
+    /// with the tenant's data key. Zero otherwise.
+    pub tenant: [u8; 16],
+    pub dims: u32,
+    pub strategy: u8,
+    pub sealed: u8,
 }
 
 impl DirEntry {
@@ -200,6 +211,7 @@ pub fn new_meta(meta_of: impl FnOnce(&mut Meta)) -> Meta {
         ef_construction: 0,
         strategy: 0,
         keyed: 0,
+        per_collection: 0,
         index_id: [0; 16],
         directory_head: pg_sys::InvalidBlockNumber,
         directory_tail: pg_sys::InvalidBlockNumber,
@@ -382,20 +394,25 @@ impl Index {
 
     /// The directory entry of `key`, added (empty) if there is none. The caller holds the
     /// key's lock.
-    pub fn find_or_add(&self, key: &[u8; 16]) -> (ItemId, DirEntry) {
+    /// `init` fills in a new entry's description (`DirEntry::tenant` and what follows).
+    pub fn find_or_add(
+        &self,
+        key: &[u8; 16],
+        init: impl FnOnce(&mut DirEntry),
+    ) -> (ItemId, DirEntry) {
         if let Some(found) = self.find(key) {
             return found;
         }
         // SAFETY: lock tags on the open index.
         unsafe { pg_sys::LockPage(self.rel, DIRECTORY_LOCK, pg_sys::ExclusiveLock as i32) };
-        let added = self.find(key).unwrap_or_else(|| self.add(key));
+        let added = self.find(key).unwrap_or_else(|| self.add(key, init));
         // SAFETY: as above.
         unsafe { pg_sys::UnlockPage(self.rel, DIRECTORY_LOCK, pg_sys::ExclusiveLock as i32) };
         added
     }
 
-    fn add(&self, key: &[u8; 16]) -> (ItemId, DirEntry) {
-        let entry = DirEntry {
+    fn add(&self, key: &[u8; 16], init: impl FnOnce(&mut DirEntry)) -> (ItemId, DirEntry) {
+        let mut entry = DirEntry {
             key: *key,
             head: pg_sys::InvalidBlockNumber,
             tail: pg_sys::InvalidBlockNumber,
@@ -404,7 +421,12 @@ impl Index {
             entry_offset: 0,
             entry_level: 0,
             has_entry: 0,
+            tenant: [0; 16],
+            dims: 0,
+            strategy: 0,
+            sealed: 0,
         };
+        init(&mut entry);
         let size = std::mem::size_of::<DirEntry>();
         let tail = self.meta().directory_tail;
         // SAFETY: pages locked exclusively while registered; items are DirEntry records.
@@ -428,7 +450,8 @@ impl Index {
                 pg_sys::UnlockReleaseBuffer(buf);
             }
             let bytes = std::slice::from_raw_parts(std::ptr::from_ref(&entry).cast::<u8>(), size);
-            let (block, off) = self.chain_page(KIND_DIRECTORY, tail, &[bytes], 0, |page, block| {
+            let items = |_| vec![Zeroizing::new(bytes.to_vec())];
+            let (block, off) = self.chain_page(KIND_DIRECTORY, tail, items, 0, |page, block| {
                 let m = pg_sys::PageGetContents(page).cast::<Meta>();
                 let mut mv = std::ptr::read_unaligned(m);
                 extend_chain(&mut mv.directory_head, &mut mv.directory_tail, block);
@@ -439,7 +462,7 @@ impl Index {
     }
 
     /// A new page of `kind` after `tail`, the last page of a chain (none for an empty chain),
-    /// holding `items`; `ends` records it as the chain's end in the page of block `holder` (the
+    /// holding the items `items` makes for its block; `ends` records it as the chain's end in the page of block `holder` (the
     /// metapage or a directory page), all in one generic WAL record. Returns the new block and
     /// its first item's line.
     ///
@@ -449,7 +472,7 @@ impl Index {
         &self,
         kind: u16,
         tail: pg_sys::BlockNumber,
-        items: &[&[u8]],
+        items: impl FnOnce(pg_sys::BlockNumber) -> Vec<Zeroizing<Vec<u8>>>,
         holder: pg_sys::BlockNumber,
         ends: impl FnOnce(pg_sys::Page, pg_sys::BlockNumber),
     ) -> (pg_sys::BlockNumber, u16) {
@@ -463,7 +486,7 @@ impl Index {
             let mut x = Xlog::start(self.rel);
             let page = x.page(new, true);
             init_page(page, kind);
-            let first = items
+            let first = items(block)
                 .iter()
                 .map(|item| add_item(page, item.as_ptr(), item.len()))
                 .min()
@@ -512,10 +535,16 @@ impl Index {
         }
     }
 
-    /// Appends a node (its two records) to the graph of the directory entry at `dir`, on its
-    /// last page or a new one. Returns the node's place.
-    pub fn append_node(&self, dir: ItemId, element: &[u8], neighbours: &[u8]) -> ItemId {
-        let needed = item_space(element.len()) + item_space(neighbours.len());
+    /// Appends a node to the graph of the directory entry at `dir`, on its last page or a new
+    /// one: its two records, of the lengths `lengths`, as `records` makes them for the node's
+    /// place (a sealed record is bound to it). Returns the node's place.
+    pub fn append_node(
+        &self,
+        dir: ItemId,
+        lengths: (usize, usize),
+        records: impl FnOnce(ItemId) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>),
+    ) -> ItemId {
+        let needed = item_space(lengths.0) + item_space(lengths.1);
         if needed > usable_bytes() {
             errors::raise(Error::new(
                 Kind::InvalidArgument,
@@ -529,10 +558,18 @@ impl Index {
                 let buf = self.read(entry.tail, true);
                 let page = pg_sys::BufferGetPage(buf);
                 if pg_sys::PageGetExactFreeSpace(page) >= needed {
+                    let node = ItemId {
+                        block: entry.tail,
+                        offset: pg_sys::PageGetMaxOffsetNumber(page) + 1,
+                    };
+                    let (element, neighbours) = records(node);
                     let mut x = Xlog::start(self.rel);
                     let page = x.page(buf, false);
                     let at = add_item(page, element.as_ptr(), element.len());
                     add_item(page, neighbours.as_ptr(), neighbours.len());
+                    if at != node.offset {
+                        damaged("a node added elsewhere than planned");
+                    }
                     x.finish();
                     pg_sys::UnlockReleaseBuffer(buf);
                     return ItemId {
@@ -545,7 +582,10 @@ impl Index {
             let (block, at) = self.chain_page(
                 KIND_NODES,
                 entry.tail,
-                &[element, neighbours],
+                |block| {
+                    let (element, neighbours) = records(ItemId { block, offset: 1 });
+                    vec![element, neighbours]
+                },
                 dir.block,
                 |page, block| {
                     let p = item_ptr(page, dir.offset, std::mem::size_of::<DirEntry>())

@@ -135,6 +135,9 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
         let idx = Index::new(index);
         let shape = shape(index);
         let meta = idx.meta();
+        if meta.per_collection != 0 {
+            unsupported("the graphs of sealstore.documents are read by search(), not by queries");
+        }
         let params = params_from(&meta);
         state.params = Some(params);
         state.space = Space::new(metric_of(meta.strategy));
@@ -204,7 +207,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
         let ef = ef_search_setting().unwrap_or_else(|e| invalid(e));
         let exact_below = u64::try_from(gucs::HNSW_EXACT_BELOW.get()).unwrap_or(0);
         for (_, dir) in dirs {
-            let scan = if dir.nodes < exact_below {
+            let scan = if dir.nodes < exact_below || dir.entry().is_none() {
                 graph::Scan::exact(&query)
             } else {
                 graph::Scan::new(&query, ef)
@@ -230,7 +233,7 @@ unsafe fn next_node(scan: pg_sys::IndexScanDesc, state: &mut Scan) -> Option<Nea
     let params = state.params.expect("started");
     for g in &mut state.graphs {
         if g.peeked.is_none() && !g.done {
-            let mut disk = Disk::reader(&idx, params, state.space, g.head);
+            let mut disk = Disk::reader(&idx, params, state.space, g.head, None);
             let Ok(next) = g.scan.next(&mut disk, g.entry);
             g.peeked = next;
             g.done = next.is_none();
@@ -277,7 +280,7 @@ pub(super) unsafe extern "C-unwind" fn get_tuple(
             let Some(params) = params else {
                 return false;
             };
-            let disk = Disk::reader(&idx, params, state.space, pg_sys::InvalidBlockNumber);
+            let disk = Disk::reader(&idx, params, state.space, pg_sys::InvalidBlockNumber, None);
             let (heap, _, live) = disk.element(id);
             if !live {
                 continue;

@@ -3,8 +3,8 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use sealstore_core::graph;
 use sealstore_core::graph::record::ItemId;
-use sealstore_core::graph::{self, Space};
 
 use super::disk::Disk;
 use super::pages::Index;
@@ -28,15 +28,30 @@ pub(super) unsafe extern "C-unwind" fn bulk_delete(
         };
         let idx = Index::new((*info).index);
         let meta = idx.meta();
-        let params = params_from(&meta);
-        let space = Space::new(metric_of(meta.strategy));
         let Some(callback) = callback else {
             return stats;
         };
         for (dir_at, dir) in idx.entries() {
             idx.lock_key(&dir.key, false);
             let dir = idx.entry_at(dir_at);
-            let mut disk = Disk::writer(&idx, params, space, dir.head);
+            // A sealed graph of a shredded tenant cannot be read, so it is not relinked: its
+            // removed rows' nodes are only marked.
+            let (graph, readable) = if meta.per_collection != 0 && dir.sealed != 0 {
+                match collections::sealer_if_usable(&dir.tenant, meta.index_id) {
+                    Some(seal) => (
+                        Graph {
+                            seal: Some(seal),
+                            ..graph_of_plain(&meta, &dir)
+                        },
+                        true,
+                    ),
+                    None => (graph_of_plain(&meta, &dir), false),
+                }
+            } else {
+                (graph_of(&idx, &meta, &dir), true)
+            };
+            let params = graph.params;
+            let mut disk = Disk::writer(&idx, params, graph.space, dir.head, graph.seal.clone());
             let (live, _) = idx.nodes(dir.head);
             let mut gone = std::collections::HashSet::new();
             for &id in &live {
@@ -46,7 +61,13 @@ pub(super) unsafe extern "C-unwind" fn bulk_delete(
                     gone.insert(id);
                 }
             }
-            if !gone.is_empty() {
+            if !gone.is_empty() && !readable {
+                for id in &gone {
+                    idx.mark_dead(id.block, &[id.offset]);
+                }
+                idx.update_entry(dir_at, |e| e.nodes = (live.len() - gone.len()) as u64);
+                (*stats).tuples_removed += gone.len() as f64;
+            } else if !gone.is_empty() {
                 let deleted = |id: ItemId| gone.contains(&id);
                 let mut top: Option<(ItemId, usize)> = None;
                 for &id in &live {
