@@ -309,28 +309,42 @@ def test_tampered_or_swapped_ciphertext_fails_closed(app_url, admin_url, world, 
             assert info.value.sqlstate == state, str(info.value)
 
     search_sql = "SELECT * FROM sealstore.search('tamper', %s::sealstore.vector, 3)"
+    flip = ("UPDATE sealstore.documents SET sealed_embedding = set_byte(sealed_embedding, 40, "
+            "get_byte(sealed_embedding, 40) # 1) WHERE id = %s")
+    graph = "UPDATE pg_index SET indisready = %s WHERE indexrelid = 'sealstore.documents_sealed_graph'::regclass"
     with psycopg.connect(admin_url, autocommit=True) as su:
-        # One flipped ciphertext bit: the search stops with XX001 instead of scoring garbage.
-        su.execute("UPDATE sealstore.documents SET sealed_embedding = set_byte(sealed_embedding, 40, "
-                   "get_byte(sealed_embedding, 40) # 1) WHERE id = %s", (ids[0],))
-        expect(search_sql, (vec(corpus[0]),), "XX001")
-        su.execute("UPDATE sealstore.documents SET sealed_embedding = set_byte(sealed_embedding, 40, "
-                   "get_byte(sealed_embedding, 40) # 1) WHERE id = %s", (ids[0],))
-        # Embeddings and contents swapped between two documents: bound to their ids, refused.
-        su.execute("""UPDATE sealstore.documents d SET sealed_embedding = o.sealed_embedding, content = o.content
-                      FROM sealstore.documents o WHERE (d.id, o.id) IN ((%s, %s), (%s, %s))""",
-                   (ids[1], ids[2], ids[2], ids[1]))
-        expect(search_sql, (vec(corpus[0]),), "XX001")
-        expect("SELECT * FROM sealstore.get_document(%s)", (ids[1],), "XX001")
-        # A truncated envelope is not an envelope. The swapped row goes first: with two bad rows,
-        # which error comes first depends on scan order (a HOT update keeps a row's place in the
-        # index, a non-HOT one moves it to the end).
-        su.execute("DELETE FROM sealstore.documents WHERE id = %s", (ids[2],))
-        su.execute("UPDATE sealstore.documents SET sealed_embedding = '\\x0102' WHERE id = %s", (ids[1],))
-        expect(search_sql, (vec(corpus[0]),), "22P03")
-        su.execute("DELETE FROM sealstore.documents WHERE id = %s", (ids[1],))
-    with session(app_url, world, alg) as conn:
-        assert [r[0] for r in conn.execute(search_sql, (vec(corpus[0]),))] == [ids[0]]
+        # Through SQL, a tampered envelope is not even written: the sealed graph opens every
+        # embedding it indexes, and the statement fails with XX001.
+        with pytest.raises(psycopg.Error) as info:
+            su.execute(flip, (ids[0],))
+        assert info.value.sqlstate == "XX001"
+        # Tampering on disk passes no index: set the graph aside to do it here.
+        su.execute(graph, (False,))
+        try:
+            # One flipped ciphertext bit: the search stops with XX001 instead of scoring garbage.
+            su.execute(flip, (ids[0],))
+            expect(search_sql, (vec(corpus[0]),), "XX001")
+            su.execute(flip, (ids[0],))
+            # Embeddings and contents swapped between two documents: bound to their ids, refused.
+            su.execute("""UPDATE sealstore.documents d SET sealed_embedding = o.sealed_embedding, content = o.content
+                          FROM sealstore.documents o WHERE (d.id, o.id) IN ((%s, %s), (%s, %s))""",
+                       (ids[1], ids[2], ids[2], ids[1]))
+            expect(search_sql, (vec(corpus[0]),), "XX001")
+            expect("SELECT * FROM sealstore.get_document(%s)", (ids[1],), "XX001")
+            # A truncated envelope is not an envelope. The swapped row goes first: with two bad
+            # rows, which error comes first depends on scan order (a HOT update keeps a row's
+            # place in the index, a non-HOT one moves it to the end).
+            su.execute("DELETE FROM sealstore.documents WHERE id = %s", (ids[2],))
+            su.execute("UPDATE sealstore.documents SET sealed_embedding = '\\x0102' WHERE id = %s", (ids[1],))
+            expect(search_sql, (vec(corpus[0]),), "22P03")
+            su.execute("DELETE FROM sealstore.documents WHERE id = %s", (ids[1],))
+            with session(app_url, world, alg) as conn:
+                assert [r[0] for r in conn.execute(search_sql, (vec(corpus[0]),))] == [ids[0]]
+        finally:
+            # The row changed while the graph was aside goes too, so that the graph misses no
+            # live row.
+            su.execute("DELETE FROM sealstore.documents WHERE id = %s", (ids[0],))
+            su.execute(graph, (True,))
 
 
 def test_search_reads_only_the_tenants_own_rows(app_url, admin_url, world):
@@ -356,6 +370,8 @@ def test_search_reads_only_the_tenants_own_rows(app_url, admin_url, world):
                          pg_stat_get_xact_tuples_returned('sealstore.documents'::regclass)"""
     with psycopg.connect(admin_url) as su:
         for alg, rows, k in ((small, 30, 5), (big, 3000, 7)):
+            # The exact search (the big collection is walked otherwise: below).
+            su.execute("SET sealstore.hnsw_exact_below = 100000")
             su.execute("SELECT sealstore.act_as_tenant(%s)", (world[alg]["tenant"],))
             before = su.execute(counters).fetchone()
             got = su.execute("SELECT * FROM sealstore.search('bulk', array_fill(3::real, ARRAY[8])"
@@ -367,6 +383,19 @@ def test_search_reads_only_the_tenants_own_rows(app_url, admin_url, world):
             # One index scan; it returned and fetched exactly the tenant's rows of the collection;
             # the table itself was never scanned sequentially.
             assert delta == [1, rows, rows, 0, 0], (alg, delta)
+        # Walked, the big collection's search reads its own graph, and from the table only the
+        # rows of the walk's first batch (hnsw.ef_search, 40): no scan of the collection index.
+        graph = """SELECT pg_stat_get_xact_numscans('sealstore.documents_graph'::regclass),
+                          pg_stat_get_xact_tuples_fetched('sealstore.documents_graph'::regclass)"""
+        su.execute("SET sealstore.hnsw_exact_below = 1000")
+        su.execute("SELECT sealstore.act_as_tenant(%s)", (world[big]["tenant"],))
+        before = su.execute(counters).fetchone() + su.execute(graph).fetchone()
+        got = su.execute("SELECT * FROM sealstore.search('bulk', array_fill(3::real, ARRAY[8])"
+                         "::sealstore.vector, 7)").fetchall()
+        after = su.execute(counters).fetchone() + su.execute(graph).fetchone()
+        su.rollback()
+        assert len(got) == 7
+        assert [a - b for a, b in zip(after, before)] == [0, 0, 0, 0, 0, 1, 40]
 
     # The tenant's own rows of another collection are not read either.
     with session(app_url, world, small) as conn:

@@ -169,13 +169,19 @@ pub fn top_k(
             pg_sys::RegProcedure::from(pg_sys::F_UUID_EQ),
             pg_sys::Datum::from(tenant.as_bytes().as_ptr()),
         );
-        #[cfg(not(feature = "pg18"))]
-        let scan = pg_sys::index_beginscan(heap, index, snapshot, 2, 0);
-        // PostgreSQL 18 counts an index's searches for EXPLAIN ANALYZE into an optional
-        // instrumentation struct; this scan reports none.
-        #[cfg(feature = "pg18")]
-        let scan = pg_sys::index_beginscan(heap, index, snapshot, std::ptr::null_mut(), 2, 0);
-        pg_sys::index_rescan(scan, keys.as_mut_ptr(), 2, std::ptr::null_mut(), 0);
+        // A walk of the graph gives the TIDs instead: the collection index is not scanned.
+        let scan = if walk.is_some() {
+            std::ptr::null_mut()
+        } else {
+            #[cfg(not(feature = "pg18"))]
+            let scan = pg_sys::index_beginscan(heap, index, snapshot, 2, 0);
+            // PostgreSQL 18 counts an index's searches for EXPLAIN ANALYZE into an optional
+            // instrumentation struct; this scan reports none.
+            #[cfg(feature = "pg18")]
+            let scan = pg_sys::index_beginscan(heap, index, snapshot, std::ptr::null_mut(), 2, 0);
+            pg_sys::index_rescan(scan, keys.as_mut_ptr(), 2, std::ptr::null_mut(), 0);
+            scan
+        };
 
         let caller = pg_sys::CurrentMemoryContext;
         let natts = usize::try_from((*(*heap).rd_att).natts).unwrap_or(0);
@@ -307,14 +313,16 @@ pub fn top_k(
                 }
             });
         }
-        pages::count(index, pages::Count::HeapFetches(reader.fetched));
+        let fetched_through = walk.as_ref().map_or(index, |w| w.relation());
+        pages::count(fetched_through, pages::Count::HeapFetches(reader.fetched));
         reader.close();
 
         pg_sys::FreeTupleDesc(scan_desc);
         if let Some(w) = walk {
             w.close();
+        } else {
+            pg_sys::index_endscan(scan);
         }
-        pg_sys::index_endscan(scan);
         pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
         pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
 

@@ -87,15 +87,22 @@ pub fn describe(id: &[u8; 16]) -> Described {
 }
 
 /// The plaintext of a document's sealed embedding, opened with its tenant's key as `search()`
-/// opens it (bound to the document id), checked against the collection's dimensions.
-pub fn open_embedding(d: &Described, tenant: &[u8; 16], id: &[u8; 16], sealed: &[u8]) -> Vec<f32> {
+/// opens it (bound to the document id); none when the tenant is shredded (its documents are
+/// unreadable, so they are not indexed: a REINDEX or a restore goes on). An envelope that does
+/// not open is XX001: a row is never left out in silence.
+pub fn open_embedding(
+    d: &Described,
+    tenant: &[u8; 16],
+    id: &[u8; 16],
+    sealed: &[u8],
+) -> Option<Vec<f32>> {
     if tenant != &d.tenant {
         errors::raise(Error::damaged(
             "a document's tenant is not its collection's",
         ));
     }
     let tenant = TenantId::from_bytes(*tenant);
-    let keys = keycache::tenant_keys(&tenant).or_raise();
+    let keys = keycache::try_tenant_keys(&tenant).or_raise().ok()?;
     let header = crypto::parse_header(sealed).map_err(Error::from).or_raise();
     let mut opened = crypto::OpenedF32::default();
     crypto::open_f32_into(
@@ -107,7 +114,7 @@ pub fn open_embedding(d: &Described, tenant: &[u8; 16], id: &[u8; 16], sealed: &
     )
     .map_err(Error::from)
     .or_raise();
-    opened.as_slice().to_vec()
+    Some(opened.as_slice().to_vec())
 }
 
 /// Checks a collection's vector against its dimensions.
@@ -224,6 +231,11 @@ impl Walk {
             }
         }
         !self.done
+    }
+
+    /// The graph's index (open while the walk lives).
+    pub fn relation(&self) -> pg_sys::Relation {
+        self.rel
     }
 
     pub fn close(self) {

@@ -382,7 +382,7 @@ unsafe fn row_input(
                     }
                     let uuid = |i: usize| *(*values.add(i)).cast_mut_ptr::<[u8; 16]>();
                     let bytes = crate::storage::heap::varlena_bytes(*values.add(at));
-                    collections::open_embedding(&d, &uuid(at + 1), &uuid(at + 2), bytes)
+                    collections::open_embedding(&d, &uuid(at + 1), &uuid(at + 2), bytes)?
                 } else {
                     vector::VectorArg::from_datum(*values.add(at), false)?
                         .0
