@@ -39,10 +39,10 @@ bench_settings() {
 }
 
 # `bench` runs all and writes BENCHMARKS.md; `bench encryption`, `bench auth`, `bench replicas`, `bench vectors`,
-# `bench gateway`, `bench events`, `bench hnsw` or `bench load` runs one (and rewrites BENCHMARKS.md with the others' last figures).
+# `bench gateway`, `bench events`, `bench hnsw`, `bench sealed` or `bench load` runs one (and rewrites BENCHMARKS.md with the others' last figures).
 cmd_bench() {
     local which=$1
-    case "$which" in all|encryption|auth|replicas|vectors|gateway|events|hnsw|load) ;; *) die "unknown benchmark '$which' (all, encryption, auth, replicas, vectors, gateway, events, hnsw, load)" ;; esac
+    case "$which" in all|encryption|auth|replicas|vectors|gateway|events|hnsw|sealed|load) ;; *) die "unknown benchmark '$which' (all, encryption, auth, replicas, vectors, gateway, events, hnsw, sealed, load)" ;; esac
     setup_machine
     install_extension
     if [ "$which" = all ] || [ "$which" = gateway ] || [ "$which" = events ] || [ "$which" = load ] || [ "$which" = replicas ]; then
@@ -128,6 +128,13 @@ cmd_bench() {
         "$REPO/tests/bench/results/hnsw.md" \
         || die "the hnsw benchmark failed"
     fi
+    if [ "$which" = all ] || [ "$which" = sealed ]; then
+    say "Benchmark: the sealed graph against the plaintext graph through search() (20,000 x 768; about 10 minutes)"
+    python_venv "$REPO/tests/bench/requirements.txt" "$STATE/bench-venv"
+    "$STATE/bench-venv/bin/python" "$REPO/tests/bench/sealed_graph.py" \
+        "$(superuser_url "$BENCH_CLUSTER" sealstore_bench)" "$REPO/tests/bench/results/sealed_graph.md" \
+        || die "the sealed graph benchmark failed"
+    fi
     if [ "$which" = all ] || [ "$which" = events ]; then
     say "Benchmark: change events, commit to delivery and writes with 1,000 subscribers (about 3 minutes)"
     cluster_roles "$BENCH_CLUSTER" sealstore_bench
@@ -139,5 +146,5 @@ cmd_bench() {
     say "Writing BENCHMARKS.md"
     "$STATE/venv/bin/python" "$REPO/tests/bench/report.py" "$REPO/tests/bench/results" \
         "$REPO/BENCHMARKS.md" "$("$PG_BINDIR/postgres" --version)" || die "writing BENCHMARKS.md failed"
-    say "Results in BENCHMARKS.md and tests/bench/results/ (encryption, auth, replicas, vectors, gateway, events, hnsw, load)"
+    say "Results in BENCHMARKS.md and tests/bench/results/ (encryption, auth, replicas, vectors, gateway, events, hnsw, sealed_graph, load)"
 }

@@ -285,10 +285,20 @@ def test_a_sealed_graph_keeps_no_vector_or_neighbour_list_on_disk_and_no_moved_r
             assert conn.execute("SELECT count(*) FROM sealstore.search('s', %s::sealstore.vector, 1000)",
                                 (vec(sealed_vectors[0]),)).fetchone()[0] == 1000
             conn.commit()
-        with psycopg.connect(admin, autocommit=True) as su:
+        with psycopg.connect(admin, autocommit=True) as su, psycopg.connect(admin, autocommit=True) as warm:
             su.execute("REINDEX INDEX sealstore.documents_sealed_graph")
-            # Shredding: the tenant's search fails, VACUUM still marks its removed rows.
+            # A backend that has walked the sealed graph (its vectors opened and kept)...
+            got, _, walked = search(warm, key, "s", sealed_vectors[7])
+            assert walked == 1 and len(got) == 10
+            # ... cannot read it once the tenant is shredded; VACUUM still marks its removed rows.
             su.execute("SELECT sealstore.shred_tenant(%s)", (tenant,))
+            warm.execute("BEGIN")
+            warm.execute("SET LOCAL sealstore.hnsw_exact_below = 100")
+            with pytest.raises(psycopg.Error) as info:
+                warm.execute("SELECT sealstore.act_as_tenant(%s)", (tenant,))
+                warm.execute("SELECT * FROM sealstore.search('s', %s::sealstore.vector)", (vec(sealed_vectors[7]),))
+            assert info.value.sqlstate == "42704", info.value
+            warm.execute("ROLLBACK")
         with psycopg.connect(admin, autocommit=True) as su:
             got, _, walked = search(su, other_key, "p", plain_vectors[0])
             assert walked == 1 and len(got) == 10

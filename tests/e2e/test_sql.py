@@ -56,7 +56,8 @@ def test_settings_listing_hides_key_settings_from_app(app):
         "SELECT name FROM pg_settings WHERE name LIKE 'sealstore.%' ORDER BY name").fetchall()
     # Only the (non-secret) token-check, feed and index settings are visible; no master key
     # setting.
-    assert rows == [("sealstore.event_retention",), ("sealstore.hnsw_exact_below",), ("sealstore.jwt_audience",),
+    assert rows == [("sealstore.event_retention",), ("sealstore.hnsw_exact_below",),
+                    ("sealstore.hnsw_opened_memory",), ("sealstore.jwt_audience",),
                     ("sealstore.jwt_issuer",), ("sealstore.jwt_leeway",), ("sealstore.jwt_require_jti",)]
 
 

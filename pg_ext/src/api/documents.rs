@@ -368,7 +368,7 @@ pub fn nearest(collection: &str, query: &[f32], k: i32, filter: Option<Jsonb>) -
     // A collection whose graph has grown past `sealstore.hnsw_exact_below` nodes is walked;
     // the rows the walk offers are scored exactly, as every row of a smaller one is.
     let rows = || match Walk::open(&tenant, &coll.id, coll.encrypted, query, k) {
-        Some(walk) => Rows::Graph(walk),
+        Some(walk) => Rows::Graph(Box::new(walk)),
         None => Rows::All,
     };
     if coll.encrypted {

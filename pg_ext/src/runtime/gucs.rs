@@ -45,7 +45,22 @@ pub static EVENT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 /// most about twice the walk below that, for exact answers where a graph offers least.
 pub static HNSW_EXACT_BELOW: GucSetting<i32> = GucSetting::<i32>::new(1_000);
 
+/// How much memory (kB) a backend may keep the opened vectors of sealed graphs in. A sealed
+/// node's vector is opened once and kept, so that a walk or an insert scores it at the cost of a
+/// plaintext graph's; past the limit the backend starts over.
+pub static HNSW_OPENED_MEMORY: GucSetting<i32> = GucSetting::<i32>::new(256 * 1024);
+
 pub fn define() {
+    GucRegistry::define_int_guc(
+        c"sealstore.hnsw_opened_memory",
+        c"Memory a backend may keep opened vectors of sealed hnsw graphs in.",
+        c"Vectors of encrypted collections' graphs, decrypted once per backend and kept until the tenant's keys change.",
+        &HNSW_OPENED_MEMORY,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
     GucRegistry::define_int_guc(
         c"sealstore.hnsw_exact_below",
         c"Searches an hnsw graph with fewer nodes than this exactly instead of walking it.",

@@ -88,7 +88,7 @@ pub enum Rows {
     /// The collection's graph (`hnsw::collections::Walk`), nearest first: a first batch of
     /// `first_batch` rows, then more while fewer than `k` of them pass the filter and are
     /// visible (never short: the walk ends with every node of the graph).
-    Graph(Walk),
+    Graph(Box<Walk>),
 }
 
 /// Scans the rows of `collection` that belong to `tenant` (all of them, or those a walk of

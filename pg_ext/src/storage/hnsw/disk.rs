@@ -3,6 +3,7 @@
 //! read from their records as they are needed, and opened in this backend's memory when the
 //! graph is sealed ([`Sealer`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -15,7 +16,8 @@ use zeroize::Zeroizing;
 
 use super::pages::{damaged, Index};
 use crate::runtime::errors::{self, Error};
-use crate::runtime::keycache::TenantKeys;
+use crate::runtime::gucs;
+use crate::runtime::keycache::{self, TenantKeys};
 
 /// A record that does not open or decode: a failed authentication is the crypto layer's error
 /// (XX001: tampered, moved, or under a key version that is gone); anything else is damage.
@@ -24,6 +26,56 @@ fn unreadable(e: RecordError) -> ! {
         RecordError::Crypto(c) => errors::raise(Error::from(c)),
         _ => damaged("a record does not decode"),
     }
+}
+
+/// Sealed graphs' vectors opened in this backend, by index (its random id) and node. An element
+/// record never changes once written (a REINDEX makes a new index id), so an opened vector stays
+/// right for as long as the tenant's keys do: the cache is dropped whenever the key cache's
+/// generation moves (a shred or rotation committed anywhere), and when it outgrows
+/// `sealstore.hnsw_opened_memory`. Vectors are wiped when dropped.
+#[derive(Default)]
+struct Opened {
+    generation: Option<keycache::Generation>,
+    vectors: HashMap<([u8; 16], ItemId), Zeroizing<Vec<f32>>>,
+    bytes: usize,
+}
+
+thread_local! {
+    static OPENED: RefCell<Opened> = RefCell::new(Opened::default());
+}
+
+/// Drops the opened vectors if the keys they were opened with may have changed.
+fn check_opened() {
+    let generation = keycache::generation();
+    OPENED.with_borrow_mut(|o| {
+        if o.generation != Some(generation) {
+            *o = Opened {
+                generation: Some(generation),
+                ..Opened::default()
+            };
+        }
+    });
+}
+
+/// `f` of node `id`'s opened vector, if this backend has it.
+fn with_opened<R>(index: &[u8; 16], id: ItemId, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    OPENED.with_borrow(|o| o.vectors.get(&(*index, id)).map(|v| f(v)))
+}
+
+/// Keeps node `id`'s opened vector.
+fn keep_opened(index: &[u8; 16], id: ItemId, v: &[f32]) {
+    let limit = usize::try_from(gucs::HNSW_OPENED_MEMORY.get()).unwrap_or(0) * 1024;
+    let cost = 4 * v.len() + 64;
+    OPENED.with_borrow_mut(|o| {
+        if o.bytes + cost > limit {
+            o.vectors.clear();
+            o.bytes = 0;
+        }
+        if cost <= limit {
+            o.vectors.insert((*index, id), Zeroizing::new(v.to_vec()));
+            o.bytes += cost;
+        }
+    });
 }
 
 /// The keys a sealed graph's records are sealed and opened with: its tenant's, as the key
@@ -36,6 +88,7 @@ pub struct Sealer {
 
 impl Sealer {
     pub fn new(tenant: TenantId, keys: Rc<TenantKeys>, index_id: [u8; 16]) -> Sealer {
+        check_opened();
         Sealer {
             tenant,
             keys,
@@ -88,6 +141,24 @@ impl Sealer {
         )
         .unwrap_or_else(|e| unreadable(e));
         (Zeroizing::new(element), Zeroizing::new(neighbours))
+    }
+
+    /// `f` of node `node`'s vector: opened before in this backend, or opened from `read`'s
+    /// record now (and kept).
+    fn with_vector<R>(
+        &self,
+        node: ItemId,
+        out: &mut OpenedF32,
+        read: impl FnOnce(&mut dyn FnMut(&[u8])),
+        f: impl FnOnce(&[f32]) -> R,
+    ) -> R {
+        let mut f = Some(f);
+        if let Some(r) = with_opened(&self.index_id, node, |v| (f.take().expect("once"))(v)) {
+            return r;
+        }
+        read(&mut |bytes| self.open_element(node, bytes, out));
+        keep_opened(&self.index_id, node, out.as_slice());
+        (f.take().expect("once"))(out.as_slice())
     }
 
     fn open_element(&self, node: ItemId, bytes: &[u8], out: &mut OpenedF32) {
@@ -230,16 +301,19 @@ impl<'a> Disk<'a> {
         if !self.cache.contains_key(&id) {
             let seal = self.seal.clone();
             let opened = &mut self.opened;
-            let v = self.index.with_item(id, |bytes, _| match &seal {
-                Some(s) => {
-                    s.open_element(id, bytes, opened);
-                    Zeroizing::new(opened.as_slice().to_vec())
-                }
-                None => match record::decode_element(bytes) {
+            let index = self.index;
+            let v = match &seal {
+                Some(s) => s.with_vector(
+                    id,
+                    opened,
+                    |open| index.with_item(id, |bytes, _| open(bytes)),
+                    |v| Zeroizing::new(v.to_vec()),
+                ),
+                None => index.with_item(id, |bytes, _| match record::decode_element(bytes) {
                     Ok(e) => Zeroizing::new(e.vector),
                     Err(e) => unreadable(e),
-                },
-            });
+                }),
+            };
             self.cache.insert(id, v);
         }
         &self.cache[&id]
@@ -333,21 +407,24 @@ impl Store for Disk<'_> {
         if self.keep_vectors {
             return Ok(space.score(query, self.vector(id)));
         }
-        let seal = self.seal.clone();
-        let opened = &mut self.opened;
-        Ok(self.index.with_item(id, |bytes, _| match &seal {
-            Some(s) => {
-                s.open_element(id, bytes, opened);
-                if opened.as_slice().len() != query.len() {
-                    damaged("a vector of other dimensions");
-                }
-                space.score(query, opened.as_slice())
-            }
-            None => match record::element_parts(bytes) {
+        let index = self.index;
+        Ok(match &self.seal {
+            Some(s) => s.with_vector(
+                id,
+                &mut self.opened,
+                |open| index.with_item(id, |bytes, _| open(bytes)),
+                |v| {
+                    if v.len() != query.len() {
+                        damaged("a vector of other dimensions");
+                    }
+                    space.score(query, v)
+                },
+            ),
+            None => index.with_item(id, |bytes, _| match record::element_parts(bytes) {
                 Ok((_, _, v)) => distance_to(space, query, v),
                 Err(e) => unreadable(e),
-            },
-        }))
+            }),
+        })
     }
 
     fn distance_between(&mut self, a: ItemId, b: ItemId) -> Result<f64, Infallible> {
