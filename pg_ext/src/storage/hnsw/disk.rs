@@ -4,11 +4,11 @@
 //! graph is sealed ([`Sealer`]).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
+use rustc_hash::FxHashMap;
 use sealstore_core::crypto::{OpenedF32, TenantId};
 use sealstore_core::graph::record::{self, Element, ItemId, Kind, Place, RecordError};
 use sealstore_core::graph::{Params, Space, Store};
@@ -36,7 +36,7 @@ fn unreadable(e: RecordError) -> ! {
 #[derive(Default)]
 struct Opened {
     generation: Option<keycache::Generation>,
-    vectors: HashMap<([u8; 16], ItemId), Zeroizing<Vec<f32>>>,
+    vectors: FxHashMap<([u8; 16], ItemId), Zeroizing<Vec<f32>>>,
     bytes: usize,
 }
 
@@ -255,7 +255,7 @@ pub struct Disk<'a> {
     pub head: pg_sys::BlockNumber,
     seal: Option<Rc<Sealer>>,
     /// Vectors read so far, for an insert's or a repair's repeated distances between nodes.
-    cache: HashMap<ItemId, Zeroizing<Vec<f32>>>,
+    cache: FxHashMap<ItemId, Zeroizing<Vec<f32>>>,
     keep_vectors: bool,
     /// A scan's last opened vector (sealed graphs), wiped when the scan ends.
     opened: OpenedF32,
@@ -276,7 +276,7 @@ impl<'a> Disk<'a> {
             space,
             head,
             seal,
-            cache: HashMap::new(),
+            cache: FxHashMap::default(),
             keep_vectors: true,
             opened: OpenedF32::default(),
         }
@@ -403,10 +403,10 @@ impl Store for Disk<'_> {
     type Error = Infallible;
 
     fn distance(&mut self, query: &[f32], id: ItemId) -> Result<f64, Infallible> {
+        // Scored where the vector lies (or from the opened vectors), also while inserting: the
+        // search for a new node's neighbours scores many nodes once each, and copying each
+        // vector out first cost more than the distances.
         let space = self.space;
-        if self.keep_vectors {
-            return Ok(space.score(query, self.vector(id)));
-        }
         let index = self.index;
         Ok(match &self.seal {
             Some(s) => s.with_vector(
@@ -428,9 +428,11 @@ impl Store for Disk<'_> {
     }
 
     fn distance_between(&mut self, a: ItemId, b: ItemId) -> Result<f64, Infallible> {
-        let va = Zeroizing::new(self.vector(a).to_vec());
-        let space = self.space;
-        let d = space.score(&va, self.vector(b));
+        // Both vectors in the cache, then scored where they are (no copy per pair: the
+        // neighbour selection of an insert scores thousands of pairs).
+        self.vector(a);
+        self.vector(b);
+        let d = self.space.score(&self.cache[&a], &self.cache[&b]);
         if !self.keep_vectors {
             self.cache.clear();
         }
