@@ -142,7 +142,7 @@ def main():
               f"A search in a new backend (median of {COLD}, ef_search 40): plaintext "
               f"{statistics.median(cold['plaintext']):.2f} ms, sealed {statistics.median(cold['sealed']):.2f} ms "
               "(the sealed graph opens each vector it touches once per backend, then keeps it: "
-              "`sealstore.hnsw_opened_memory`).", ""]
+              "`sealstore.hnsw_graph_memory`).", ""]
     Path(out).write_text("\n".join(lines) + "\n")
     at40 = curve[40]
     ratio = at40["sealed"]["p50"] / at40["plaintext"]["p50"]

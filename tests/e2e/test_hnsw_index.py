@@ -279,6 +279,31 @@ def test_a_build_beyond_maintenance_work_mem_says_so_and_stays_correct(db):
     assert total / len(queries) >= 0.95
 
 
+def test_a_graph_kept_in_a_backends_memory_follows_every_change(db, admin_url):
+    """A backend keeps a graph it has walked in its memory; a row another backend inserts, a
+    delete and a VACUUM, and a REINDEX are all seen by its next walk."""
+    rng = random.Random(12)
+    data, centres = clustered(rng, 2500)
+    name = table(db, data, key=lambda i: 1)
+    db.execute(f"CREATE INDEX ON {name} USING hnsw (tenant, v)")
+    q = clustered(rng, 1, centres=centres)[0][0]
+    sql = f"SELECT id FROM {name} WHERE tenant = 1 ORDER BY v <-> %s LIMIT 10"
+    with psycopg.connect(admin_url, autocommit=True) as reader:
+        reader.execute("SET search_path = public, sealstore")
+        reader.execute("SET enable_seqscan = off")
+        first = [r[0] for r in reader.execute(sql, (vec(q),))]
+        assert [r[0] for r in reader.execute(sql, (vec(q),))] == first
+        db.execute(f"INSERT INTO {name} SELECT 100000 + g, 1, %s FROM generate_series(1, 3) g", (vec(q),))
+        assert sorted([r[0] for r in reader.execute(sql, (vec(q),))][:3]) == [100001, 100002, 100003]
+        db.execute(f"DELETE FROM {name} WHERE id > 100000 OR id = ANY(%s)", (first[:2],))
+        db.execute(f"VACUUM {name}")
+        got = [r[0] for r in reader.execute(sql, (vec(q),))]
+        assert not set(got) & {100001, 100002, 100003, *first[:2]} and len(got) == 10
+        assert recall(got, top(db, sql, (vec(q),), index=False)) >= 0.9
+        db.execute(f"REINDEX TABLE {name}")
+        assert [r[0] for r in reader.execute(sql, (vec(q),))] == got
+
+
 def test_concurrent_inserts_lose_no_row(db, admin_url):
     name = table(db, [])
     db.execute(f"CREATE INDEX ON {name} USING hnsw (tenant, v)")

@@ -145,6 +145,29 @@ def test_a_growing_collection_moves_to_its_graph_on_its_own(app_url, admin_url, 
         assert walked == 1 and len(got) == 10
 
 
+def test_a_backend_that_keeps_a_collections_graph_sees_new_and_deleted_documents(app_url, admin_url, world):
+    rng = random.Random(8)
+    centres = centres_of(rng)
+    alg = "aes-256-gcm"
+    key = world[alg]["key"]
+    q = clustered(rng, 1, centres)[0]
+    with session(app_url, world, alg) as conn, psycopg.connect(admin_url, autocommit=True) as su:
+        conn.execute("SELECT sealstore.create_collection('kept', %s, 'l2', true)", (DIMS,))
+        put_all(conn, "kept", clustered(rng, 1100, centres))
+        first, _, walked = search(su, key, "kept", q)
+        assert walked == 1 and search(su, key, "kept", q)[0] == first
+        conn.execute("SELECT sealstore.authenticate(%s)", (key,))
+        new = conn.execute("SELECT sealstore.put_document('kept', 'new', %s::sealstore.vector)", (vec(q),)).fetchone()[0]
+        conn.commit()
+        got, distances, _ = search(su, key, "kept", q)
+        assert got[0] == new and distances[0] == 0
+        conn.execute("SELECT sealstore.authenticate(%s)", (key,))
+        assert conn.execute("SELECT sealstore.delete_document(%s)", (new,)).fetchone()[0]
+        conn.commit()
+        su.execute("VACUUM sealstore.documents")
+        assert search(su, key, "kept", q)[0] == first
+
+
 def test_the_collection_operator_classes_are_only_for_the_documents_graphs(admin_url):
     with psycopg.connect(admin_url, autocommit=True) as db:
         db.execute("CREATE TABLE cg (id uuid, c uuid, v sealstore.vector(3), b bytea)")

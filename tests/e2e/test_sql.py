@@ -57,7 +57,7 @@ def test_settings_listing_hides_key_settings_from_app(app):
     # Only the (non-secret) token-check, feed and index settings are visible; no master key
     # setting.
     assert rows == [("sealstore.event_retention",), ("sealstore.hnsw_exact_below",),
-                    ("sealstore.hnsw_opened_memory",), ("sealstore.jwt_audience",),
+                    ("sealstore.hnsw_graph_memory",), ("sealstore.jwt_audience",),
                     ("sealstore.jwt_issuer",), ("sealstore.jwt_leeway",), ("sealstore.jwt_require_jti",)]
 
 

@@ -37,6 +37,7 @@ use crate::distance::{self, Metric};
 use std::fmt::Debug;
 use std::hash::Hash;
 
+pub mod frozen;
 pub mod memory;
 pub mod record;
 

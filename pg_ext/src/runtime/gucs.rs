@@ -45,17 +45,18 @@ pub static EVENT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 /// most about twice the walk below that, for exact answers where a graph offers least.
 pub static HNSW_EXACT_BELOW: GucSetting<i32> = GucSetting::<i32>::new(1_000);
 
-/// How much memory (kB) a backend may keep the opened vectors of sealed graphs in. A sealed
-/// node's vector is opened once and kept, so that a walk or an insert scores it at the cost of a
-/// plaintext graph's; past the limit the backend starts over.
-pub static HNSW_OPENED_MEMORY: GucSetting<i32> = GucSetting::<i32>::new(256 * 1024);
+/// How much memory (kB) a backend may keep hnsw graphs in between scans (each graph read whole,
+/// and checked against its version before each scan), and, separately, the vectors of sealed
+/// graphs it has opened (so that an insert scores them at the cost of a plaintext graph's).
+/// Past the limit the backend starts over; a graph larger than it is read from its pages.
+pub static HNSW_GRAPH_MEMORY: GucSetting<i32> = GucSetting::<i32>::new(256 * 1024);
 
 pub fn define() {
     GucRegistry::define_int_guc(
-        c"sealstore.hnsw_opened_memory",
-        c"Memory a backend may keep opened vectors of sealed hnsw graphs in.",
-        c"Vectors of encrypted collections' graphs, decrypted once per backend and kept until the tenant's keys change.",
-        &HNSW_OPENED_MEMORY,
+        c"sealstore.hnsw_graph_memory",
+        c"Memory a backend may keep hnsw graphs in between scans, and the opened vectors of sealed graphs.",
+        c"Graphs read whole and kept while no writer changes them; sealed ones opened in this backend only, dropped when any tenant's keys change.",
+        &HNSW_GRAPH_MEMORY,
         0,
         i32::MAX,
         GucContext::Userset,

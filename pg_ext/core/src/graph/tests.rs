@@ -748,3 +748,71 @@ fn a_space_scores_in_the_metrics_order_and_gives_back_its_distances() {
         Some(vec![3.0, 4.0])
     );
 }
+
+#[test]
+fn a_frozen_graph_scans_as_the_graph_it_was_read_from() {
+    let (data, queries) = data_and_queries(41, 1200, 10, 12, 15, 0.4);
+    let p = Params::default();
+    let mut rng = Rng(3);
+    let mut g = memory::MemoryGraph::new(Space::new(Metric::L2), 12);
+    for (i, v) in data.iter().enumerate() {
+        g.add(
+            &p,
+            ItemId {
+                block: 1000 + i as u32,
+                offset: 1,
+            },
+            v,
+            p.level_for(rng.unit()),
+        );
+    }
+    let at = |i: u32| ItemId {
+        block: i / 8 + 1,
+        offset: (i % 8) as u16 * 2 + 1,
+    };
+    let dead = at(17);
+    let nodes = (0..g.len() as u32).map(|i| frozen::FrozenNode {
+        id: at(i),
+        heap: g.heap(i),
+        live: at(i) != dead,
+        vector: g.vector(i).to_vec(),
+        lists: g
+            .lists(i)
+            .iter()
+            .map(|l| l.iter().map(|&n| at(n)).collect())
+            .collect(),
+    });
+    let mut f = frozen::Frozen::new(Space::new(Metric::L2), 12, nodes);
+    assert_eq!(f.len(), 1200);
+    assert_eq!(f.element(at(5)), Some((g.heap(5), true)));
+    assert_eq!(f.element(dead), Some((g.heap(17), false)));
+    assert_eq!(
+        f.element(ItemId {
+            block: 9999,
+            offset: 1
+        }),
+        None
+    );
+    assert!(!f.all().unwrap().contains(&dead));
+    assert_eq!(f.set_neighbours(at(1), 0, &[]), Err(frozen::ReadOnly));
+    let entry = g.entry().unwrap();
+    for q in &queries {
+        let mut over_memory = Scan::new(q, 40);
+        let mut over_frozen = Scan::new(q, 40);
+        for _ in 0..60 {
+            let a = over_memory.next(&mut g, Some(entry)).unwrap().unwrap();
+            let b = over_frozen
+                .next(
+                    &mut f,
+                    Some(Entry {
+                        id: at(entry.id),
+                        level: entry.level,
+                    }),
+                )
+                .unwrap()
+                .unwrap();
+            assert_eq!(at(a.id), b.id);
+            assert_eq!(a.distance, b.distance);
+        }
+    }
+}

@@ -13,12 +13,14 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use sealstore_core::crypto::{self, TenantId};
 use sealstore_core::distance::Metric;
+use sealstore_core::graph::frozen::Frozen;
 use sealstore_core::graph::record::ItemId;
 use sealstore_core::graph::{self, Entry, Near};
 use sealstore_core::ids::CollectionId;
 
 use super::disk::{Disk, Sealer};
-use super::pages::{DirEntry, Index};
+use super::kept;
+use super::pages::{damaged, DirEntry, Index};
 use super::{ef_search_setting, graph_of, invalid, Graph};
 use crate::runtime::errors::{self, Error, Kind, OrRaise};
 use crate::runtime::{gucs, keycache, owner};
@@ -133,6 +135,8 @@ pub fn check_dims(d: &Described, dims: usize) {
 pub struct Walk {
     rel: pg_sys::Relation,
     graph: Graph,
+    /// The graph in this backend's memory, when it is kept there.
+    frozen: Option<Rc<RefCell<Frozen>>>,
     head: pg_sys::BlockNumber,
     entry: Option<Entry<ItemId>>,
     scan: graph::Scan<ItemId>,
@@ -188,8 +192,10 @@ impl Walk {
                 return None;
             };
             crate::storage::pages::count(rel, crate::storage::pages::Count::IndexScan);
+            let frozen = kept::graph(&idx, &meta, &dir, &graph, dir.dims as usize);
             Some(Walk {
                 rel,
+                frozen,
                 head: dir.head,
                 entry: dir.entry().map(|(id, level)| Entry { id, level }),
                 // An unlinked graph (below graph::LINK_AT) is scored exactly.
@@ -217,14 +223,32 @@ impl Walk {
             self.head,
             self.graph.seal.clone(),
         );
+        let mut frozen = self.frozen.as_ref().map(|f| f.borrow_mut());
         let mut taken = 0;
         while taken < n && !self.done {
-            let Ok(next): Result<Option<Near<ItemId>>, _> = self.scan.next(&mut disk, self.entry);
+            let next: Option<Near<ItemId>> = match frozen.as_deref_mut() {
+                Some(f) => self
+                    .scan
+                    .next(f, self.entry)
+                    .unwrap_or_else(|_| damaged("a scan wrote to a graph")),
+                None => {
+                    let Ok(next) = self.scan.next(&mut disk, self.entry);
+                    next
+                }
+            };
             let Some(near) = next else {
                 self.done = true;
                 break;
             };
-            let (heap, _, live) = disk.element(near.id);
+            let (heap, live) = match frozen.as_deref() {
+                Some(f) => f
+                    .element(near.id)
+                    .unwrap_or_else(|| damaged("a node the graph does not have")),
+                None => {
+                    let (heap, _, live) = disk.element(near.id);
+                    (heap, live)
+                }
+            };
             if live {
                 out.push(crate::storage::heap::tid(heap.block, heap.offset));
                 taken += 1;

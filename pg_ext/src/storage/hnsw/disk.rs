@@ -32,7 +32,7 @@ fn unreadable(e: RecordError) -> ! {
 /// record never changes once written (a REINDEX makes a new index id), so an opened vector stays
 /// right for as long as the tenant's keys do: the cache is dropped whenever the key cache's
 /// generation moves (a shred or rotation committed anywhere), and when it outgrows
-/// `sealstore.hnsw_opened_memory`. Vectors are wiped when dropped.
+/// `sealstore.hnsw_graph_memory`. Vectors are wiped when dropped.
 #[derive(Default)]
 struct Opened {
     generation: Option<keycache::Generation>,
@@ -64,7 +64,7 @@ fn with_opened<R>(index: &[u8; 16], id: ItemId, f: impl FnOnce(&[f32]) -> R) -> 
 
 /// Keeps node `id`'s opened vector.
 fn keep_opened(index: &[u8; 16], id: ItemId, v: &[f32]) {
-    let limit = usize::try_from(gucs::HNSW_OPENED_MEMORY.get()).unwrap_or(0) * 1024;
+    let limit = usize::try_from(gucs::HNSW_GRAPH_MEMORY.get()).unwrap_or(0) * 1024;
     let cost = 4 * v.len() + 64;
     OPENED.with_borrow_mut(|o| {
         if o.bytes + cost > limit {
@@ -370,7 +370,8 @@ impl<'a> Disk<'a> {
             })
     }
 
-    fn lists(&self, id: ItemId) -> Vec<Vec<ItemId>> {
+    /// The node's neighbour lists, one per level.
+    pub fn lists(&self, id: ItemId) -> Vec<Vec<ItemId>> {
         self.index
             .with_item(neighbours_at(id), |bytes, _| match &self.seal {
                 Some(s) => s.open_neighbours(id, &self.params, bytes),

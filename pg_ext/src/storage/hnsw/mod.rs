@@ -21,6 +21,7 @@
 mod build;
 pub mod collections;
 mod disk;
+mod kept;
 mod pages;
 mod scan;
 mod vacuum;

@@ -87,6 +87,9 @@ pub struct DirEntry {
     pub dims: u32,
     pub strategy: u8,
     pub sealed: u8,
+    /// Bumped by every change of the graph (each `Index::update_entry`): what a backend that
+    /// keeps the graph in memory checks before a scan.
+    pub version: u64,
 }
 
 impl DirEntry {
@@ -425,6 +428,7 @@ impl Index {
             dims: 0,
             strategy: 0,
             sealed: 0,
+            version: 0,
         };
         init(&mut entry);
         let size = std::mem::size_of::<DirEntry>();
@@ -528,6 +532,7 @@ impl Index {
             let p = item_ptr(page, at.offset, std::mem::size_of::<DirEntry>()).cast::<DirEntry>();
             let mut e = std::ptr::read_unaligned(p);
             change(&mut e);
+            e.version += 1;
             std::ptr::write_unaligned(p, e);
             x.finish();
             pg_sys::UnlockReleaseBuffer(buf);

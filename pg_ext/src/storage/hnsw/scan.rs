@@ -8,7 +8,13 @@ use sealstore_core::distance::Metric;
 use sealstore_core::graph::record::ItemId;
 use sealstore_core::graph::{self, Entry, Near, Params, Space};
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use sealstore_core::graph::frozen::Frozen;
+
 use super::disk::Disk;
+use super::kept;
 use super::pages::{damaged, Index};
 use super::*;
 use crate::runtime::errors::{self, Error, Kind};
@@ -48,6 +54,8 @@ unsafe fn scan_key_bytes(
 /// One key's graph in a scan.
 struct GraphScan {
     head: pg_sys::BlockNumber,
+    /// The graph in this backend's memory, when it is kept there.
+    frozen: Option<Rc<RefCell<Frozen>>>,
     entry: Option<Entry<ItemId>>,
     scan: graph::Scan<ItemId>,
     /// Its next node, once looked at, and whether it has none left.
@@ -212,8 +220,16 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, state: &mut Scan) {
             } else {
                 graph::Scan::new(&query, ef)
             };
+            let frozen = kept::graph(
+                &idx,
+                &meta,
+                &dir,
+                &graph_of(&idx, &meta, &dir),
+                meta.dims as usize,
+            );
             state.graphs.push(GraphScan {
                 head: dir.head,
+                frozen,
                 entry: dir.entry().map(|(id, level)| Entry { id, level }),
                 scan,
                 peeked: None,
@@ -233,8 +249,17 @@ unsafe fn next_node(scan: pg_sys::IndexScanDesc, state: &mut Scan) -> Option<Nea
     let params = state.params.expect("started");
     for g in &mut state.graphs {
         if g.peeked.is_none() && !g.done {
-            let mut disk = Disk::reader(&idx, params, state.space, g.head, None);
-            let Ok(next) = g.scan.next(&mut disk, g.entry);
+            let next = match &g.frozen {
+                Some(f) => g
+                    .scan
+                    .next(&mut *f.borrow_mut(), g.entry)
+                    .unwrap_or_else(|_| damaged("a scan wrote to a graph")),
+                None => {
+                    let mut disk = Disk::reader(&idx, params, state.space, g.head, None);
+                    let Ok(next) = g.scan.next(&mut disk, g.entry);
+                    next
+                }
+            };
             g.peeked = next;
             g.done = next.is_none();
         }
