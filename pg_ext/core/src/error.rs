@@ -292,7 +292,7 @@ impl From<VectorError> for Error {
             Syntax { .. } => Kind::InvalidTextRepresentation,
             Binary { .. } => Kind::InvalidBinaryRepresentation,
             TooManyDims => Kind::ProgramLimitExceeded,
-            OutOfRange => Kind::NumericValueOutOfRange,
+            OutOfRange | Overflow | Underflow => Kind::NumericValueOutOfRange,
             Empty | NaN | Infinite | WrongDims { .. } | DimsMismatch(..) => Kind::DataException,
         };
         // The value itself is never part of the message.

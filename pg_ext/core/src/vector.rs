@@ -31,6 +31,10 @@ pub enum VectorError {
     DimsMismatch(usize, usize),
     #[error("invalid binary data for type vector")]
     Binary { detail: &'static str },
+    #[error("value out of range: overflow")]
+    Overflow,
+    #[error("value out of range: underflow")]
+    Underflow,
 }
 
 /// Checks one element: finite and not NaN.
@@ -153,6 +157,25 @@ pub fn parse(text: &str) -> Result<Vec<f32>, VectorError> {
     Ok(out)
 }
 
+/// The shortest decimal digits that read back to `x`'s bits (no leading or trailing zeros) and
+/// the power of ten of the first, as PostgreSQL's `float4out` chooses them: by Ryu, which breaks
+/// a tie between two shortest candidates towards the even digit (343126.125 is "343126.12",
+/// where Rust's own formatting says "343126.13"). `x` is finite and not zero.
+fn shortest_digits(x: f32) -> (String, i32) {
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(x.abs());
+    let (mantissa, exp) = match text.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().expect("ryu writes an integer exponent")),
+        None => (text, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all = format!("{whole}{fraction}");
+    let leading = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_matches('0').to_string();
+    let point = whole.len() as i32 - leading as i32;
+    (digits, point - 1 + exp)
+}
+
 /// Appends one element in PostgreSQL's shortest `float4` form.
 pub fn write_element(out: &mut String, x: f32) {
     use std::fmt::Write;
@@ -160,18 +183,8 @@ pub fn write_element(out: &mut String, x: f32) {
         out.push_str(if x.is_sign_negative() { "-0" } else { "0" });
         return;
     }
-    // `{:e}` gives the shortest digits that read back to the same bits: "-1.2345e-7".
-    let sci = format!("{x:e}");
-    let (mantissa, exp) = sci
-        .split_once('e')
-        .expect("LowerExp always has an exponent");
-    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
-    let (negative, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
-    };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if negative {
+    let (digits, exp) = shortest_digits(x);
+    if x.is_sign_negative() {
         out.push('-');
     }
     if (-4..6).contains(&exp) {
@@ -276,6 +289,117 @@ pub fn l2_normalize(values: &[f32]) -> Vec<f32> {
 }
 
 /// Euclidean norm, accumulated in f64.
+/// `a + b`, `a - b` or `a * b` element by element (pgvector's `+`, `-`, `*`): the same
+/// dimensions; an infinite element is an overflow, and a zero product of two non-zero elements
+/// an underflow.
+pub fn elementwise(a: &[f32], b: &[f32], op: Elementwise) -> Result<Vec<f32>, VectorError> {
+    check_same(a, b)?;
+    let out: Vec<f32> = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| match op {
+            Elementwise::Add => x + y,
+            Elementwise::Sub => x - y,
+            Elementwise::Mul => x * y,
+        })
+        .collect();
+    for ((&r, &x), &y) in out.iter().zip(a).zip(b) {
+        if r.is_infinite() {
+            return Err(VectorError::Overflow);
+        }
+        if op == Elementwise::Mul && r == 0.0 && x != 0.0 && y != 0.0 {
+            return Err(VectorError::Underflow);
+        }
+    }
+    Ok(out)
+}
+
+/// The operations of [`elementwise`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elementwise {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// `a || b`: the elements of `a`, then those of `b`.
+pub fn concat(a: &[f32], b: &[f32]) -> Result<Vec<f32>, VectorError> {
+    check_dims(a.len() + b.len())?;
+    Ok([a, b].concat())
+}
+
+/// `subvector(v, start, count)`: `count` elements from the 1-based `start`, as `substring`
+/// counts (a start before 1 takes fewer; a count past the end stops there).
+pub fn subvector(v: &[f32], start: i32, count: i32) -> Result<Vec<f32>, VectorError> {
+    if count < 1 {
+        return Err(VectorError::Empty);
+    }
+    let dims = i64::try_from(v.len()).unwrap_or(i64::MAX);
+    let end = (i64::from(start) + i64::from(count)).min(dims + 1);
+    let start = i64::from(start).max(1);
+    if start > dims || end <= start {
+        return Err(VectorError::Empty);
+    }
+    Ok(v[(start - 1) as usize..(end - 1) as usize].to_vec())
+}
+
+/// `avg(vector)`'s state, as pgvector keeps it (`double precision[]`): the count, then the sum
+/// of each element; `[0]` before the first vector.
+pub fn accumulate(state: &[f64], v: &[f32]) -> Result<Vec<f64>, VectorError> {
+    let Some((&n, sums)) = state.split_first() else {
+        return Err(VectorError::Empty);
+    };
+    if n != 0.0 {
+        check_expected(Some(sums.len()), v.len())?;
+    }
+    let mut out = Vec::with_capacity(v.len() + 1);
+    out.push(n + 1.0);
+    if n == 0.0 {
+        out.extend(v.iter().map(|&x| f64::from(x)));
+    } else {
+        out.extend(sums.iter().zip(v).map(|(&s, &x)| s + f64::from(x)));
+    }
+    if out.iter().any(|x| x.is_infinite()) {
+        return Err(VectorError::Overflow);
+    }
+    Ok(out)
+}
+
+/// Two partial `avg(vector)` states as one (a parallel aggregate's workers).
+pub fn combine(a: &[f64], b: &[f64]) -> Result<Vec<f64>, VectorError> {
+    match (a.first(), b.first()) {
+        (None, _) | (_, None) => Err(VectorError::Empty),
+        (Some(&n), _) if n == 0.0 => Ok(b.to_vec()),
+        (_, Some(&n)) if n == 0.0 => Ok(a.to_vec()),
+        _ => {
+            if a.len() != b.len() {
+                return Err(VectorError::DimsMismatch(a.len() - 1, b.len() - 1));
+            }
+            let out: Vec<f64> = a.iter().zip(b).map(|(x, y)| x + y).collect();
+            if out.iter().any(|x| x.is_infinite()) {
+                return Err(VectorError::Overflow);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The mean of an `avg(vector)` state; none when no vector was added (SQL's NULL).
+pub fn average(state: &[f64]) -> Result<Option<Vec<f32>>, VectorError> {
+    let Some((&n, sums)) = state.split_first() else {
+        return Err(VectorError::Empty);
+    };
+    if n == 0.0 {
+        return Ok(None);
+    }
+    check_dims(sums.len())?;
+    let out: Vec<f32> = sums.iter().map(|&s| (s / n) as f32).collect();
+    if out.iter().any(|x| x.is_infinite()) {
+        return Err(VectorError::Overflow);
+    }
+    Ok(Some(out))
+}
+
 pub fn l2_norm(values: &[f32]) -> f64 {
     values
         .iter()
