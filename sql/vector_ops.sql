@@ -10,6 +10,8 @@ CREATE CAST (double precision[] AS @extschema@.vector)
     WITH FUNCTION @extschema@.array_to_vector(double precision[], integer, boolean) AS ASSIGNMENT;
 CREATE CAST (integer[] AS @extschema@.vector)
     WITH FUNCTION @extschema@.array_to_vector(integer[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (numeric[] AS @extschema@.vector)
+    WITH FUNCTION @extschema@.array_to_vector(numeric[], integer, boolean) AS ASSIGNMENT;
 CREATE CAST (@extschema@.vector AS real[])
     WITH FUNCTION @extschema@.vector_to_float4(@extschema@.vector, integer, boolean) AS IMPLICIT;
 
@@ -30,6 +32,39 @@ CREATE OPERATOR @extschema@.<#> (
 CREATE OPERATOR @extschema@.<+> (
     LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector,
     FUNCTION = @extschema@.l1_distance, COMMUTATOR = OPERATOR(@extschema@.<+>)
+);
+
+-- Arithmetic and concatenation, element by element (pgvector's): without `||` here, `v || w`
+-- would resolve to text concatenation and return a string.
+CREATE OPERATOR @extschema@.+ (
+    LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector,
+    FUNCTION = @extschema@.vector_add, COMMUTATOR = OPERATOR(@extschema@.+)
+);
+CREATE OPERATOR @extschema@.- (
+    LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_sub
+);
+CREATE OPERATOR @extschema@.* (
+    LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector,
+    FUNCTION = @extschema@.vector_mul, COMMUTATOR = OPERATOR(@extschema@.*)
+);
+CREATE OPERATOR @extschema@.|| (
+    LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_concat
+);
+
+-- avg and sum, with partial states that parallel workers combine (pgvector's).
+CREATE AGGREGATE @extschema@.avg(@extschema@.vector) (
+    SFUNC = @extschema@.vector_accum,
+    STYPE = double precision[],
+    FINALFUNC = @extschema@.vector_avg,
+    COMBINEFUNC = @extschema@.vector_combine,
+    INITCOND = '{0}',
+    PARALLEL = SAFE
+);
+CREATE AGGREGATE @extschema@.sum(@extschema@.vector) (
+    SFUNC = @extschema@.vector_add,
+    STYPE = @extschema@.vector,
+    COMBINEFUNC = @extschema@.vector_add,
+    PARALLEL = SAFE
 );
 
 -- Comparison (pgvector's order: element by element, then shorter first), so vectors can be

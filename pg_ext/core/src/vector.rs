@@ -157,34 +157,27 @@ pub fn parse(text: &str) -> Result<Vec<f32>, VectorError> {
     Ok(out)
 }
 
-/// The shortest decimal digits that read back to `x`'s bits (no leading or trailing zeros) and
-/// the power of ten of the first, as PostgreSQL's `float4out` chooses them: by Ryu, which breaks
-/// a tie between two shortest candidates towards the even digit (343126.125 is "343126.12",
-/// where Rust's own formatting says "343126.13"). `x` is finite and not zero.
-fn shortest_digits(x: f32) -> (String, i32) {
-    let mut buffer = ryu::Buffer::new();
-    let text = buffer.format_finite(x.abs());
-    let (mantissa, exp) = match text.split_once('e') {
-        Some((m, e)) => (m, e.parse::<i32>().expect("ryu writes an integer exponent")),
-        None => (text, 0),
-    };
-    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all = format!("{whole}{fraction}");
-    let leading = all.len() - all.trim_start_matches('0').len();
-    let digits = all.trim_matches('0').to_string();
-    let point = whole.len() as i32 - leading as i32;
-    (digits, point - 1 + exp)
-}
-
-/// Appends one element in PostgreSQL's shortest `float4` form.
+/// Appends one element in a shortest form that reads back to the same bits, laid out as
+/// PostgreSQL's `float4` is. (The extension's `vector_out` prints with PostgreSQL's own routine,
+/// as pgvector does, whose digits differ from these in rare ties.)
 pub fn write_element(out: &mut String, x: f32) {
     use std::fmt::Write;
     if x == 0.0 {
         out.push_str(if x.is_sign_negative() { "-0" } else { "0" });
         return;
     }
-    let (digits, exp) = shortest_digits(x);
-    if x.is_sign_negative() {
+    // `{:e}` gives the shortest digits that read back to the same bits: "-1.2345e-7".
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci
+        .split_once('e')
+        .expect("LowerExp always has an exponent");
+    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if negative {
         out.push('-');
     }
     if (-4..6).contains(&exp) {

@@ -203,9 +203,34 @@ fn vector_in(input: &CStr, _oid: pg_sys::Oid, typmod: i32) -> Vector {
     })
 }
 
+extern "C" {
+    /// PostgreSQL's shortest `float4` text (common/shortest_dec.h): what `real` prints, and what
+    /// pgvector's output prints per element. Writes at most 16 bytes, no NUL; returns the length.
+    fn float_to_shortest_decimal_bufn(f: f32, result: *mut std::ffi::c_char) -> std::ffi::c_int;
+}
+
+/// The text of a vector, each element exactly as PostgreSQL prints a `real` (so a text dump or a
+/// COPY of a pgvector table is byte for byte the same).
+fn text_of(values: &[f32]) -> String {
+    let mut out = String::with_capacity(2 + values.len() * 12);
+    out.push('[');
+    let mut buf = [0 as std::ffi::c_char; 32];
+    for (n, &x) in values.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        // SAFETY: the buffer has room for the routine's 16 bytes.
+        let len = unsafe { float_to_shortest_decimal_bufn(x, buf.as_mut_ptr()) };
+        let bytes = &buf[..usize::try_from(len).unwrap_or(0).min(buf.len())];
+        out.extend(bytes.iter().map(|&c| char::from(c as u8)));
+    }
+    out.push(']');
+    out
+}
+
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_shell"])]
 fn vector_out(v: VectorArg<'_>) -> &'static CStr {
-    let text = core_vector::format(v.0);
+    let text = text_of(v.0);
     // SAFETY: pstrdup copies into the current memory context, which outlives the call's use of
     // the result; the text has no interior NUL.
     unsafe {
@@ -221,7 +246,14 @@ fn vector_typmod_in(list: Array<&CStr>) -> i32 {
         let [Some(item)] = items.as_slice() else {
             return Err(Error::invalid("invalid type modifier"));
         };
-        let dims: i64 = item.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        // A modifier that is not an integer is PostgreSQL's own 22P02, as in pgvector.
+        let text = item.to_str().unwrap_or("");
+        let dims: i64 = text.trim().parse().map_err(|_| {
+            Error::new(
+                errors::Kind::InvalidTextRepresentation,
+                format!("invalid input syntax for type integer: \"{text}\""),
+            )
+        })?;
         if dims < 1 {
             return Err(Error::invalid(
                 "dimensions for type vector must be at least 1",
@@ -283,31 +315,63 @@ fn from_elements(
     })
 }
 
+/// The array, if it has at most one dimension (pgvector's "array must be 1-D", 22000): a
+/// multi-dimensional array is refused rather than flattened.
+fn one_dimensional<T>(values: Array<'_, T>) -> Array<'_, T>
+where
+    for<'a> Array<'a, T>: FromDatum,
+{
+    let raw = values.into_array_type();
+    // SAFETY: `raw` is the argument's (detoasted) array, valid for the call; it is read for its
+    // dimension count and wrapped again as the same array.
+    unsafe {
+        if (*raw).ndim > 1 {
+            errors::raise(Error::new(errors::Kind::DataException, "array must be 1-D"));
+        }
+        Array::from_datum(pg_sys::Datum::from(raw), false).expect("a non-null array")
+    }
+}
+
 #[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
 fn real_array_to_vector(values: Array<'_, f32>, typmod: i32, _explicit: bool) -> Vector {
+    let values = one_dimensional(values);
     from_elements(values.len(), values.iter().map(Ok), typmod)
 }
 
+/// A `double precision` beyond `real`'s range becomes infinite, and is refused as an infinite
+/// element (22000), as pgvector refuses it.
 #[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
 fn double_array_to_vector(values: Array<'_, f64>, typmod: i32, _explicit: bool) -> Vector {
-    let narrow = |x: Option<f64>| -> Result<Option<f32>> {
-        let Some(x) = x else { return Ok(None) };
-        let y = x as f32;
-        if x.is_finite() && y.is_infinite() {
-            return Err(VectorError::OutOfRange.into());
-        }
-        Ok(Some(y))
-    };
-    from_elements(values.len(), values.iter().map(narrow), typmod)
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
-fn int_array_to_vector(values: Array<'_, i32>, typmod: i32, _explicit: bool) -> Vector {
+    let values = one_dimensional(values);
     from_elements(
         values.len(),
         values.iter().map(|x| Ok(x.map(|x| x as f32))),
         typmod,
     )
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
+fn int_array_to_vector(values: Array<'_, i32>, typmod: i32, _explicit: bool) -> Vector {
+    let values = one_dimensional(values);
+    from_elements(
+        values.len(),
+        values.iter().map(|x| Ok(x.map(|x| x as f32))),
+        typmod,
+    )
+}
+
+/// `numeric[]`, each element converted as `numeric::real` converts it (22003 beyond `real`).
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector", requires = ["vector_type"])]
+fn numeric_array_to_vector(values: Array<'_, AnyNumeric>, typmod: i32, _explicit: bool) -> Vector {
+    let values = one_dimensional(values);
+    let to_real = |x: Option<AnyNumeric>| -> Result<Option<f32>> {
+        // SAFETY: numeric_float4 takes one non-null numeric datum and returns a float4 (or
+        // raises 22003 for a value beyond real's range).
+        Ok(x.and_then(|n| unsafe {
+            pgrx::direct_function_call::<f32>(pg_sys::numeric_float4, &[n.into_datum()])
+        }))
+    };
+    from_elements(values.len(), values.iter().map(to_real), typmod)
 }
 
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
@@ -358,6 +422,75 @@ fn l2_norm(v: VectorArg<'_>) -> f64 {
 #[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
 fn l2_normalize(v: VectorArg<'_>) -> Vector {
     Vector(core_vector::l2_normalize(v.0))
+}
+
+fn elementwise(a: &[f32], b: &[f32], op: core_vector::Elementwise) -> Vector {
+    Vector(
+        core_vector::elementwise(a, b, op)
+            .map_err(Error::from)
+            .or_raise(),
+    )
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_add(a: VectorArg<'_>, b: VectorArg<'_>) -> Vector {
+    elementwise(a.0, b.0, core_vector::Elementwise::Add)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_sub(a: VectorArg<'_>, b: VectorArg<'_>) -> Vector {
+    elementwise(a.0, b.0, core_vector::Elementwise::Sub)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_mul(a: VectorArg<'_>, b: VectorArg<'_>) -> Vector {
+    elementwise(a.0, b.0, core_vector::Elementwise::Mul)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_concat(a: VectorArg<'_>, b: VectorArg<'_>) -> Vector {
+    Vector(
+        core_vector::concat(a.0, b.0)
+            .map_err(Error::from)
+            .or_raise(),
+    )
+}
+
+/// pgvector's name for the Euclidean norm (`l2_norm` is the same).
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_norm(v: VectorArg<'_>) -> f64 {
+    core_vector::l2_norm(v.0)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn subvector(v: VectorArg<'_>, start: i32, count: i32) -> Vector {
+    Vector(
+        core_vector::subvector(v.0, start, count)
+            .map_err(Error::from)
+            .or_raise(),
+    )
+}
+
+/// `avg(vector)`'s transition: the count and the sums, in `double precision` (pgvector's
+/// state, so that partial states of parallel workers combine).
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_accum(state: Vec<f64>, v: VectorArg<'_>) -> Vec<f64> {
+    core_vector::accumulate(&state, v.0)
+        .map_err(Error::from)
+        .or_raise()
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_combine(a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    core_vector::combine(&a, &b).map_err(Error::from).or_raise()
+}
+
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn vector_avg(state: Vec<f64>) -> Option<Vector> {
+    core_vector::average(&state)
+        .map_err(Error::from)
+        .or_raise()
+        .map(Vector)
 }
 
 /// pgvector's order: element by element, then the shorter vector first.
@@ -436,7 +569,15 @@ pgrx::extension_sql_file!(
         real_array_to_vector,
         double_array_to_vector,
         int_array_to_vector,
+        numeric_array_to_vector,
         vector_to_float4,
+        vector_add,
+        vector_sub,
+        vector_mul,
+        vector_concat,
+        vector_accum,
+        vector_combine,
+        vector_avg,
         l2_distance,
         inner_product,
         vector_negative_inner_product,
