@@ -155,6 +155,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.l2_norm(@extschema@.vector),
     @extschema@.l2_normalize(@extschema@.vector),
     @extschema@.vector_norm(@extschema@.vector),
+    @extschema@.binary_quantize(@extschema@.vector),
     @extschema@.subvector(@extschema@.vector, integer, integer),
     @extschema@.vector_add(@extschema@.vector, @extschema@.vector),
     @extschema@.vector_sub(@extschema@.vector, @extschema@.vector),

@@ -362,8 +362,8 @@ pub fn accumulate(state: &[f64], v: &[f32]) -> Result<Vec<f64>, VectorError> {
 pub fn combine(a: &[f64], b: &[f64]) -> Result<Vec<f64>, VectorError> {
     match (a.first(), b.first()) {
         (None, _) | (_, None) => Err(VectorError::Empty),
-        (Some(&n), _) if n == 0.0 => Ok(b.to_vec()),
-        (_, Some(&n)) if n == 0.0 => Ok(a.to_vec()),
+        (Some(0.0), _) => Ok(b.to_vec()),
+        (_, Some(0.0)) => Ok(a.to_vec()),
         _ => {
             if a.len() != b.len() {
                 return Err(VectorError::DimsMismatch(a.len() - 1, b.len() - 1));
@@ -391,6 +391,18 @@ pub fn average(state: &[f64]) -> Result<Option<Vec<f32>>, VectorError> {
         return Err(VectorError::Overflow);
     }
     Ok(Some(out))
+}
+
+/// `binary_quantize(v)`: one bit per element, set where the element is positive, first element
+/// in the highest bit of the first byte (PostgreSQL's `bit` layout).
+pub fn binary_quantize(v: &[f32]) -> Vec<u8> {
+    let mut out = vec![0u8; v.len().div_ceil(8)];
+    for (i, &x) in v.iter().enumerate() {
+        if x > 0.0 {
+            out[i / 8] |= 0x80 >> (i % 8);
+        }
+    }
+    out
 }
 
 pub fn l2_norm(values: &[f32]) -> f64 {

@@ -141,6 +141,52 @@ unsafe impl BoxRet for Vector {
     }
 }
 
+/// A `bit` value to return (`binary_quantize`): its length in bits and its bytes, first bit
+/// highest.
+pub struct Bits {
+    len: usize,
+    bytes: Vec<u8>,
+}
+
+// SAFETY: maps to PostgreSQL's `bit`.
+unsafe impl SqlTranslatable for Bits {
+    const TYPE_IDENT: &'static str = "sealstore::vector::Bits";
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("bit"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("bit")));
+}
+
+impl IntoDatum for Bits {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        // A VarBit: varlena header, int32 bit length, the bits.
+        let total = 8 + self.bytes.len();
+        // SAFETY: a fresh palloc of exactly `total` bytes, filled completely before use.
+        unsafe {
+            let ptr = pg_sys::palloc(total).cast::<u8>();
+            pgrx::set_varsize_4b(ptr.cast(), total as i32);
+            std::ptr::copy_nonoverlapping((self.len as i32).to_ne_bytes().as_ptr(), ptr.add(4), 4);
+            std::ptr::copy_nonoverlapping(self.bytes.as_ptr(), ptr.add(8), self.bytes.len());
+            Some(pg_sys::Datum::from(ptr))
+        }
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::BITOID
+    }
+}
+
+// SAFETY: returns the datum built by into_datum.
+unsafe impl BoxRet for Bits {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        match self.into_datum() {
+            // SAFETY: a valid bit datum.
+            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
 thread_local! {
     static TYPE_OID: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
 }
@@ -454,6 +500,16 @@ fn vector_concat(a: VectorArg<'_>, b: VectorArg<'_>) -> Vector {
             .map_err(Error::from)
             .or_raise(),
     )
+}
+
+/// One bit per element, set where it is positive (pgvector's, for Hamming or Jaccard
+/// distances over `bit`, e.g. in an expression index).
+#[pg_extern(immutable, strict, parallel_safe, requires = ["vector_type"])]
+fn binary_quantize(v: VectorArg<'_>) -> Bits {
+    Bits {
+        len: v.0.len(),
+        bytes: core_vector::binary_quantize(v.0),
+    }
 }
 
 /// pgvector's name for the Euclidean norm (`l2_norm` is the same).

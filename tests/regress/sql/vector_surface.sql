@@ -7,6 +7,8 @@ SELECT '[1,2,3]'::vector + '[4,5,6]' AS add, '[1,2,3]'::vector - '[4,5,6]' AS su
        '[1,2,3]'::vector * '[4,5,6]' AS mul;
 -- Concatenation is a vector, not the text '[1,2,3][4,5]'.
 SELECT '[1,2,3]'::vector || '[4,5]' AS concat, pg_typeof('[1,2,3]'::vector || '[4,5]');
+SELECT binary_quantize('[1,-1,0,2,0.5,-3,7,8,9,-0.1]'), binary_quantize('[0]'),
+       length(binary_quantize(array_fill(1, ARRAY[1000])::vector));
 SELECT vector_norm('[3,4]'), subvector('[1,2,3,4,5]', 2, 3), subvector('[1,2,3,4,5]', 4, 10),
        subvector('[1,2,3,4,5]', -1, 3);
 \set VERBOSITY sqlstate

@@ -249,3 +249,13 @@ fn averages_in_parts_are_the_average() {
         Err(VectorError::Overflow)
     );
 }
+
+#[test]
+fn binary_quantize_sets_the_positive_elements_first_bit_first() {
+    assert_eq!(binary_quantize(&[1.0, -1.0, 0.0, 2.0]), vec![0b1001_0000]);
+    let v: Vec<f32> = (0..10)
+        .map(|i| if i % 3 == 0 { 0.5 } else { -0.5 })
+        .collect();
+    assert_eq!(binary_quantize(&v), vec![0b1001_0010, 0b0100_0000]);
+    assert_eq!(binary_quantize(&[0.0; 9]), vec![0, 0]);
+}

@@ -13,7 +13,6 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use sealstore_core::crypto::{self, TenantId};
 use sealstore_core::distance::Metric;
-use sealstore_core::graph::frozen::Frozen;
 use sealstore_core::graph::record::ItemId;
 use sealstore_core::graph::{self, Entry, Near};
 use sealstore_core::ids::CollectionId;
@@ -136,7 +135,7 @@ pub struct Walk {
     rel: pg_sys::Relation,
     graph: Graph,
     /// The graph in this backend's memory, when it is kept there.
-    frozen: Option<Rc<RefCell<Frozen>>>,
+    frozen: Option<kept::Shared>,
     head: pg_sys::BlockNumber,
     entry: Option<Entry<ItemId>>,
     scan: graph::Scan<ItemId>,

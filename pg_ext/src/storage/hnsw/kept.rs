@@ -19,11 +19,14 @@ use super::pages::{DirEntry, Index, Meta};
 use super::Graph;
 use crate::runtime::{gucs, keycache};
 
+/// A graph in memory, shared by the kept set and the scans walking it.
+pub type Shared = Rc<RefCell<Frozen>>;
+
 #[derive(Default)]
 struct Kept {
     generation: Option<keycache::Generation>,
     /// By index id and key: the graph and the version it was read at.
-    graphs: FxHashMap<([u8; 16], [u8; 16]), (u64, Rc<RefCell<Frozen>>)>,
+    graphs: FxHashMap<([u8; 16], [u8; 16]), (u64, Shared)>,
     bytes: usize,
 }
 
@@ -36,13 +39,7 @@ fn limit() -> usize {
 }
 
 /// The graph of `dir` in memory, kept or read now; none when it would not fit.
-pub fn graph(
-    index: &Index,
-    meta: &Meta,
-    dir: &DirEntry,
-    g: &Graph,
-    dims: usize,
-) -> Option<Rc<RefCell<Frozen>>> {
+pub fn graph(index: &Index, meta: &Meta, dir: &DirEntry, g: &Graph, dims: usize) -> Option<Shared> {
     let generation = keycache::generation();
     let at = (meta.index_id, dir.key);
     let found = KEPT.with_borrow_mut(|k| {

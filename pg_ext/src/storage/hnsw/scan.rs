@@ -8,11 +8,6 @@ use sealstore_core::distance::Metric;
 use sealstore_core::graph::record::ItemId;
 use sealstore_core::graph::{self, Entry, Near, Params, Space};
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use sealstore_core::graph::frozen::Frozen;
-
 use super::disk::Disk;
 use super::kept;
 use super::pages::{damaged, Index};
@@ -55,7 +50,7 @@ unsafe fn scan_key_bytes(
 struct GraphScan {
     head: pg_sys::BlockNumber,
     /// The graph in this backend's memory, when it is kept there.
-    frozen: Option<Rc<RefCell<Frozen>>>,
+    frozen: Option<kept::Shared>,
     entry: Option<Entry<ItemId>>,
     scan: graph::Scan<ItemId>,
     /// Its next node, once looked at, and whether it has none left.
