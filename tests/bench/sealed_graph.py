@@ -11,8 +11,8 @@ pass, walked (the walk goes on, in wider batches, until k rows pass) and exact (
 the collection read and filtered), to see where a selective filter makes the exact search the
 better one.
 
-Also measured: a search's latency in a new backend (nothing opened yet: the sealed graph opens
-every vector it touches), and the exact search of the same collections (what a collection
+Also measured: a search's latency in a new backend (nothing opened or kept yet: it walks the
+graph on its pages, the sealed graph opening each vector it touches), and the exact search of the same collections (what a collection
 below sealstore.hnsw_exact_below gets), as the reference for what the graph buys.
 
 Usage: sealed_graph.py SEALSTORE_URL RESULTS_MD
@@ -173,8 +173,8 @@ def main():
     lines += ["", "`exact` is the exact search of the same collection (sealstore.hnsw_exact_below above its size).", "",
               f"A search in a new backend (median of {COLD}, ef_search 40): plaintext "
               f"{statistics.median(cold['plaintext']):.2f} ms, sealed {statistics.median(cold['sealed']):.2f} ms "
-              "(the sealed graph opens each vector it touches once per backend, then keeps it: "
-              "`sealstore.hnsw_graph_memory`).", ""]
+              "(the graph walked on its pages; a backend's second search of a collection reads its graph "
+              "whole into memory, within `sealstore.hnsw_graph_memory`).", ""]
     lines += [f"A metadata filter, {FILTER_QUERIES} queries at ef_search 40: median ms and recall@10 among the "
               "documents that pass, walked and exact:", "",
               "| documents passing | plaintext walk | plaintext exact | sealed walk | sealed exact |",

@@ -1,5 +1,5 @@
-//! Graphs kept in backend memory between scans: a scan reads a key's graph whole once
-//! (`sealstore_core::graph::frozen`), and later scans in the same backend walk it in memory
+//! Graphs kept in backend memory between scans: the second scan of a key's graph in a backend
+//! reads it whole (`sealstore_core::graph::frozen`), and later scans walk it in memory
 //! for as long as its version (in its directory entry, bumped by every change) is the one it
 //! was read at. A walk over pages pins, locks and reads a buffer for every node it scores; in
 //! memory it only scores.
@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use sealstore_core::graph::frozen::{Frozen, FrozenNode};
 
 use super::disk::Disk;
@@ -28,6 +28,9 @@ struct Kept {
     /// By index id and key: the graph and the version it was read at.
     graphs: FxHashMap<([u8; 16], [u8; 16]), (u64, Shared)>,
     bytes: usize,
+    /// Graphs walked once on their pages: the second walk reads one whole, so that a connection
+    /// that searches once (a script, a health check) never pays for reading a graph whole.
+    walked: FxHashSet<([u8; 16], [u8; 16])>,
 }
 
 thread_local! {
@@ -61,6 +64,9 @@ pub fn graph(index: &Index, meta: &Meta, dir: &DirEntry, g: &Graph, dims: usize)
     });
     if found.is_some() {
         return found;
+    }
+    if KEPT.with_borrow_mut(|k| k.walked.insert(at)) {
+        return None;
     }
     // A node is its vector and about 1.5 x 2m links of 6 bytes (with the upper levels').
     let per_node = 4 * dims + 48 + 9 * 2 * g.params.m + 64;
