@@ -267,12 +267,11 @@ impl Walk {
     }
 }
 
-/// The keys of a sealed graph of `tenant`, or none when the tenant is shredded or unknown
-/// (VACUUM then marks removed rows' nodes without relinking a graph no one can read).
+/// The keys of a sealed graph of `tenant`, or none when they cannot be had: the tenant is
+/// shredded or unknown, or this server has no master key. VACUUM then marks removed rows' nodes
+/// without relinking a graph it cannot read (and goes on with the table's other indexes).
 pub fn sealer_if_usable(tenant: &[u8; 16], index_id: [u8; 16]) -> Option<Rc<Sealer>> {
     let tenant = TenantId::from_bytes(*tenant);
-    match keycache::try_tenant_keys(&tenant).or_raise() {
-        Ok(keys) => Some(Rc::new(Sealer::new(tenant, keys, index_id))),
-        Err(_) => None,
-    }
+    let keys = keycache::try_tenant_keys(&tenant).ok()?.ok()?;
+    Some(Rc::new(Sealer::new(tenant, keys, index_id)))
 }
