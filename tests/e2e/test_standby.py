@@ -178,6 +178,41 @@ def test_the_hnsw_index_replays_on_a_standby(admin_url, standby_urls):
         assert no_xid(s)
 
 
+def test_a_sealed_collection_graph_replays_and_is_walked_on_a_standby(admin_url, standby_urls):
+    """search() on a standby walks the collection's sealed graph as replayed from the primary
+    (twice: from its pages, then from the copy the backend keeps), with the primary's answers,
+    and assigns no transaction id."""
+    rng = random.Random(13)
+    centres = [[rng.uniform(-5, 5) for _ in range(8)] for _ in range(10)]
+    docs = [[c + rng.gauss(0, 0.2) for c in centres[i % 10]] for i in range(1100)]
+    with psycopg.connect(admin_url, autocommit=True) as su:
+        t = su.execute("SELECT sealstore.create_tenant('standby-graph')").fetchone()[0]
+        key = su.execute("SELECT sealstore.create_api_key(%s, 'rw', ARRAY['read', 'write'])", (t,)).fetchone()[0]
+        with su.transaction():
+            su.execute("SELECT sealstore.authenticate(%s)", (key,))
+            su.execute("SELECT sealstore.create_collection('g', 8, 'l2', true)")
+            with su.cursor() as cur:
+                cur.executemany("SELECT sealstore.put_document('g', 'x', %s::sealstore.vector)",
+                                [(vec(d),) for d in docs])
+        search = "SELECT id, distance FROM sealstore.search('g', %s::sealstore.vector, 10)"
+        walks = "SELECT pg_stat_get_xact_numscans('sealstore.documents_sealed_graph'::regclass)"
+        on_primary = []
+        for q in docs[:5]:
+            with su.transaction():
+                su.execute("SELECT sealstore.authenticate(%s)", (key,))
+                on_primary.append(su.execute(search, (vec(q),)).fetchall())
+        wait_for_replay(su, standby_urls[0])
+    with psycopg.connect(standby_urls[0]) as s:
+        for _ in range(2):
+            for q, want in zip(docs[:5], on_primary):
+                before = s.execute(walks).fetchone()[0]
+                s.execute("SELECT sealstore.authenticate(%s)", (key,))
+                assert s.execute(search, (vec(q),)).fetchall() == want
+                assert s.execute(walks).fetchone()[0] == before + 1
+                assert no_xid(s)
+                s.rollback()
+
+
 def test_reads_on_a_primary_assign_no_transaction_id(world, admin_url):
     """The read-only SPI path matters on a primary too: an xid costs a commit record."""
     # A superuser session reads the same way as an application's; the context comes from the token.

@@ -15,6 +15,7 @@
 //! scored.
 
 use pgrx::pg_sys;
+use rustc_hash::FxHashMap;
 use sealstore_core::ids::{CollectionId, TenantId};
 use sealstore_core::readahead;
 use sealstore_core::topk::{Offered, Rank, TopK};
@@ -87,7 +88,8 @@ pub enum Rows {
     All,
     /// The collection's graph (`hnsw::collections::Walk`), nearest first: a first batch of
     /// `first_batch` rows, then more while fewer than `k` of them pass the filter and are
-    /// visible (never short: the walk ends with every node of the graph).
+    /// visible (never short: the walk ends with every node of the graph). Rows come with their
+    /// distances from the graph, so `score` is not called for them.
     Graph(Box<Walk>),
 }
 
@@ -214,13 +216,15 @@ pub fn top_k(
         let mut tids: Vec<pg_sys::ItemPointerData> = Vec::with_capacity(TID_BATCH);
         let mut index_done = false;
         let mut batch = walk.as_ref().map_or(TID_BATCH, |w| w.first_batch);
+        // A walk's rows come with their distances (the graph's vectors are the rows').
+        let mut walked: FxHashMap<(u32, u16), f64> = FxHashMap::default();
         while !index_done {
             tids.clear();
             if let Some(w) = walk.as_mut() {
                 if top.len() >= k {
                     break;
                 }
-                index_done = !w.next_batch(batch, &mut tids);
+                index_done = !w.next_batch(batch, &mut tids, &mut walked);
                 batch = (batch * 2).min(TID_BATCH);
             }
             while walk.is_none() && tids.len() < TID_BATCH {
@@ -245,7 +249,7 @@ pub fn top_k(
                     tids: Some(&tids[run]),
                 })
                 .collect();
-            reader.read(&list, |tuple, _, _| {
+            reader.read(&list, |tuple, block, root| {
                 pg_sys::heap_deform_tuple(
                     tuple,
                     scan_desc,
@@ -290,7 +294,10 @@ pub fn top_k(
                     id,
                     bytes: varlena_bytes(value),
                 };
-                let distance = score(&row).or_raise();
+                let distance = match walked.get(&(block, root)) {
+                    Some(&d) => d,
+                    None => score(&row).or_raise(),
+                };
                 let offered = top.offer(Rank { distance, id: *id }, || {
                     // Only rows that enter the top-k pay for their metadata: a detoasted copy
                     // in the caller's context, freed again if a nearer row pushes it out.

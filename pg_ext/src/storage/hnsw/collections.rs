@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
+use rustc_hash::FxHashMap;
 use sealstore_core::crypto::{self, TenantId};
 use sealstore_core::distance::Metric;
 use sealstore_core::graph::record::ItemId;
@@ -210,9 +211,16 @@ impl Walk {
         }
     }
 
-    /// Appends the heap rows of up to `n` more live nodes to `out`; false when the graph has
-    /// none left.
-    pub fn next_batch(&mut self, n: usize, out: &mut Vec<pg_sys::ItemPointerData>) -> bool {
+    /// Appends the heap rows of up to `n` more live nodes to `out`, and their distances to the
+    /// query to `distances` (by heap block and line: the graph's copy of a row's vector is the
+    /// row's, normalised for cosine, so a row needs no scoring, and a sealed one no opening,
+    /// again); false when the graph has none left.
+    pub fn next_batch(
+        &mut self,
+        n: usize,
+        out: &mut Vec<pg_sys::ItemPointerData>,
+        distances: &mut FxHashMap<(u32, u16), f64>,
+    ) -> bool {
         // SAFETY: the index is open for the walk's life.
         let idx = unsafe { Index::new(self.rel) };
         let mut disk = Disk::reader(
@@ -250,6 +258,10 @@ impl Walk {
             };
             if live {
                 out.push(crate::storage::heap::tid(heap.block, heap.offset));
+                distances.insert(
+                    (heap.block, heap.offset),
+                    self.graph.space.distance(near.distance),
+                );
                 taken += 1;
             }
         }
