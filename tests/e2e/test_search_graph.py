@@ -168,6 +168,28 @@ def test_a_backend_that_keeps_a_collections_graph_sees_new_and_deleted_documents
         assert search(su, key, "kept", q)[0] == first
 
 
+def test_zero_vectors_under_cosine_are_found_though_the_graph_has_none(app_url, admin_url, world):
+    """A zero vector has no cosine distance and is not in the graph; a walk that comes back
+    short gives way to the exact search, which returns it (last, with a NaN distance)."""
+    rng = random.Random(9)
+    centres = centres_of(rng)
+    alg = "xchacha20-poly1305"
+    key = world[alg]["key"]
+    with session(app_url, world, alg) as conn, psycopg.connect(admin_url, autocommit=True) as su:
+        conn.execute("SELECT sealstore.create_collection('zeros', %s, 'cosine', false)", (DIMS,))
+        put_all(conn, "zeros", clustered(rng, 1050, centres))
+        conn.execute("SELECT sealstore.authenticate(%s)", (key,))
+        zeros = sorted(conn.execute("SELECT sealstore.put_document('zeros', 'z', %s::sealstore.vector, "
+                                    "'{\"zero\": true}')", (vec([0.0] * DIMS),)).fetchone()[0] for _ in range(2))
+        conn.commit()
+        got, distances, walked = search(su, key, "zeros", clustered(rng, 1, centres)[0], k=5,
+                                        filter={"zero": True})
+        assert walked == 1 and sorted(got) == zeros and all(d != d for d in distances)
+        # Unfiltered, k rows come from the graph as usual.
+        got, _, _ = search(su, key, "zeros", clustered(rng, 1, centres)[0], k=5)
+        assert len(got) == 5 and not set(got) & set(zeros)
+
+
 def test_the_collection_operator_classes_are_only_for_the_documents_graphs(admin_url):
     with psycopg.connect(admin_url, autocommit=True) as db:
         db.execute("CREATE TABLE cg (id uuid, c uuid, v sealstore.vector(3), b bytea)")

@@ -365,57 +365,65 @@ pub fn nearest(collection: &str, query: &[f32], k: i32, filter: Option<Jsonb>) -
     };
     let metric = coll.metric;
     let k = usize::try_from(k).expect("k is from 1 to 1000");
-    // A collection whose graph has grown past `sealstore.hnsw_exact_below` nodes is walked;
-    // the rows the walk offers are scored exactly, as every row of a smaller one is.
-    let rows = || match Walk::open(&tenant, &coll.id, coll.encrypted, query, k) {
-        Some(walk) => Rows::Graph(Box::new(walk)),
-        None => Rows::All,
+    // A collection whose graph has grown past `sealstore.hnsw_exact_below` nodes is walked
+    // (the walk gives its rows' distances); every row of a smaller one is scored.
+    let scan = |rows: Rows| -> Result<Vec<Hit>> {
+        if coll.encrypted {
+            // Each row's id is written into the context's tail before its envelope is opened.
+            let mut context = bound_context(EMBEDDING_CONTEXT, &DocumentId::from_bytes([0; 16]));
+            // The decrypted embedding of the row being scored: each row's plaintext overwrites
+            // the last, and the buffer is wiped when it is dropped, also when an error unwinds.
+            let mut plain = crypto::OpenedF32::default();
+            collection_scan::top_k(
+                &tenant,
+                &coll.id,
+                Column::SealedEmbedding,
+                rows,
+                filter,
+                k,
+                |row| {
+                    let sealed = row.bytes;
+                    let header = crypto::parse_header(sealed)?;
+                    context[EMBEDDING_CONTEXT.len()..].copy_from_slice(row.id);
+                    crypto::open_f32_into(
+                        keys.key(header.key_version)?,
+                        &tenant,
+                        &context,
+                        sealed,
+                        &mut plain,
+                    )?;
+                    let plain = plain.as_slice();
+                    crate::storage::vector::same_dims(plain, query)?;
+                    Ok(metric.distance(plain, query))
+                },
+            )
+        } else {
+            let mut scratch = Vec::new();
+            collection_scan::top_k(
+                &tenant,
+                &coll.id,
+                Column::Embedding,
+                rows,
+                filter,
+                k,
+                |row| {
+                    let stored = crate::storage::vector::stored(row.bytes, &mut scratch)?;
+                    crate::storage::vector::same_dims(stored, query)?;
+                    Ok(metric.distance(stored, query))
+                },
+            )
+        }
     };
-    if coll.encrypted {
-        // Each row's id is written into the context's tail before its envelope is opened.
-        let mut context = bound_context(EMBEDDING_CONTEXT, &DocumentId::from_bytes([0; 16]));
-        // The decrypted embedding of the row being scored: each row's plaintext overwrites the
-        // last, and the buffer is wiped when it is dropped, also when an error unwinds.
-        let mut plain = crypto::OpenedF32::default();
-        collection_scan::top_k(
-            &tenant,
-            &coll.id,
-            Column::SealedEmbedding,
-            rows(),
-            filter,
-            k,
-            |row| {
-                let sealed = row.bytes;
-                let header = crypto::parse_header(sealed)?;
-                context[EMBEDDING_CONTEXT.len()..].copy_from_slice(row.id);
-                crypto::open_f32_into(
-                    keys.key(header.key_version)?,
-                    &tenant,
-                    &context,
-                    sealed,
-                    &mut plain,
-                )?;
-                let plain = plain.as_slice();
-                crate::storage::vector::same_dims(plain, query)?;
-                Ok(metric.distance(plain, query))
-            },
-        )
-    } else {
-        let mut scratch = Vec::new();
-        collection_scan::top_k(
-            &tenant,
-            &coll.id,
-            Column::Embedding,
-            rows(),
-            filter,
-            k,
-            |row| {
-                let stored = crate::storage::vector::stored(row.bytes, &mut scratch)?;
-                crate::storage::vector::same_dims(stored, query)?;
-                Ok(metric.distance(stored, query))
-            },
-        )
+    let Some(walk) = Walk::open(&tenant, &coll.id, coll.encrypted, query, k) else {
+        return scan(Rows::All);
+    };
+    let hits = scan(Rows::Graph(Box::new(walk)))?;
+    // A zero vector has no cosine distance and is not in the graph: a walk that found fewer
+    // than k rows may have passed one by, and the exact search has it (last, with NaN).
+    if hits.len() < k && metric == Metric::Cosine {
+        return scan(Rows::All);
     }
+    Ok(hits)
 }
 
 /// The `k` documents of the current tenant's collection nearest to `query` by the collection's
