@@ -195,7 +195,10 @@ def test_the_collection_operator_classes_are_only_for_the_documents_graphs(admin
         db.execute("CREATE TABLE cg (id uuid, c uuid, v sealstore.vector(3), b bytea)")
         for ddl in ["CREATE INDEX ON cg USING hnsw (v sealstore.collection_vector_ops)",
                     "CREATE INDEX ON cg USING hnsw (c, b sealstore.collection_sealed_ops)",
-                    "CREATE INDEX ON cg USING hnsw (c, v sealstore.vector_l2_ops) INCLUDE (id)"]:
+                    "CREATE INDEX ON cg USING hnsw (c, v sealstore.vector_l2_ops) INCLUDE (id)",
+                    # The right shape, on another table: it would open envelopes handed to it.
+                    "CREATE INDEX ON cg USING hnsw (c, b sealstore.collection_sealed_ops) INCLUDE (id, id)",
+                    "CREATE INDEX ON cg USING hnsw (c, v sealstore.collection_vector_ops)"]:
             with pytest.raises(psycopg.Error) as info:
                 db.execute(ddl)
             assert info.value.sqlstate == "0A000", ddl

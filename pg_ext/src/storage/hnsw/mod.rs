@@ -223,7 +223,13 @@ unsafe fn shape(index: pg_sys::Relation) -> Shape {
                 } else {
                     included.is_empty()
                 };
-            if !fits {
+            // Only sealstore.documents: an index of another table would open envelopes it was
+            // handed (with any collection's tenant's key) outside every function's checks.
+            let nsp = pg_sys::get_namespace_oid(c"sealstore".as_ptr(), true);
+            let documents = pg_sys::get_relname_relid(c"documents".as_ptr(), nsp);
+            let on_documents =
+                documents != pg_sys::InvalidOid && (*(*index).rd_index).indrelid == documents;
+            if !fits || !on_documents {
                 unsupported("the collection operator classes are for sealstore.documents' graphs (sql/hnsw.sql): (collection_id, embedding) or (collection_id, sealed_embedding) INCLUDE (tenant_id, id)");
             }
             Form::Collections { sealed }
