@@ -302,6 +302,13 @@ def test_a_graph_kept_in_a_backends_memory_follows_every_change(db, admin_url):
         assert recall(got, top(db, sql, (vec(q),), index=False)) >= 0.9
         db.execute(f"REINDEX TABLE {name}")
         assert [r[0] for r in reader.execute(sql, (vec(q),))] == got
+    # With no room to keep it, a backend walks the graph on its pages, query after query.
+    with psycopg.connect(admin_url, autocommit=True) as small:
+        small.execute("SET search_path = public, sealstore")
+        small.execute("SET enable_seqscan = off")
+        small.execute("SET sealstore.hnsw_graph_memory = '64kB'")
+        for _ in range(3):
+            assert [r[0] for r in small.execute(sql, (vec(q),))] == got
 
 
 def test_concurrent_inserts_lose_no_row(db, admin_url):

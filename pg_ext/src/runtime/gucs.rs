@@ -48,7 +48,8 @@ pub static HNSW_EXACT_BELOW: GucSetting<i32> = GucSetting::<i32>::new(1_000);
 /// How much memory (kB) a backend may keep hnsw graphs in between scans (each graph read whole,
 /// and checked against its version before each scan), and, separately, the vectors of sealed
 /// graphs it has opened (so that an insert scores them at the cost of a plaintext graph's).
-/// Past the limit the backend starts over; a graph larger than it is read from its pages.
+/// Past the limit the opened vectors start over, and a graph that does not fit beside the kept
+/// ones is walked on its pages.
 pub static HNSW_GRAPH_MEMORY: GucSetting<i32> = GucSetting::<i32>::new(256 * 1024);
 
 pub fn define() {

@@ -6,7 +6,8 @@
 //!
 //! A sealed graph's copy is opened, so it lives in this backend only and goes when any tenant's
 //! keys change (the key cache's generation), as the opened vectors do. All kept graphs fit in
-//! `sealstore.hnsw_graph_memory`; a graph that would not is read from its pages.
+//! `sealstore.hnsw_graph_memory`, first come first kept; a graph that would not fit beside them
+//! is walked on its pages.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -70,13 +71,15 @@ pub fn graph(index: &Index, meta: &Meta, dir: &DirEntry, g: &Graph, dims: usize)
     }
     // A node is its vector and about 1.5 x 2m links of 6 bytes (with the upper levels').
     let per_node = 4 * dims + 48 + 9 * 2 * g.params.m + 64;
+    let estimate = usize::try_from(dir.nodes)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(per_node);
+    // First come, first kept: a graph that does not fit beside the ones kept is walked on its
+    // pages. (Dropping the others to make room would, with more tenants' graphs than room,
+    // read a graph whole for nearly every query.)
     let limit = limit();
-    if dims == 0
-        || usize::try_from(dir.nodes)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(per_node)
-            > limit
-    {
+    let used = KEPT.with_borrow(|k| k.bytes);
+    if dims == 0 || used.saturating_add(estimate) > limit {
         return None;
     }
     let mut disk = Disk::reader(index, g.params, g.space, dir.head, g.seal.clone());
@@ -100,17 +103,13 @@ pub fn graph(index: &Index, meta: &Meta, dir: &DirEntry, g: &Graph, dims: usize)
         .collect();
     let frozen = Frozen::new(g.space, dims, nodes);
     let bytes = frozen.bytes();
-    if bytes > limit {
-        return None;
-    }
     let f = Rc::new(RefCell::new(frozen));
     KEPT.with_borrow_mut(|k| {
-        if k.bytes + bytes > limit {
-            k.graphs.clear();
-            k.bytes = 0;
+        // Read already: this scan walks it either way; it is kept if it fits.
+        if k.bytes + bytes <= limit {
+            k.graphs.insert(at, (dir.version, f.clone()));
+            k.bytes += bytes;
         }
-        k.graphs.insert(at, (dir.version, f.clone()));
-        k.bytes += bytes;
     });
     Some(f)
 }
