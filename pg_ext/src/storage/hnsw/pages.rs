@@ -37,6 +37,12 @@ const VERSION: u32 = 2;
 const DIRECTORY_LOCK: u32 = 0xFFFF_FFFE;
 const KEY_LOCKS: u32 = 0xFFE0_0000;
 
+thread_local! {
+    /// Where this backend found each key's directory entry, by index OID and key.
+    static PLACES: std::cell::RefCell<rustc_hash::FxHashMap<(pg_sys::Oid, [u8; 16]), ItemId>> =
+        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
+}
+
 /// Every page's special space.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -391,8 +397,53 @@ impl Index {
         out
     }
 
+    /// The directory entry of `key`. Entries never move once added, so a backend remembers
+    /// where it found each key and looks there first (checked: a directory page, the line, the
+    /// key), instead of reading the whole directory of an index with many keys every time.
     pub fn find(&self, key: &[u8; 16]) -> Option<(ItemId, DirEntry)> {
-        self.entries().into_iter().find(|(_, e)| &e.key == key)
+        // SAFETY: the relation is open.
+        let rel = unsafe { (*self.rel).rd_id };
+        if let Some(at) = PLACES.with_borrow(|p| p.get(&(rel, *key)).copied()) {
+            if let Some(e) = self.entry_if(at, key) {
+                return Some((at, e));
+            }
+        }
+        let found = self.entries().into_iter().find(|(_, e)| &e.key == key);
+        if let Some((at, _)) = found {
+            PLACES.with_borrow_mut(|p| p.insert((rel, *key), at));
+        }
+        found
+    }
+
+    /// The directory entry at `at` if it is there and is `key`'s (a remembered place can be
+    /// stale after a REINDEX or a TRUNCATE).
+    fn entry_if(&self, at: ItemId, key: &[u8; 16]) -> Option<DirEntry> {
+        if at.block == 0 || at.block >= self.blocks() {
+            return None;
+        }
+        let buf = self.read(at.block, false);
+        // SAFETY: the page is locked; the item is read only if the page is a directory page
+        // and the line holds an entry.
+        unsafe {
+            let page = pg_sys::BufferGetPage(buf);
+            let mut found = None;
+            if !pg_sys::PageIsNew(page)
+                && (*opaque(page)).kind == KIND_DIRECTORY
+                && at.offset >= 1
+                && at.offset <= pg_sys::PageGetMaxOffsetNumber(page)
+            {
+                let item = pg_sys::PageGetItemId(page, at.offset);
+                if (*item).lp_len() as usize == std::mem::size_of::<DirEntry>() {
+                    let e: DirEntry =
+                        std::ptr::read_unaligned(pg_sys::PageGetItem(page, item).cast());
+                    if &e.key == key {
+                        found = Some(e);
+                    }
+                }
+            }
+            pg_sys::UnlockReleaseBuffer(buf);
+            found
+        }
     }
 
     /// The directory entry of `key`, added (empty) if there is none. The caller holds the
