@@ -23,7 +23,6 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgMemoryContexts;
 use sealstore_core::distance::Metric;
 use sealstore_core::topk::{Rank, TopK};
 
@@ -169,11 +168,7 @@ unsafe extern "C-unwind" fn vacuum_cleanup(
 ) -> *mut pg_sys::IndexBulkDeleteResult {
     // SAFETY: `info` is VACUUM's description of the index; `stats` is null or palloc'd.
     unsafe {
-        let stats = if stats.is_null() {
-            PgBox::<pg_sys::IndexBulkDeleteResult>::alloc0().into_pg()
-        } else {
-            stats
-        };
+        let stats = crate::storage::index_am::stats_or_new(stats);
         (*stats).num_pages = 0;
         (*stats).estimated_count = (*info).estimated_count;
         (*stats).num_index_tuples = (*info).num_heap_tuples;
@@ -408,18 +403,8 @@ unsafe extern "C-unwind" fn begin_scan(
     nkeys: std::ffi::c_int,
     norderbys: std::ffi::c_int,
 ) -> pg_sys::IndexScanDesc {
-    // SAFETY: the standard set-up of an index scan; the state lives as long as the memory
-    // context the executor runs the scan in.
-    unsafe {
-        let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
-        // The access method allots the ORDER BY values it reports (as gistbeginscan does).
-        let n = usize::try_from(norderbys).unwrap_or(0).max(1);
-        (*scan).xs_orderbyvals = pg_sys::palloc0(n * std::mem::size_of::<pg_sys::Datum>()).cast();
-        (*scan).xs_orderbynulls = pg_sys::palloc0(n * std::mem::size_of::<bool>()).cast();
-        let state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(Scan::new());
-        (*scan).opaque = state.cast();
-        scan
-    }
+    // SAFETY: PostgreSQL calls this as the access method's ambeginscan.
+    unsafe { crate::storage::index_am::begin_scan(index, nkeys, norderbys, Scan::new()) }
 }
 
 #[pg_guard]

@@ -1,10 +1,10 @@
 //! What the two index access methods (`flat`, `hnsw`) share: an `IndexAmRoutine` for an index
 //! scanned in order of a distance operator (`ORDER BY column <op> value`, four strategies, no
-//! support functions, no uniqueness, no backward, bitmap or parallel scans), and the V1
-//! calling convention record of their handlers.
+//! support functions, no uniqueness, no backward, bitmap or parallel scans), the V1 calling
+//! convention record of their handlers, a scan's set-up, and VACUUM's statistics.
 
 use pgrx::pg_sys;
-use pgrx::PgBox;
+use pgrx::{PgBox, PgMemoryContexts};
 
 /// The record every `pg_finfo_<handler>` returns.
 pub static FINFO_V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
@@ -41,4 +41,41 @@ pub fn distance_ordered(
     am.amkeytype = pg_sys::InvalidOid;
     callbacks(&mut am);
     am.into_pg().into()
+}
+
+/// `ambeginscan` for a distance-ordered scan whose state is `state`: room for the ORDER BY
+/// values the access method reports (as gistbeginscan allots them), and the state attached to
+/// the scan's memory context (dropped with it).
+///
+/// # Safety
+/// `index` is an open index; PostgreSQL calls this as its `ambeginscan`.
+pub unsafe fn begin_scan<S>(
+    index: pg_sys::Relation,
+    nkeys: std::ffi::c_int,
+    norderbys: std::ffi::c_int,
+    state: S,
+) -> pg_sys::IndexScanDesc {
+    // SAFETY: the standard set-up of an index scan; the state lives as long as the memory
+    // context the executor runs the scan in.
+    unsafe {
+        let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+        let n = usize::try_from(norderbys).unwrap_or(0).max(1);
+        (*scan).xs_orderbyvals = pg_sys::palloc0(n * std::mem::size_of::<pg_sys::Datum>()).cast();
+        (*scan).xs_orderbynulls = pg_sys::palloc0(n * std::mem::size_of::<bool>()).cast();
+        let state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state);
+        (*scan).opaque = state.cast();
+        scan
+    }
+}
+
+/// VACUUM's statistics: those an earlier pass returned, or new zeroed ones.
+pub fn stats_or_new(
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    if stats.is_null() {
+        // SAFETY: a zeroed palloc of the struct, in VACUUM's memory context.
+        unsafe { PgBox::<pg_sys::IndexBulkDeleteResult>::alloc0() }.into_pg()
+    } else {
+        stats
+    }
 }

@@ -381,3 +381,6 @@ pub fn open<'k>(
     let key = key_for(header.key_version).ok_or(CryptoError::Authentication)?;
     Ok(crypto::open(key, tenant, &place.context(), envelope)?)
 }
+
+#[cfg(test)]
+mod tests;

@@ -194,6 +194,7 @@ pub(super) unsafe extern "C-unwind" fn build(
             }
         }
         let shape = shape(index);
+        check_table(index, shape);
         let params = params_of(index);
         let idx = Index::new(index);
         idx.create_meta(|m| describe_meta(m, index, shape, &params));
@@ -260,6 +261,7 @@ pub(super) unsafe extern "C-unwind" fn build_empty(index: pg_sys::Relation) {
     // SAFETY: the index is open; its init fork gets the metapage of an empty index.
     unsafe {
         let shape = shape(index);
+        check_table(index, shape);
         let params = params_of(index);
         let buf = pg_sys::ReadBufferExtended(
             index,

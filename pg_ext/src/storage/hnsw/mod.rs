@@ -223,14 +223,8 @@ unsafe fn shape(index: pg_sys::Relation) -> Shape {
                 } else {
                     included.is_empty()
                 };
-            // Only sealstore.documents: an index of another table would open envelopes it was
-            // handed (with any collection's tenant's key) outside every function's checks.
-            let nsp = pg_sys::get_namespace_oid(c"sealstore".as_ptr(), true);
-            let documents = pg_sys::get_relname_relid(c"documents".as_ptr(), nsp);
-            let on_documents =
-                documents != pg_sys::InvalidOid && (*(*index).rd_index).indrelid == documents;
-            if !fits || !on_documents {
-                unsupported("the collection operator classes are for sealstore.documents' graphs (sql/hnsw.sql): (collection_id, embedding) or (collection_id, sealed_embedding) INCLUDE (tenant_id, id)");
+            if !fits {
+                unsupported(COLLECTIONS_ONLY);
             }
             Form::Collections { sealed }
         };
@@ -246,6 +240,28 @@ unsafe fn shape(index: pg_sys::Relation) -> Shape {
             key,
             vector_att,
             form,
+        }
+    }
+}
+
+const COLLECTIONS_ONLY: &str = "the collection operator classes are for sealstore.documents' graphs (sql/hnsw.sql): (collection_id, embedding) or (collection_id, sealed_embedding) INCLUDE (tenant_id, id)";
+
+/// Refuses an index of collections on any table but `sealstore.documents`: it would open
+/// envelopes it was handed (with any collection's tenant's key) outside every function's
+/// checks. Checked when the index is built, the only way one comes to exist.
+///
+/// # Safety
+/// `index` is an open hnsw index of `shape`.
+unsafe fn check_table(index: pg_sys::Relation, shape: Shape) {
+    if shape.form == Form::Column {
+        return;
+    }
+    // SAFETY: per the contract; catalog lookups by name.
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"sealstore".as_ptr(), true);
+        let documents = pg_sys::get_relname_relid(c"documents".as_ptr(), nsp);
+        if documents == pg_sys::InvalidOid || (*(*index).rd_index).indrelid != documents {
+            unsupported(COLLECTIONS_ONLY);
         }
     }
 }

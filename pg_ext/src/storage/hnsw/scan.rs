@@ -3,7 +3,6 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgMemoryContexts;
 use sealstore_core::distance::Metric;
 use sealstore_core::graph::record::ItemId;
 use sealstore_core::graph::{self, Entry, Near, Params, Space};
@@ -88,17 +87,8 @@ pub(super) unsafe extern "C-unwind" fn begin_scan(
     nkeys: std::ffi::c_int,
     norderbys: std::ffi::c_int,
 ) -> pg_sys::IndexScanDesc {
-    // SAFETY: the standard set-up of an index scan; the state lives as long as the memory
-    // context the executor runs the scan in.
-    unsafe {
-        let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
-        let n = usize::try_from(norderbys).unwrap_or(0).max(1);
-        (*scan).xs_orderbyvals = pg_sys::palloc0(n * std::mem::size_of::<pg_sys::Datum>()).cast();
-        (*scan).xs_orderbynulls = pg_sys::palloc0(n * std::mem::size_of::<bool>()).cast();
-        let state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(Scan::new());
-        (*scan).opaque = state.cast();
-        scan
-    }
+    // SAFETY: PostgreSQL calls this as the access method's ambeginscan.
+    unsafe { crate::storage::index_am::begin_scan(index, nkeys, norderbys, Scan::new()) }
 }
 
 #[pg_guard]

@@ -21,11 +21,7 @@ pub(super) unsafe extern "C-unwind" fn bulk_delete(
 ) -> *mut pg_sys::IndexBulkDeleteResult {
     // SAFETY: VACUUM passes the open index and the callback that says which TIDs are gone.
     unsafe {
-        let stats = if stats.is_null() {
-            PgBox::<pg_sys::IndexBulkDeleteResult>::alloc0().into_pg()
-        } else {
-            stats
-        };
+        let stats = crate::storage::index_am::stats_or_new(stats);
         let idx = Index::new((*info).index);
         let meta = idx.meta();
         let Some(callback) = callback else {
@@ -120,7 +116,7 @@ pub(super) unsafe extern "C-unwind" fn vacuum_cleanup(
         if !stats.is_null() {
             return stats;
         }
-        let stats = PgBox::<pg_sys::IndexBulkDeleteResult>::alloc0().into_pg();
+        let stats = crate::storage::index_am::stats_or_new(std::ptr::null_mut());
         let idx = Index::new((*info).index);
         for (_, dir) in idx.entries() {
             (*stats).num_index_tuples += dir.nodes as f64;
